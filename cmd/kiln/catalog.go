@@ -1,0 +1,94 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"kiln.dev/kiln/init/supervisor"
+	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/dhcp"
+	"kiln.dev/kiln/services/dns"
+	"kiln.dev/kiln/services/httpboot"
+	"kiln.dev/kiln/services/mgmt"
+	"kiln.dev/kiln/services/svc"
+	"kiln.dev/kiln/services/tftp"
+)
+
+// catalogEntry is one service built into kiln.
+type catalogEntry struct {
+	name string
+	// deps must be ready before this service starts.
+	deps []string
+	// enabled gives the default when the config has no services.<name>.enabled.
+	enabled func(config.Config) bool
+	run     svc.RunFunc
+}
+
+// serviceCatalog lists every service kiln can run. Adding one is one line here.
+func serviceCatalog() []catalogEntry {
+	return []catalogEntry{
+		{name: "mgmt", enabled: always, run: mgmt.Run},
+		{name: "dhcp", enabled: provisioning, run: dhcp.Run},
+		{name: "dns", enabled: provisioning, run: dns.Run},
+		{name: "tftp", enabled: provisioning, run: tftp.Run},
+		{name: "httpboot", enabled: provisioning, run: httpboot.Run},
+	}
+}
+
+func always(config.Config) bool { return true }
+
+// provisioning services are on by default once the config provisions a subnet.
+func provisioning(c config.Config) bool { return len(c.Provisioning.Subnets) > 0 }
+
+func findService(name string) (catalogEntry, bool) {
+	i := slices.IndexFunc(serviceCatalog(), func(e catalogEntry) bool { return e.name == name })
+	if i < 0 {
+		return catalogEntry{}, false
+	}
+	return serviceCatalog()[i], true
+}
+
+func serviceNames() []string {
+	var names []string
+	for _, e := range serviceCatalog() {
+		names = append(names, e.name)
+	}
+	return names
+}
+
+// serviceSpecs turns the catalog and cfg into the supervisor's specs; each
+// service runs "kiln service <name> --config F --state DIR --run DIR". Paths
+// must be absolute (services run in /).
+func serviceSpecs(cfg config.Config, configPath, stateDir, runDir string) ([]supervisor.Spec, error) {
+	for name := range cfg.Services {
+		if _, ok := findService(name); !ok {
+			return nil, fmt.Errorf("%w:\n%w", config.ErrInvalid, &config.FieldError{
+				Field:   "services." + name,
+				Problem: fmt.Sprintf("kiln has no service %q", name),
+				Fix:     "use one of: " + strings.Join(serviceNames(), ", "),
+			})
+		}
+	}
+	for _, p := range []string{configPath, stateDir, runDir} {
+		if p != "" && !filepath.IsAbs(p) {
+			return nil, fmt.Errorf("path %q is not absolute", p)
+		}
+	}
+	var specs []supervisor.Spec
+	for _, e := range serviceCatalog() {
+		args := []string{"service", e.name}
+		if configPath != "" {
+			args = append(args, "--config", configPath)
+		}
+		args = append(args, "--state", stateDir, "--run", runDir)
+		specs = append(specs, supervisor.Spec{
+			Name:    e.name,
+			Args:    args,
+			Deps:    e.deps,
+			Enabled: cfg.Enabled(e.name, e.enabled(cfg)),
+		})
+	}
+	return specs, nil
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"kiln.dev/kiln/image"
+	"kiln.dev/kiln/image/debs"
+	"kiln.dev/kiln/image/hosttool"
+)
+
+const imageUsage = `usage: kiln image build [flags]   build out/kiln.img and out/kiln.qcow2
+       kiln image lock [--lock F]   pin the current Debian packages (make lock)
+       kiln image fetch             download the pinned packages into the cache`
+
+// runImage builds the appliance disk image or refreshes the package lock.
+func runImage(ctx context.Context, args []string, s stdio) error {
+	if len(args) == 0 {
+		fmt.Fprintln(s.err, imageUsage)
+		return fmt.Errorf("image: no subcommand: %w", errUsage)
+	}
+	switch args[0] {
+	case "build":
+		return runImageBuild(ctx, args[1:], s)
+	case "lock":
+		return runImageLock(ctx, args[1:], s)
+	case "fetch":
+		return runImageFetch(ctx, args[1:], s)
+	case "-h", "--help", "help":
+		fmt.Fprintln(s.out, imageUsage)
+		return nil
+	}
+	fmt.Fprintln(s.err, imageUsage)
+	return fmt.Errorf("image: unknown subcommand %q: %w", args[0], errUsage)
+}
+
+func runImageBuild(ctx context.Context, args []string, s stdio) error {
+	fs := flag.NewFlagSet("image build", flag.ContinueOnError)
+	fs.SetOutput(s.err)
+	out := fs.String("out", "out/kiln.img", "raw disk image to write")
+	qcow2 := fs.String("qcow2", "out/kiln.qcow2", "qcow2 copy to write (empty: none)")
+	lock := fs.String("lock", "image/packages.lock", "package lock file")
+	cache := fs.String("cache", "out/cache/debs", "directory caching downloaded .debs")
+	kiln := fs.String("kiln", "out/kiln", "kiln binary for /sbin/kiln")
+	stage1 := fs.String("stage1", "out/kiln-stage1", "stage-1 binary for the initramfs /init")
+	busybox := fs.String("busybox", "out/bb", "u-root busybox for /bin (empty: none; build with make out/bb)")
+	applianceID := fs.String("appliance-id", "kiln-dev", "appliance ID: seeds the disk GUID and partition UUIDs")
+	version := fs.String("version", "dev", "release string shown in the boot menu and /etc/os-release")
+	generation := fs.Int("generation", 1, "OTA generation of the image's boot entry")
+	helloInit := fs.String("hello-init", "", "build a baseline image whose initramfs /init is this program")
+	payloads := fs.String("payloads", "", "write only the payloads (vmlinuz, initrd, root.squashfs) to this directory")
+	comp := fs.String("compression", image.DefaultCompression, "root squashfs compression: zstd or xz")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("image build: %w", errUsage)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("image build: unexpected argument %q: %w", fs.Arg(0), errUsage)
+	}
+	l, err := debs.ReadLock(*lock)
+	if err != nil {
+		return err
+	}
+	spec := image.Spec{
+		Lock: l, CacheDir: *cache, Kiln: *kiln, Stage1: *stage1, Busybox: *busybox, HelloInit: *helloInit,
+		ApplianceID: *applianceID, Version: *version, Generation: *generation, Compression: *comp,
+		Logger: slog.New(slog.NewTextHandler(s.err, nil)),
+	}
+	if err := spec.Validate(); err != nil {
+		return fmt.Errorf("image build:\n%w", err)
+	}
+	if err := hosttool.Check(image.RequiredTools(*qcow2 != "" && *payloads == "")...); err != nil {
+		return fmt.Errorf("image build:\n%w", err)
+	}
+	start := time.Now()
+	work, err := os.MkdirTemp("", "kiln-image-")
+	if err != nil {
+		return fmt.Errorf("creating work dir: %w", err)
+	}
+	defer os.RemoveAll(work)
+	spec.WorkDir = work
+
+	if *payloads != "" {
+		p, err := image.BuildPayloads(ctx, spec, work)
+		if err != nil {
+			return err
+		}
+		if err := image.WritePayloads(p, *payloads); err != nil {
+			return err
+		}
+		for _, name := range []string{image.PayloadKernel, image.PayloadInitrd, image.PayloadRoot} {
+			if err := printSum(s, filepath.Join(*payloads, name)); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(s.out, "payloads for kernel %s built in %s\n", p.KernelRelease, time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	res, err := image.Build(ctx, spec, *out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.out, "%s  %s  (%d bytes; root squashfs %d bytes, initrd %d bytes, kernel %s)\n",
+		res.SHA256, res.Path, res.Size, res.Payloads.RootSize, len(res.Payloads.Initrd), res.Payloads.KernelRelease)
+	if *qcow2 != "" {
+		if err := image.ConvertQcow2(ctx, *out, *qcow2); err != nil {
+			return err
+		}
+		if err := printSum(s, *qcow2); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(s.out, "image built in %s\n", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func printSum(s stdio, path string) error {
+	sum, size, err := image.HashFile(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.out, "%s  %s  (%d bytes)\n", sum, path, size)
+	return nil
+}
+
+func runImageLock(ctx context.Context, args []string, s stdio) error {
+	fs := flag.NewFlagSet("image lock", flag.ContinueOnError)
+	fs.SetOutput(s.err)
+	lock := fs.String("lock", "image/packages.lock", "package lock file to write")
+	cache := fs.String("cache", "out/cache/debs", "directory caching downloaded .debs")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("image lock: %w", errUsage)
+	}
+	l, err := debs.Cache{Dir: *cache}.Refresh(ctx)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*lock, l.Marshal(), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", *lock, err)
+	}
+	for _, p := range l.Pins {
+		fmt.Fprintf(s.out, "%s %s %s\n", p.Name, p.Version, p.SHA256)
+	}
+	fmt.Fprintf(s.out, "wrote %s\n", *lock)
+	return nil
+}
+
+func runImageFetch(ctx context.Context, args []string, s stdio) error {
+	fs := flag.NewFlagSet("image fetch", flag.ContinueOnError)
+	fs.SetOutput(s.err)
+	lock := fs.String("lock", "image/packages.lock", "package lock file")
+	cache := fs.String("cache", "out/cache/debs", "directory caching downloaded .debs")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("image fetch: %w", errUsage)
+	}
+	l, err := debs.ReadLock(*lock)
+	if err != nil {
+		return err
+	}
+	for _, p := range l.Pins {
+		path, err := debs.Cache{Dir: *cache}.Fetch(ctx, p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(s.out, "%s %s ok: %s\n", p.Name, p.Version, path)
+	}
+	return nil
+}

@@ -1,0 +1,97 @@
+// Command kiln is the one multi-call binary of the kiln appliance: the host CLI
+// (image, vm, serve, status …) and, inside the image, PID 1 and the service entry
+// points. Invoked as "init" or "modprobe" (by symlink) it runs that role directly.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// stdio is the set of streams a command reads and writes.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// command is one kiln subcommand.
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string, s stdio) error
+}
+
+// errUsage marks an error caused by how the command was called (exit code 2).
+var errUsage = errors.New("usage")
+
+func commands() map[string]command {
+	return map[string]command{
+		"image":    {"build the appliance disk image (kiln image build)", runImage},
+		"vm":       {"boot an image in QEMU (kiln vm run)", runVM},
+		"serve":    {"run the supervisor and services on this host", runServe},
+		"status":   {"show the supervisor's service status", runStatus},
+		"service":  {"run one service (started by the supervisor)", runService},
+		"init":     {"run as PID 1 inside the appliance", runInit},
+		"modprobe": {"load a kernel module and its dependencies", runModprobe},
+		"version":  {"print the version", runVersion},
+		"hosts":    {"import or export the machine database's hosts (kiln hosts import|export)", runHosts},
+		"config":   {"check a config file (kiln config validate --config F)", runConfig},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args, stdio{os.Stdin, os.Stdout, os.Stderr})
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kiln: %v\n", err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, s stdio) error {
+	cmds := commands()
+	// Multi-call: a symlink named after a command runs it directly.
+	if base := filepath.Base(args[0]); base != "kiln" {
+		if c, ok := cmds[base]; ok {
+			return c.run(ctx, args[1:], s)
+		}
+	}
+	if len(args) < 2 || args[1] == "help" || args[1] == "-h" || args[1] == "--help" {
+		usage(s.out, cmds)
+		if len(args) < 2 {
+			return fmt.Errorf("no command given: %w", errUsage)
+		}
+		return nil
+	}
+	c, ok := cmds[args[1]]
+	if !ok {
+		usage(s.err, cmds)
+		return fmt.Errorf("unknown command %q: %w", args[1], errUsage)
+	}
+	return c.run(ctx, args[2:], s)
+}
+
+func usage(w io.Writer, cmds map[string]command) {
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("usage: kiln <command> [flags]\n\ncommands:\n")
+	for _, n := range names {
+		fmt.Fprintf(&b, "  %-10s %s\n", n, cmds[n].summary)
+	}
+	io.WriteString(w, b.String())
+}

@@ -1,0 +1,189 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"kiln.dev/kiln/image/hosttool"
+	"kiln.dev/kiln/partitions"
+)
+
+// testBinary returns $env when set, else builds pkg into dir.
+func testBinary(t *testing.T, env, pkg, dir string) string {
+	t.Helper()
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -buildid=", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+// TestBuildImage builds the image twice and checks the bytes match and the real
+// tools accept the partition table, the ESP and both roots.
+func TestBuildImage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping: builds two full images (-short)")
+	}
+	for _, tool := range []hosttool.Tool{hosttool.Mksquashfs, hosttool.Unsquashfs, hosttool.Sgdisk, hosttool.FsckVfat, hosttool.QemuImg} {
+		if _, err := tool.Path(); err != nil {
+			t.Skipf("skipping: %v", err)
+		}
+	}
+	lock := cachedLock(t)
+	bins := t.TempDir()
+	// Any static binary serves as /init here; stage 1 is tested by booting.
+	hello := testBinary(t, "KILN_STAGE1", "kiln.dev/kiln/image/hello", bins)
+	kiln := testBinary(t, "KILN_BIN", "kiln.dev/kiln/cmd/kiln", bins)
+	spec := Spec{
+		Lock: lock, CacheDir: cacheDir(), Kiln: kiln, Stage1: hello, Busybox: os.Getenv("KILN_BUSYBOX"),
+		ApplianceID: "kiln-test", Version: "test", Generation: 3,
+	}
+	ctx := context.Background()
+	var sums []string
+	var imgs []string
+	for i := range 2 {
+		dir := t.TempDir()
+		s := spec
+		s.WorkDir = dir
+		out := filepath.Join(dir, "kiln.img")
+		res, err := Build(ctx, s, out)
+		if err != nil {
+			t.Fatalf("Build #%d: %v", i+1, err)
+		}
+		if res.Size != int64(partitions.ImageSize()) {
+			t.Errorf("image size = %d, want %d", res.Size, partitions.ImageSize())
+		}
+		sums = append(sums, res.SHA256)
+		imgs = append(imgs, out)
+		if i == 0 {
+			payloads := filepath.Join(dir, "payloads")
+			if err := WritePayloads(res.Payloads, payloads); err != nil {
+				t.Fatal(err)
+			}
+			checkPayloadsInImage(t, out, payloads)
+		}
+	}
+	if sums[0] != sums[1] {
+		t.Fatalf("two builds from the same inputs: sha256 %s and %s, want identical", sums[0], sums[1])
+	}
+	img := imgs[0]
+
+	if out, err := exec.Command("sgdisk", "-v", img).CombinedOutput(); err != nil || !strings.Contains(string(out), "No problems found") {
+		t.Errorf("sgdisk -v: %v\n%s", err, out)
+	}
+	out, err := exec.Command("sgdisk", "-i", "2", img).CombinedOutput()
+	if want := partitions.PartUUID("kiln-test", partitions.RoleRootA); err != nil || !strings.Contains(string(out), want) {
+		t.Errorf("sgdisk -i 2: root-a unique GUID is not %s: %v\n%s", want, err, out)
+	}
+
+	espPart, _ := partitions.ByRole(partitions.RoleESP)
+	espImg := filepath.Join(t.TempDir(), "esp.img")
+	extract(t, img, espImg, espPart)
+	out, err = exec.Command("fsck.vfat", "-n", "-l", espImg).CombinedOutput()
+	if err != nil {
+		t.Errorf("fsck.vfat -n on the ESP: %v\n%s", err, out)
+	}
+	for _, want := range []string{"/EFI/BOOT/BOOTX64.EFI", "/loader/loader.conf", "/loader/entries/kiln-3.conf",
+		"/kiln/a/vmlinuz", "/kiln/a/initrd", "/kiln/b/vmlinuz", "/kiln/b/initrd"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("ESP lacks %s:\n%s", want, out)
+		}
+	}
+
+	for _, role := range []partitions.Role{partitions.RoleRootA, partitions.RoleRootB} {
+		p, _ := partitions.ByRole(role)
+		out, err := exec.Command("unsquashfs", "-o", strconv.FormatUint(p.Start, 10), "-l", img).CombinedOutput()
+		if err != nil {
+			t.Errorf("unsquashfs -l %s: %v\n%s", role, err, out)
+			continue
+		}
+		for _, want := range []string{"/sbin/kiln", "/sbin/init", "/sbin/modprobe", "/etc/kiln/kiln.yaml",
+			"/lib/modules/", "/modules.dep", "/usr/share/kiln/ipxe/ipxe.efi", "/sbin/mke2fs", "/lib64/ld-linux-x86-64.so.2"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("root %s lacks %s", role, want)
+			}
+		}
+	}
+
+	data, _ := partitions.ByRole(partitions.RoleData)
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	head := make([]byte, 1<<20)
+	if _, err := f.ReadAt(head, int64(data.Start)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(head, make([]byte, len(head))) {
+		t.Error("data partition is not blank: PID 1 must find no filesystem signature on a fresh image")
+	}
+
+	q1, q2 := filepath.Join(t.TempDir(), "a.qcow2"), filepath.Join(t.TempDir(), "b.qcow2")
+	for i, q := range []string{q1, q2} {
+		if err := ConvertQcow2(ctx, imgs[i], q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s1, _, _ := HashFile(q1)
+	s2, _, _ := HashFile(q2)
+	if s1 != s2 {
+		t.Errorf("qcow2 of identical images: %s and %s, want identical", s1, s2)
+	}
+}
+
+// checkPayloadsInImage checks the payload root squashfs is what root-a holds.
+func checkPayloadsInImage(t *testing.T, img, dir string) {
+	t.Helper()
+	root, err := os.ReadFile(filepath.Join(dir, PayloadRoot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, _ := partitions.ByRole(partitions.RoleRootA)
+	got := make([]byte, len(root))
+	if _, err := f.ReadAt(got, int64(p.Start)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, root) {
+		t.Error("root-a does not start with the payload root.squashfs")
+	}
+	for _, name := range []string{PayloadKernel, PayloadInitrd} {
+		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Size() == 0 {
+			t.Errorf("payload %s missing or empty: %v", name, err)
+		}
+	}
+}
+
+func extract(t *testing.T, img, out string, p partitions.Partition) {
+	t.Helper()
+	in, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	o, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if _, err := io.Copy(o, io.NewSectionReader(in, int64(p.Start), int64(p.Size))); err != nil {
+		t.Fatal(err)
+	}
+}

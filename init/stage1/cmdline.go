@@ -1,0 +1,92 @@
+package stage1
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Cmdline is what stage 1 needs from the kernel command line.
+type Cmdline struct {
+	// RootPARTUUID is the root partition's GPT unique GUID (root=PARTUUID=…).
+	RootPARTUUID string
+	// Slot is kiln.slot: "a" or "b".
+	Slot string
+	// Init overrides the program run after switching root (init=…); default /sbin/init.
+	Init string
+	// Params holds every key=value parameter; flags without '=' map to "".
+	Params map[string]string
+}
+
+// ParseCmdline parses /proc/cmdline. Double quotes group a value with spaces,
+// as the kernel allows. It fails when root= is missing or is not a PARTUUID,
+// naming the parameter and the fix.
+func ParseCmdline(s string) (Cmdline, error) {
+	c := Cmdline{Init: "/sbin/init", Params: map[string]string{}}
+	for _, f := range splitCmdline(s) {
+		if f == "--" { // what follows is for init
+			break
+		}
+		k, v, _ := strings.Cut(f, "=")
+		c.Params[k] = v
+	}
+	root, ok := c.Params["root"]
+	if !ok || root == "" {
+		return c, fmt.Errorf("kernel command line has no root= parameter (the boot entry must say root=PARTUUID=<uuid>)")
+	}
+	uuid, ok := strings.CutPrefix(root, "PARTUUID=")
+	if !ok || !validUUID(uuid) {
+		return c, fmt.Errorf("kernel command line root=%s is not PARTUUID=<uuid> (kiln finds its root by GPT partition UUID; fix the boot entry's options line)", root)
+	}
+	c.RootPARTUUID = strings.ToUpper(uuid)
+	c.Slot = c.Params["kiln.slot"]
+	if v := c.Params["init"]; v != "" {
+		c.Init = v
+	}
+	return c, nil
+}
+
+func splitCmdline(s string) []string {
+	var fields []string
+	var b strings.Builder
+	quoted, have := false, false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			quoted = !quoted
+			have = true
+		case !quoted && (r == ' ' || r == '\t' || r == '\n'):
+			if have {
+				fields = append(fields, b.String())
+				b.Reset()
+				have = false
+			}
+		default:
+			b.WriteRune(r)
+			have = true
+		}
+	}
+	if have {
+		fields = append(fields, b.String())
+	}
+	return fields
+}
+
+// validUUID accepts the 8-4-4-4-12 hex form.
+func validUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, r := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if r != '-' {
+				return false
+			}
+		default:
+			if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,125 @@
+package boottest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"kiln.dev/kiln/qemu"
+)
+
+// Recovery drives the recovery menu and its shell on the serial console, the
+// way an operator with a serial cable would.
+type Recovery struct {
+	t   testing.TB
+	ctx context.Context
+	vm  *qemu.VM
+	n   int // commands run, for unique completion markers
+}
+
+// NewRecovery returns a driver for vm's recovery console.
+func NewRecovery(t testing.TB, ctx context.Context, vm *qemu.VM) *Recovery {
+	return &Recovery{t: t, ctx: ctx, vm: vm}
+}
+
+var (
+	choiceRE = regexp.MustCompile(`choice \[1-8, q\]:`)
+	shellRE  = regexp.MustCompile(`starting a shell`)
+)
+
+func (r *Recovery) expect(re *regexp.Regexp, timeout time.Duration) string {
+	r.t.Helper()
+	l, err := r.vm.Expect(r.ctx, re, timeout)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return l
+}
+
+func (r *Recovery) send(s string) {
+	r.t.Helper()
+	if err := r.vm.SendSerial(s); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// Menu opens the menu: it presses Enter until the menu prompt shows (the
+// console's banner may come before or after "kiln: ready", and Enter typed
+// before the console reads the terminal is lost).
+func (r *Recovery) Menu() {
+	r.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		r.send("\r")
+		_, err := r.vm.Expect(r.ctx, choiceRE, 5*time.Second)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, qemu.ErrTimeout) || time.Now().After(deadline) {
+			r.t.Fatal(err)
+		}
+	}
+}
+
+// Choose types a menu choice (the menu must be showing its prompt).
+func (r *Recovery) Choose(item string) {
+	r.t.Helper()
+	r.send(item + "\r")
+}
+
+// Shell opens the shell from the menu (the menu must be showing its prompt).
+func (r *Recovery) Shell() {
+	r.t.Helper()
+	r.Choose("6")
+	r.expect(shellRE, 30*time.Second)
+	r.Run("true") // wait until the shell reads commands
+}
+
+// Run types a shell command line and waits until it has finished. The
+// completion marker is computed by the shell, so the echo of the typed line
+// never matches it.
+func (r *Recovery) Run(cmd string) {
+	r.t.Helper()
+	r.n++
+	r.send(fmt.Sprintf("%s; echo kiln-done-$((%d+1))\r", cmd, r.n-1))
+	r.expect(regexp.MustCompile(`kiln-done-`+strconv.Itoa(r.n)+`\b`), time.Minute)
+}
+
+// ExitShell leaves the shell and waits for the menu prompt again.
+func (r *Recovery) ExitShell() {
+	r.t.Helper()
+	r.send("exit\r")
+	r.expect(choiceRE, 30*time.Second)
+}
+
+// StatusTable chooses menu item 1 and parses the service table into name →
+// PID (0 when not running). The menu must be showing its prompt.
+func (r *Recovery) StatusTable() map[string]int {
+	r.t.Helper()
+	r.Choose("1")
+	r.expect(regexp.MustCompile(`^SERVICE\s+STATE\s+PID`), 30*time.Second)
+	r.expect(choiceRE, 30*time.Second)
+	lines := r.vm.Lines()
+	start := -1
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i].Text, "SERVICE") && strings.Contains(lines[i].Text, "PID") {
+			start = i
+			break
+		}
+	}
+	out := map[string]int{}
+	for _, l := range lines[start+1:] {
+		f := strings.Fields(l.Text)
+		if len(f) < 3 {
+			break
+		}
+		pid, _ := strconv.Atoi(f[2])
+		out[f[0]] = pid
+	}
+	return out
+}

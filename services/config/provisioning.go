@@ -1,0 +1,327 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Provisioning configures the services that network-boot machines on the LAN:
+// DHCP, DNS, TFTP and HTTP boot. Addresses are kept as strings so validation
+// can name the exact field; the accessor methods return parsed values and are
+// only meaningful on a validated config.
+type Provisioning struct {
+	// Domain is the site's DNS domain handed to clients (option 15) and served
+	// authoritatively by the DNS service, e.g. "hall.example".
+	Domain string `yaml:"domain"`
+	// UpstreamDNS are resolvers the DNS service forwards other names to
+	// ("192.0.2.53" or "192.0.2.53:53").
+	UpstreamDNS []string `yaml:"upstream_dns"`
+	// Subnets are the IPv4 networks kiln provisions.
+	Subnets []Subnet `yaml:"subnets"`
+}
+
+// Subnet modes.
+const (
+	// ModeAuthoritative: kiln is the DHCP server of the subnet and hands out addresses.
+	ModeAuthoritative = "authoritative"
+	// ModeProxy: another server hands out addresses; kiln answers PXE clients with
+	// boot information only (proxyDHCP, PXE spec 2.1).
+	ModeProxy = "proxy"
+	// ModeOff: kiln's DHCP ignores the subnet.
+	ModeOff = "off"
+)
+
+// Foreign DHCP policies: what an authoritative subnet does when another DHCP
+// server answers on its link at start.
+const (
+	ForeignRefuse = "refuse" // do not serve the subnet, report the other server
+	ForeignWarn   = "warn"   // log a warning and serve anyway
+)
+
+// Defaults applied when a field is empty.
+const (
+	DefaultLeaseTime    = 12 * time.Hour
+	DefaultHTTPBootPort = 8080 // port of the HTTP boot service when boot.http_base is empty
+)
+
+// Subnet is one provisioned IPv4 network.
+type Subnet struct {
+	// Name identifies the subnet in leases and logs (e.g. "hall-a").
+	Name string `yaml:"name"`
+	// Interface is the local interface attached to the subnet. Empty means the
+	// subnet is reached through a DHCP relay (requests carry giaddr in CIDR).
+	Interface string `yaml:"interface"`
+	// CIDR is the network, e.g. "10.0.0.0/24".
+	CIDR string `yaml:"cidr"`
+	// Mode is authoritative, proxy or off.
+	Mode string `yaml:"mode"`
+	// Pool is the dynamic range for machines without a reservation (authoritative only).
+	Pool Pool `yaml:"pool"`
+	// Router is the default gateway (option 3); empty sends none.
+	Router string `yaml:"router"`
+	// DNS servers (option 6); empty means kiln's own address on the subnet.
+	DNS []string `yaml:"dns"`
+	// NTP servers (option 42).
+	NTP []string `yaml:"ntp"`
+	// MTU is the interface MTU (option 26); 0 sends none.
+	MTU int `yaml:"mtu"`
+	// Syslog servers (option 7).
+	Syslog []string `yaml:"syslog"`
+	// LeaseTime of dynamic and reserved leases; 0 means DefaultLeaseTime.
+	LeaseTime time.Duration `yaml:"lease_time"`
+	// Boot says where network boot programs and scripts come from.
+	Boot Boot `yaml:"boot"`
+	// ForeignDHCP is the policy when another DHCP server answers on the link:
+	// refuse (default) or warn. Only used by authoritative subnets.
+	ForeignDHCP string `yaml:"foreign_dhcp"`
+}
+
+// Pool is an inclusive address range.
+type Pool struct {
+	Start string `yaml:"start"`
+	End   string `yaml:"end"`
+}
+
+// Boot locates network boot resources.
+type Boot struct {
+	// HTTPBase is the URL prefix iPXE fetches scripts from
+	// (<http_base>/boot/<mac>.ipxe); empty means http://<kiln's address>:8080.
+	HTTPBase string `yaml:"http_base"`
+	// TFTPServer is the TFTP address (siaddr, option 66); empty means kiln's address.
+	TFTPServer string `yaml:"tftp_server"`
+}
+
+// Prefix returns the parsed CIDR (zero if invalid).
+func (s Subnet) Prefix() netip.Prefix {
+	p, _ := netip.ParsePrefix(s.CIDR)
+	return p
+}
+
+// PoolRange returns the parsed pool bounds; both are zero when there is no pool.
+func (s Subnet) PoolRange() (start, end netip.Addr) {
+	start, _ = netip.ParseAddr(s.Pool.Start)
+	end, _ = netip.ParseAddr(s.Pool.End)
+	return start, end
+}
+
+// RouterAddr returns the parsed router (zero if none).
+func (s Subnet) RouterAddr() netip.Addr {
+	a, _ := netip.ParseAddr(s.Router)
+	return a
+}
+
+// DNSAddrs, NTPAddrs and SyslogAddrs return the parsed server lists.
+func (s Subnet) DNSAddrs() []netip.Addr    { return parseAddrs(s.DNS) }
+func (s Subnet) NTPAddrs() []netip.Addr    { return parseAddrs(s.NTP) }
+func (s Subnet) SyslogAddrs() []netip.Addr { return parseAddrs(s.Syslog) }
+
+// Lease returns the lease time with the default applied.
+func (s Subnet) Lease() time.Duration {
+	if s.LeaseTime == 0 {
+		return DefaultLeaseTime
+	}
+	return s.LeaseTime
+}
+
+// Foreign returns the foreign-DHCP policy with the default applied.
+func (s Subnet) Foreign() string {
+	if s.ForeignDHCP == "" {
+		return ForeignRefuse
+	}
+	return s.ForeignDHCP
+}
+
+// HTTPBase returns boot.http_base without a trailing slash, or the default for
+// a kiln reachable at self.
+func (s Subnet) HTTPBase(self netip.Addr) string {
+	if s.Boot.HTTPBase != "" {
+		return strings.TrimRight(s.Boot.HTTPBase, "/")
+	}
+	return fmt.Sprintf("http://%s:%d", self, DefaultHTTPBootPort)
+}
+
+// TFTPAddr returns boot.tftp_server, or self when empty.
+func (s Subnet) TFTPAddr(self netip.Addr) netip.Addr {
+	if a, err := netip.ParseAddr(s.Boot.TFTPServer); err == nil {
+		return a
+	}
+	return self
+}
+
+func parseAddrs(ss []string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range ss {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// validate appends every problem of the provisioning section to errs.
+func (p Provisioning) validate(add func(field, problem, fix string)) {
+	if p.Domain != "" && !validDomain(p.Domain) {
+		add("provisioning.domain", fmt.Sprintf("%q is not a valid DNS domain", p.Domain), "use dot-separated labels of letters, digits and '-', e.g. hall.example")
+	}
+	for i, u := range p.UpstreamDNS {
+		if _, err := netip.ParseAddr(u); err == nil {
+			continue
+		}
+		if ap, err := netip.ParseAddrPort(u); err == nil && ap.Port() != 0 {
+			continue
+		}
+		add(fmt.Sprintf("provisioning.upstream_dns[%d]", i), fmt.Sprintf("%q is not an IP address", u), "use an address like 192.0.2.53 or 192.0.2.53:53")
+	}
+	names := map[string]int{}
+	for i, s := range p.Subnets {
+		f := fmt.Sprintf("provisioning.subnets[%d]", i)
+		s.validate(f, add)
+		if s.Name != "" {
+			if j, dup := names[s.Name]; dup {
+				add(f+".name", fmt.Sprintf("%q is also the name of provisioning.subnets[%d]", s.Name, j), "give every subnet its own name")
+			}
+			names[s.Name] = i
+		}
+		pi := s.Prefix()
+		if !pi.IsValid() || s.Mode == ModeOff {
+			continue
+		}
+		for j := range i {
+			pj := p.Subnets[j].Prefix()
+			if pj.IsValid() && p.Subnets[j].Mode != ModeOff && pi.Overlaps(pj) {
+				add(f+".cidr", fmt.Sprintf("%s overlaps provisioning.subnets[%d].cidr %s", pi, j, pj), "make subnets disjoint, or set one to mode: off")
+			}
+		}
+	}
+}
+
+func (s Subnet) validate(f string, add func(field, problem, fix string)) {
+	if s.Name == "" {
+		add(f+".name", "missing", "name the subnet, e.g. name: hall-a")
+	} else if !validHostname(s.Name) {
+		add(f+".name", fmt.Sprintf("%q is not a valid name", s.Name), "use 1-63 letters, digits and '-'")
+	}
+	switch s.Mode {
+	case ModeAuthoritative, ModeProxy, ModeOff:
+	case "":
+		add(f+".mode", "missing", "set mode: authoritative (kiln hands out addresses), proxy (another DHCP server does) or off")
+	default:
+		add(f+".mode", fmt.Sprintf("unknown mode %q", s.Mode), "use authoritative, proxy or off")
+	}
+	if len(s.Interface) > 15 || strings.ContainsAny(s.Interface, "/ \t") {
+		add(f+".interface", fmt.Sprintf("%q is not a valid interface name", s.Interface), "use the name shown by `ip link`, at most 15 characters")
+	}
+	if s.Mode == ModeProxy && s.Interface == "" {
+		add(f+".interface", "missing", "proxy mode answers on a local link: name the interface attached to the subnet")
+	}
+	prefix, err := netip.ParsePrefix(s.CIDR)
+	switch {
+	case s.CIDR == "":
+		add(f+".cidr", "missing", "set the network, e.g. cidr: 10.0.0.0/24")
+		return
+	case err != nil || !prefix.Addr().Is4():
+		add(f+".cidr", fmt.Sprintf("%q is not an IPv4 network", s.CIDR), "use address/length, e.g. 10.0.0.0/24")
+		return
+	case prefix.Masked() != prefix:
+		add(f+".cidr", fmt.Sprintf("%s has host bits set", s.CIDR), fmt.Sprintf("use %s", prefix.Masked()))
+		return
+	case prefix.Bits() > 30:
+		add(f+".cidr", fmt.Sprintf("%s is too small for DHCP", s.CIDR), "use a prefix of /30 or shorter")
+		return
+	}
+	// host reports whether a is a usable host address of the subnet.
+	host := func(field, val string, required bool) (netip.Addr, bool) {
+		if val == "" {
+			if required {
+				add(field, "missing", fmt.Sprintf("set an address inside %s", prefix))
+			}
+			return netip.Addr{}, false
+		}
+		a, err := netip.ParseAddr(val)
+		if err != nil || !a.Is4() {
+			add(field, fmt.Sprintf("%q is not an IPv4 address", val), fmt.Sprintf("use an address inside %s", prefix))
+			return netip.Addr{}, false
+		}
+		if !prefix.Contains(a) {
+			add(field, fmt.Sprintf("%s is outside cidr %s", a, prefix), fmt.Sprintf("use an address inside %s", prefix))
+			return netip.Addr{}, false
+		}
+		if a == prefix.Addr() || a == broadcast(prefix) {
+			add(field, fmt.Sprintf("%s is the network or broadcast address of %s", a, prefix), "use a host address")
+			return netip.Addr{}, false
+		}
+		return a, true
+	}
+	router, hasRouter := host(f+".router", s.Router, false)
+	switch s.Mode {
+	case ModeAuthoritative:
+		start, okS := host(f+".pool.start", s.Pool.Start, true)
+		end, okE := host(f+".pool.end", s.Pool.End, true)
+		if okS && okE && end.Less(start) {
+			add(f+".pool.end", fmt.Sprintf("%s is before pool.start %s", end, start), "swap start and end")
+		} else if okS && okE && hasRouter && !router.Less(start) && !end.Less(router) {
+			add(f+".router", fmt.Sprintf("%s is inside the pool %s-%s", router, start, end), "move the router out of the pool or shrink the pool")
+		}
+	case ModeProxy:
+		if s.Pool != (Pool{}) {
+			add(f+".pool", "a proxy subnet has no pool", "remove pool: the other DHCP server hands out addresses, or use mode: authoritative")
+		}
+	}
+	for _, l := range []struct {
+		name string
+		list []string
+	}{{"dns", s.DNS}, {"ntp", s.NTP}, {"syslog", s.Syslog}} {
+		name := l.name
+		for i, v := range l.list {
+			if a, err := netip.ParseAddr(v); err != nil || !a.Is4() {
+				add(fmt.Sprintf("%s.%s[%d]", f, name, i), fmt.Sprintf("%q is not an IPv4 address", v), "use an address like 192.0.2.1")
+			}
+		}
+	}
+	if s.MTU != 0 && (s.MTU < 576 || s.MTU > 65535) {
+		add(f+".mtu", fmt.Sprintf("%d is out of range", s.MTU), "use 576-65535, or 0 to send no MTU")
+	}
+	if s.LeaseTime != 0 && (s.LeaseTime < time.Minute || s.LeaseTime > 365*24*time.Hour) {
+		add(f+".lease_time", fmt.Sprintf("%s is out of range", s.LeaseTime), "use a duration between 1m and 8760h, e.g. 12h")
+	}
+	if b := s.Boot.HTTPBase; b != "" {
+		u, err := url.Parse(b)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			add(f+".boot.http_base", fmt.Sprintf("%q is not an http(s) URL", b), "use a base URL like http://10.0.0.1:8080 (no query)")
+		}
+	}
+	if t := s.Boot.TFTPServer; t != "" {
+		if a, err := netip.ParseAddr(t); err != nil || !a.Is4() {
+			add(f+".boot.tftp_server", fmt.Sprintf("%q is not an IPv4 address", t), "use the TFTP server's address, or leave it empty for kiln itself")
+		}
+	}
+	switch s.ForeignDHCP {
+	case "", ForeignRefuse, ForeignWarn:
+	default:
+		add(f+".foreign_dhcp", fmt.Sprintf("unknown policy %q", s.ForeignDHCP), "use refuse or warn")
+	}
+}
+
+// broadcast returns the last address of an IPv4 prefix.
+func broadcast(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	n := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	n |= 1<<(32-p.Bits()) - 1
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+}
+
+func validDomain(d string) bool {
+	d = strings.TrimSuffix(d, ".")
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(d, ".") {
+		if !validHostname(l) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,50 @@
+// Package dhcp is kiln's DHCPv4 service: it hands out addresses on the
+// provisioning subnets and tells network-booting machines what to boot.
+//
+// # Modes
+//
+// Each subnet of the config's provisioning section has a mode:
+//
+//   - authoritative: kiln is the subnet's DHCP server. A host's reserved
+//     address (store.Host.IPv4) comes first; everyone else gets a pool address,
+//     probed with ARP before it is offered (an address that answers is set
+//     aside for declineHold). Unknown clients are enrolled as new hosts
+//     ("unknown-525400aabbcc"). Leases live in the store, so a restart keeps
+//     them. Before serving, kiln broadcasts a DISCOVER (repeated every second)
+//     and listens 4 s for another server's OFFER — dnsmasq answers a new
+//     client only after a 3 s ping check: with foreign_dhcp: refuse (the default) Run
+//     fails with ErrForeignServer and a message naming the server and the fix.
+//   - proxy: another server hands out addresses; kiln answers only PXE and
+//     HTTP-boot clients, with boot information and no address (proxyDHCP, PXE
+//     spec 2.1), on port 67 and on the boot-server port 4011.
+//   - off: ignored.
+//
+// Requests with giaddr set come through a relay: the subnet is the one
+// containing giaddr and the reply goes to giaddr:67. Option 82 (circuit-id,
+// remote-id) is recorded with the lease and the boot events, and finds a host
+// whose CircuitID/RemoteID match when its MAC is not known.
+//
+// # Boot files
+//
+//	client                               file
+//	PXE, arch 0 (BIOS)                   undionly.kpxe over TFTP
+//	PXE, arch 7 or 9 (x86-64 UEFI)       ipxe.efi over TFTP, or the host's IPXEBinary (snponly.efi)
+//	HTTPClient, arch 16 (UEFI HTTP)      <http_base>/ipxe/ipxe.efi (or IPXEBinary), option 60 HTTPClient
+//	iPXE (user class "iPXE")             <http_base>/boot/<mac with dashes>.ipxe?token=<host token>
+//
+// iPXE is recognised by its user class so it gets a script and never iPXE
+// again (no chainload loop). siaddr and option 66 name the TFTP server
+// (boot.tftp_server, default kiln's address); PXE offers carry option 60
+// PXEClient and option 43 with PXE_DISCOVERY_CONTROL=8 (boot the named file).
+//
+// # Structure
+//
+// The handler (handle) does the impure work — looking up and enrolling hosts,
+// choosing and probing addresses, writing leases and boot events — and puts
+// its decisions in a state; reply(req, state) builds the packet and is pure,
+// which the golden tests in testdata/ pin down. Packets are read by one
+// goroutine per socket and handled by a fixed pool of workers; a MAC always
+// maps to the same worker (its messages are handled in order) and has a token
+// bucket rate limit. DISCOVERs are answered with broadcasts, like most servers
+// that do not write ARP entries.
+package dhcp

@@ -1,0 +1,399 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+
+	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/store"
+)
+
+// fakeProber answers for the addresses in inUse.
+type fakeProber struct {
+	// mu guards inUse and probed.
+	mu     sync.Mutex
+	inUse  map[netip.Addr]net.HardwareAddr
+	probed []netip.Addr
+}
+
+func (f *fakeProber) Probe(_ context.Context, ip netip.Addr) (net.HardwareAddr, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.probed = append(f.probed, ip)
+	return f.inUse[ip], nil
+}
+
+// testLogger sends slog output to t.Log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "dhcp")
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+type testServer struct {
+	*server
+	db    *store.Store
+	probe *fakeProber
+	clock *time.Time
+	eth1  ingress
+}
+
+func newTestServer(t testing.TB, subs ...config.Subnet) *testServer {
+	t.Helper()
+	db, err := store.Open(context.Background(), store.Path(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	ts := &testServer{db: db, probe: &fakeProber{inUse: map[netip.Addr]net.HardwareAddr{}}, clock: &now}
+	ts.server = &server{log: testLogger(t), db: db, now: func() time.Time { return *ts.clock }, domain: "hall.example", dnsOn: true}
+	if len(subs) == 0 {
+		subs = []config.Subnet{testSubnet()}
+	}
+	for i, c := range subs {
+		sub := newSubnet(i, c)
+		if c.Interface != "" {
+			sub.self = sub.prefix.Addr().Next()
+		}
+		if c.Mode == config.ModeAuthoritative {
+			sub.probe = ts.probe
+		}
+		ts.subnets = append(ts.subnets, sub)
+	}
+	ts.eth1 = ingress{ifname: "eth1", ifaddr: netip.MustParseAddr("10.0.0.1"), dst: netip.MustParseAddr("255.255.255.255"),
+		peer: netip.MustParseAddrPort("0.0.0.0:68")}
+	return ts
+}
+
+func (ts *testServer) do(t testing.TB, req *dhcpv4.DHCPv4, in ingress) (*dhcpv4.DHCPv4, netip.AddrPort) {
+	t.Helper()
+	resp, dst, err := ts.handle(context.Background(), req, in)
+	if err != nil {
+		t.Fatalf("handle(%s) = %v", req.MessageType(), err)
+	}
+	return resp, dst
+}
+
+func msgFrom(t testing.TB, mac string, mt dhcpv4.MessageType, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+	hw, _ := net.ParseMAC(mac)
+	return request(t, mt, append([]dhcpv4.Modifier{dhcpv4.WithHwAddr(hw)}, mods...)...)
+}
+
+func yiaddr(m *dhcpv4.DHCPv4) string {
+	if m == nil {
+		return "<no reply>"
+	}
+	return m.YourIPAddr.String()
+}
+
+func TestDiscoverRequestEnrolls(t *testing.T) {
+	ctx := context.Background()
+	ts := newTestServer(t)
+	mac := "52:54:00:00:00:01"
+	offer, dst := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeDiscover), ts.eth1)
+	if offer.MessageType() != dhcpv4.MessageTypeOffer || yiaddr(offer) != "10.0.0.100" {
+		t.Fatalf("DISCOVER = %s %s, want OFFER 10.0.0.100", offer.MessageType(), yiaddr(offer))
+	}
+	if dst.String() != "255.255.255.255:68" {
+		t.Errorf("OFFER sent to %s, want broadcast", dst)
+	}
+	h, err := ts.db.HostByMAC(ctx, mac)
+	if err != nil || h.Name != "unknown-525400000001" {
+		t.Errorf("HostByMAC after DISCOVER = %q, %v, want unknown-525400000001", h.Name, err)
+	}
+	ack, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeRequest,
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 0, 0, 1))),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(offer.YourIPAddr)),
+		dhcpv4.WithOption(dhcpv4.OptHostName("debian"))), ts.eth1)
+	if ack.MessageType() != dhcpv4.MessageTypeAck || yiaddr(ack) != "10.0.0.100" {
+		t.Fatalf("REQUEST = %s %s, want ACK 10.0.0.100", ack.MessageType(), yiaddr(ack))
+	}
+	l, err := ts.db.LeaseByMAC(ctx, "hall-a", mac)
+	if err != nil || l.State != store.LeaseBound || l.Hostname != "debian" || !l.Expires.Equal(ts.now().Add(time.Hour)) {
+		t.Errorf("lease after ACK = %+v, %v, want bound for 1h with hostname debian", l, err)
+	}
+	evs, _ := ts.db.BootEvents(ctx, mac, 10)
+	if len(evs) != 2 || evs[0].Kind != store.EventDHCPAck || evs[1].Kind != store.EventDHCPOffer || !strings.Contains(evs[0].Detail, "ip=10.0.0.100") {
+		t.Errorf("BootEvents = %+v, want dhcp_ack then dhcp_offer with the address", evs)
+	}
+	// A second client gets the next address; the first keeps its own on rediscover.
+	if o, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:02", dhcpv4.MessageTypeDiscover), ts.eth1); yiaddr(o) != "10.0.0.101" {
+		t.Errorf("DISCOVER (second client) = %s, want 10.0.0.101", yiaddr(o))
+	}
+	if o, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeDiscover), ts.eth1); yiaddr(o) != "10.0.0.100" {
+		t.Errorf("DISCOVER (first client again) = %s, want 10.0.0.100", yiaddr(o))
+	}
+	if l, _ := ts.db.LeaseByMAC(ctx, "hall-a", mac); l.State != store.LeaseBound {
+		t.Errorf("rediscover turned the bound lease into %s", l.State)
+	}
+}
+
+func TestReservation(t *testing.T) {
+	ts := newTestServer(t)
+	_, err := ts.db.CreateHost(context.Background(), store.Host{Name: "pc-07", MACs: []string{"52:54:00:00:00:07"}, IPv4: netip.MustParseAddr("10.0.0.7")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:07", dhcpv4.MessageTypeDiscover), ts.eth1)
+	if yiaddr(offer) != "10.0.0.7" || offer.HostName() != "pc-07" {
+		t.Errorf("DISCOVER (reserved) = %s hostname %q, want 10.0.0.7 pc-07", yiaddr(offer), offer.HostName())
+	}
+	if len(ts.probe.probed) != 0 {
+		t.Errorf("reserved address was probed: %v", ts.probe.probed)
+	}
+	nak, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:07", dhcpv4.MessageTypeRequest,
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(10, 0, 0, 100)))), ts.eth1)
+	if nak.MessageType() != dhcpv4.MessageTypeNak {
+		t.Errorf("REQUEST (not the reservation) = %s, want NAK", nak.MessageType())
+	}
+	// Nobody else may take the reserved address from the pool side.
+	nak, _ = ts.do(t, msgFrom(t, "52:54:00:00:00:08", dhcpv4.MessageTypeRequest,
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(10, 0, 0, 7)))), ts.eth1)
+	if nak.MessageType() != dhcpv4.MessageTypeNak {
+		t.Errorf("REQUEST (someone else's reservation) = %s, want NAK", nak.MessageType())
+	}
+}
+
+func TestConflictProbeAndDecline(t *testing.T) {
+	ctx := context.Background()
+	ts := newTestServer(t)
+	ts.probe.inUse[netip.MustParseAddr("10.0.0.100")] = net.HardwareAddr{2, 0, 0, 0, 0, 9}
+	offer, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:01", dhcpv4.MessageTypeDiscover), ts.eth1)
+	if yiaddr(offer) != "10.0.0.101" {
+		t.Fatalf("DISCOVER with .100 in use = %s, want 10.0.0.101", yiaddr(offer))
+	}
+	if l, err := ts.db.LeaseByIP(ctx, netip.MustParseAddr("10.0.0.100")); err != nil || l.State != store.LeaseDeclined {
+		t.Errorf("lease of probed-busy address = %+v, %v, want declined", l, err)
+	}
+	// The client itself answering for its address is no conflict.
+	ts.probe.inUse[netip.MustParseAddr("10.0.0.101")] = net.HardwareAddr{0x52, 0x54, 0, 0, 0, 1}
+	if o, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:01", dhcpv4.MessageTypeDiscover), ts.eth1); yiaddr(o) != "10.0.0.101" {
+		t.Errorf("DISCOVER answered by the client itself = %s, want 10.0.0.101", yiaddr(o))
+	}
+	// DECLINE sets the address aside; the next DISCOVER gets another.
+	if r, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:01", dhcpv4.MessageTypeDecline,
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(10, 0, 0, 101))),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 0, 0, 1)))), ts.eth1); r != nil {
+		t.Errorf("DECLINE got a reply: %s", r.MessageType())
+	}
+	if o, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:01", dhcpv4.MessageTypeDiscover), ts.eth1); yiaddr(o) != "10.0.0.102" {
+		t.Errorf("DISCOVER after DECLINE = %s, want 10.0.0.102", yiaddr(o))
+	}
+	// After the hold the declined addresses come back.
+	*ts.clock = ts.now().Add(declineHold + time.Minute)
+	if o, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:03", dhcpv4.MessageTypeDiscover), ts.eth1); yiaddr(o) == "<no reply>" {
+		t.Errorf("DISCOVER after hold got no reply")
+	}
+}
+
+func TestPoolExhausted(t *testing.T) {
+	sub := testSubnet()
+	sub.Pool = config.Pool{Start: "10.0.0.100", End: "10.0.0.101"}
+	ts := newTestServer(t, sub)
+	for _, mac := range []string{"52:54:00:00:00:01", "52:54:00:00:00:02"} {
+		if o, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeDiscover), ts.eth1); o == nil {
+			t.Fatalf("DISCOVER(%s) got no offer", mac)
+		}
+	}
+	_, _, err := ts.handle(context.Background(), msgFrom(t, "52:54:00:00:00:03", dhcpv4.MessageTypeDiscover), ts.eth1)
+	if err == nil || !strings.Contains(err.Error(), "provisioning.subnets[0].pool") {
+		t.Errorf("DISCOVER on a full pool = %v, want an error naming provisioning.subnets[0].pool", err)
+	}
+	// Offers run out: the pool is free again.
+	*ts.clock = ts.now().Add(offerHold + time.Second)
+	if o, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:03", dhcpv4.MessageTypeDiscover), ts.eth1); o == nil {
+		t.Errorf("DISCOVER after offers expired got no offer")
+	}
+}
+
+func TestRequestForms(t *testing.T) {
+	ctx := context.Background()
+	ts := newTestServer(t)
+	a, b := "52:54:00:00:00:0a", "52:54:00:00:00:0b"
+	ts.do(t, msgFrom(t, a, dhcpv4.MessageTypeDiscover), ts.eth1)
+	// SELECTING another server: our offer is dropped, no reply.
+	if r, _ := ts.do(t, msgFrom(t, a, dhcpv4.MessageTypeRequest,
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 0, 0, 9))),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(10, 0, 0, 50)))), ts.eth1); r != nil {
+		t.Errorf("REQUEST to another server got %s", r.MessageType())
+	}
+	if l, _ := ts.db.LeaseByMAC(ctx, "hall-a", a); l.State != store.LeaseReleased {
+		t.Errorf("offer after client chose another server is %s, want released", l.State)
+	}
+	// INIT-REBOOT for a free pool address: ACK (authoritative).
+	if r, _ := ts.do(t, msgFrom(t, a, dhcpv4.MessageTypeRequest, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(10, 0, 0, 150)))), ts.eth1); r.MessageType() != dhcpv4.MessageTypeAck || yiaddr(r) != "10.0.0.150" {
+		t.Errorf("INIT-REBOOT for free address = %s %s, want ACK 10.0.0.150", r.MessageType(), yiaddr(r))
+	}
+	// Someone else asking for it: NAK. Outside the pool: NAK. Wrong network: NAK.
+	for _, ip := range []net.IP{net.IPv4(10, 0, 0, 150), net.IPv4(10, 0, 0, 20), net.IPv4(192, 168, 0, 1)} {
+		if r, _ := ts.do(t, msgFrom(t, b, dhcpv4.MessageTypeRequest, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(ip))), ts.eth1); r.MessageType() != dhcpv4.MessageTypeNak {
+			t.Errorf("REQUEST %s by another client = %s, want NAK", ip, r.MessageType())
+		}
+	}
+	// RENEWING: unicast from the client's address, answered to it.
+	renew := msgFrom(t, a, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(net.IPv4(10, 0, 0, 150)), dhcpv4.WithBroadcast(false))
+	in := ts.eth1
+	in.dst, in.peer = netip.MustParseAddr("10.0.0.1"), netip.MustParseAddrPort("10.0.0.150:68")
+	r, dst := ts.do(t, renew, in)
+	if r.MessageType() != dhcpv4.MessageTypeAck || dst.String() != "10.0.0.150:68" {
+		t.Errorf("RENEW = %s to %s, want ACK to 10.0.0.150:68", r.MessageType(), dst)
+	}
+	// RELEASE keeps the row for stickiness; the address comes back on DISCOVER.
+	ts.do(t, msgFrom(t, a, dhcpv4.MessageTypeRelease, dhcpv4.WithClientIP(net.IPv4(10, 0, 0, 150))), in)
+	if l, _ := ts.db.LeaseByMAC(ctx, "hall-a", a); l.State != store.LeaseReleased {
+		t.Errorf("lease after RELEASE is %s, want released", l.State)
+	}
+	if o, _ := ts.do(t, msgFrom(t, a, dhcpv4.MessageTypeDiscover), ts.eth1); yiaddr(o) != "10.0.0.150" {
+		t.Errorf("DISCOVER after RELEASE = %s, want the same 10.0.0.150", yiaddr(o))
+	}
+	// INFORM: options only, to the client's address.
+	inf, dst := ts.do(t, msgFrom(t, a, dhcpv4.MessageTypeInform, dhcpv4.WithClientIP(net.IPv4(10, 0, 0, 150))), in)
+	if inf.MessageType() != dhcpv4.MessageTypeAck || !inf.YourIPAddr.IsUnspecified() || inf.Options.Has(dhcpv4.OptionIPAddressLeaseTime) || dst.String() != "10.0.0.150:68" {
+		t.Errorf("INFORM = %s yiaddr %s to %s, want ACK without address or lease time to 10.0.0.150:68", inf.MessageType(), inf.YourIPAddr, dst)
+	}
+}
+
+func TestRelayAndOption82(t *testing.T) {
+	ctx := context.Background()
+	relayed := config.Subnet{Name: "hall-b", CIDR: "10.1.0.0/24", Mode: config.ModeAuthoritative,
+		Pool: config.Pool{Start: "10.1.0.100", End: "10.1.0.110"}, Router: "10.1.0.1"}
+	ts := newTestServer(t, testSubnet(), relayed)
+	if _, err := ts.db.CreateHost(ctx, store.Host{Name: "rack3-u7", CircuitID: "sw3/7", IPv4: netip.MustParseAddr("10.1.0.37")}); err != nil {
+		t.Fatal(err)
+	}
+	relay := []dhcpv4.Modifier{
+		dhcpv4.WithGatewayIP(net.IPv4(10, 1, 0, 1)),
+		dhcpv4.WithOption(dhcpv4.OptRelayAgentInfo(dhcpv4.OptGeneric(dhcpv4.AgentCircuitIDSubOption, []byte("sw3/7")))),
+	}
+	// Arrives on the unbound relay listener, unicast to kiln's address.
+	in := ingress{dst: netip.MustParseAddr("192.0.2.10"), peer: netip.MustParseAddrPort("10.1.0.1:67")}
+	offer, dst := ts.do(t, msgFrom(t, "52:54:00:00:03:07", dhcpv4.MessageTypeDiscover, relay...), in)
+	if yiaddr(offer) != "10.1.0.37" || dst.String() != "10.1.0.1:67" || addrOf(offer.ServerIdentifier()).String() != "192.0.2.10" {
+		t.Fatalf("relayed DISCOVER = %s to %s server-id %v, want 10.1.0.37 (option 82 match) to 10.1.0.1:67 from 192.0.2.10",
+			yiaddr(offer), dst, offer.ServerIdentifier())
+	}
+	if offer.RelayAgentInfo() == nil {
+		t.Errorf("relayed OFFER lacks the echoed option 82")
+	}
+	if _, err := ts.db.HostByMAC(ctx, "52:54:00:00:03:07"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("option-82-matched client was enrolled as a new host: %v", err)
+	}
+	// Another port: pool, enrolled, relay info kept on the lease.
+	other := []dhcpv4.Modifier{dhcpv4.WithGatewayIP(net.IPv4(10, 1, 0, 1)),
+		dhcpv4.WithOption(dhcpv4.OptRelayAgentInfo(dhcpv4.OptGeneric(dhcpv4.AgentCircuitIDSubOption, []byte("sw3/8"))))}
+	offer, _ = ts.do(t, msgFrom(t, "52:54:00:00:03:08", dhcpv4.MessageTypeDiscover, other...), in)
+	if yiaddr(offer) != "10.1.0.100" {
+		t.Errorf("relayed DISCOVER (unknown port) = %s, want 10.1.0.100", yiaddr(offer))
+	}
+	if l, _ := ts.db.LeaseByMAC(ctx, "hall-b", "52:54:00:00:03:08"); l.RelayInfo != "circuit-id=sw3/8" {
+		t.Errorf("lease relay info = %q, want circuit-id=sw3/8", l.RelayInfo)
+	}
+	// Not relayed and not on a served interface: ignored.
+	if r, _ := ts.do(t, msgFrom(t, "52:54:00:00:03:09", dhcpv4.MessageTypeDiscover), in); r != nil {
+		t.Errorf("unrelayed DISCOVER on the relay listener got %s", r.MessageType())
+	}
+}
+
+func TestProxyMode(t *testing.T) {
+	ctx := context.Background()
+	ts := newTestServer(t, config.Subnet{Name: "office", Interface: "eth1", CIDR: "10.0.0.0/24", Mode: config.ModeProxy})
+	if r, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:01", dhcpv4.MessageTypeDiscover), ts.eth1); r != nil {
+		t.Errorf("proxy answered a non-PXE client: %s", r.MessageType())
+	}
+	pxe := pxeClient(iana.EFI_X86_64)
+	offer, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:02", dhcpv4.MessageTypeDiscover, pxe...), ts.eth1)
+	if offer == nil || !offer.YourIPAddr.IsUnspecified() || offer.ClassIdentifier() != "PXEClient" || offer.BootFileName != "ipxe.efi" {
+		t.Fatalf("proxy OFFER = %v, want no address, PXEClient, ipxe.efi", offer)
+	}
+	if r, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:02", dhcpv4.MessageTypeRequest, pxe...), ts.eth1); r != nil {
+		t.Errorf("proxy answered a REQUEST on port 67: %s", r.MessageType())
+	}
+	in := ts.eth1
+	in.port4011, in.dst, in.peer = true, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddrPort("10.0.0.77:68")
+	ack, dst := ts.do(t, msgFrom(t, "52:54:00:00:00:02", dhcpv4.MessageTypeRequest, append(pxe, dhcpv4.WithClientIP(net.IPv4(10, 0, 0, 77)))...), in)
+	if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck || dst.String() != "10.0.0.77:68" {
+		t.Fatalf("port 4011 REQUEST = %v to %s, want ACK to 10.0.0.77:68", ack, dst)
+	}
+	if _, err := ts.db.HostByMAC(ctx, "52:54:00:00:00:02"); err != nil {
+		t.Errorf("PXE client in proxy mode not enrolled: %v", err)
+	}
+	if ls, _ := ts.db.Leases(ctx, ""); len(ls) != 0 {
+		t.Errorf("proxy mode stored leases: %+v", ls)
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	now := time.Unix(0, 0)
+	l := newLimiter(2, 3, func() time.Time { return now })
+	a, b := [6]byte{1}, [6]byte{2}
+	var got []bool
+	for range 4 {
+		got = append(got, l.allow(a))
+	}
+	if want := []bool{true, true, true, false}; !slicesEqual(got, want) {
+		t.Errorf("allow(a) x4 = %v, want %v", got, want)
+	}
+	if !l.allow(b) {
+		t.Errorf("allow(b) = false, want its own bucket")
+	}
+	now = now.Add(500 * time.Millisecond)
+	if !l.allow(a) || l.allow(a) {
+		t.Errorf("after 0.5s at 2/s: want exactly one more packet")
+	}
+}
+
+func slicesEqual(a, b []bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func FuzzHandle(f *testing.F) {
+	for _, mt := range []dhcpv4.MessageType{dhcpv4.MessageTypeDiscover, dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeDecline,
+		dhcpv4.MessageTypeRelease, dhcpv4.MessageTypeInform} {
+		f.Add(request(f, mt, pxeClient(iana.EFI_X86_64)...).ToBytes(), false)
+		f.Add(request(f, mt, dhcpv4.WithGatewayIP(net.IPv4(10, 1, 0, 1)), dhcpv4.WithUserClass("iPXE", true),
+			dhcpv4.WithOption(dhcpv4.OptRelayAgentInfo(dhcpv4.OptGeneric(dhcpv4.AgentCircuitIDSubOption, []byte{0xff})))).ToBytes(), true)
+	}
+	relayed := config.Subnet{Name: "hall-b", CIDR: "10.1.0.0/24", Mode: config.ModeAuthoritative, Pool: config.Pool{Start: "10.1.0.100", End: "10.1.0.101"}}
+	proxy := config.Subnet{Name: "office", Interface: "eth2", CIDR: "10.2.0.0/24", Mode: config.ModeProxy}
+	ts := newTestServer(f, testSubnet(), relayed, proxy)
+	ts.log = slog.New(slog.DiscardHandler) // *testing.F must not log from fuzz calls
+	f.Fuzz(func(t *testing.T, pkt []byte, port4011 bool) {
+		req, err := dhcpv4.FromBytes(pkt)
+		if err != nil {
+			return
+		}
+		in := ts.eth1
+		in.port4011 = port4011
+		resp, _, err := ts.handle(context.Background(), req, in)
+		if err == nil && resp != nil {
+			if _, err := dhcpv4.FromBytes(resp.ToBytes()); err != nil {
+				t.Fatalf("reply does not parse: %v", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,53 @@
+// Package httpboot is kiln's HTTP boot service: per-machine iPXE scripts and
+// the boot artifacts (kernels, initrds, images) they fetch.
+//
+// # Scripts
+//
+// GET /boot/<mac>.ipxe?token=<token> renders the iPXE script of the host that
+// owns <mac> (any notation net.ParseMAC accepts; iPXE sends ${net0/mac}) from
+// the template of its boot profile (templates/*.ipxe.tmpl):
+//
+//   - vet: the vetting live image's kernel and initrd, the host's token on the
+//     kernel command line (kiln.token=…) for the agent to report with;
+//   - local: on UEFI "exit 1" (the firmware's boot manager moves on to the next
+//     boot option, the local disk; a success status may stop at its menu), on
+//     BIOS "sanboot --no-describe --drive 0x80";
+//   - diskless: kernel and initrd with root=/dev/nfs nfsroot=<server>:<path>;
+//   - iscsi: "sanboot iscsi:<server>::::<target IQN>" with an initiator IQN;
+//   - kernel: the kernel, initrd and command line set on the host.
+//
+// A script is only given to the machine it belongs to: the token must be the
+// one of the host owning the MAC in the URL (compared in constant time), and
+// the MAC is what iPXE itself puts in the URL.
+//
+// Every failure path of a script ends in "exit 1", so the firmware falls
+// through to its next boot device (normally the local disk). Refusals —
+// unknown MAC, missing or wrong token, a host record the template cannot use —
+// are answered with HTTP 200 and a script that echoes the reason on the
+// console and runs "exit 1". The decision: a non-2xx answer also makes iPXE's
+// chain fail and fall through, but the operator at the console would only see
+// an iPXE error number, and a caller's "chain … || goto retry" would loop; an
+// explicit script shows why and falls through the same way every time. The
+// message does not say whether the MAC or the token was wrong (the log and the
+// boot event do). Scripts are sent with Cache-Control: no-store.
+//
+// GET /boot/default.ipxe is a small menu for clients that chainloaded without
+// a MAC-specific URL: boot the local disk (default after 10 s, "exit 1"),
+// type a boot token and retry with ${net0/mac}, or an iPXE shell.
+//
+// # Artifacts
+//
+// GET and HEAD /files/<path> serve regular files below Options.FilesRoot with
+// http.ServeContent on an *os.File: Range requests, Content-Length, and
+// sendfile(2) for the body. There are no redirects and no directory listings;
+// paths with "..", "." or empty components, backslashes or control bytes are
+// 404, and os.Root stops symlinks leading out of the root. Artifacts are not
+// secret (no token): put nothing confidential there.
+//
+// # Boot events
+//
+// Every script request (served or refused) and every artifact fetch that
+// starts at byte 0 is reported to an EventSink: kinds "script",
+// "script_denied" and "kernel" (an artifact; scripts add ?mac=<mac> to the
+// artifact URLs so the event names the machine).
+package httpboot

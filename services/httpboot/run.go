@@ -1,0 +1,93 @@
+package httpboot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/store"
+	"kiln.dev/kiln/services/svc"
+)
+
+// Run is the HTTP boot service's entry point: scripts from the machine
+// database, artifacts from <state>/boot, on port config.DefaultHTTPBootPort.
+func Run(ctx context.Context, env svc.Env) error {
+	st, err := store.Open(ctx, store.Path(env.StateDir))
+	if err != nil {
+		return fmt.Errorf("opening the machine database: %w", err)
+	}
+	defer st.Close()
+	o := OptionsFromConfig(env.Config, env.StateDir)
+	if err := os.MkdirAll(o.FilesRoot, 0o755); err != nil {
+		return fmt.Errorf("creating the HTTP boot files root: %w", err)
+	}
+	s, err := New(o, storeHosts{st}, storeEvents{st}, env.Logger)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("binding HTTP boot %s: %w", o.Listen, err)
+	}
+	return s.Serve(ctx, ln, env.Ready)
+}
+
+// OptionsFromConfig maps the appliance config to server options: scripts
+// sent to a client inside a subnet with boot.http_base use it as their base.
+func OptionsFromConfig(c config.Config, stateDir string) Options {
+	subnets := c.Provisioning.Subnets
+	return Options{
+		Listen:    ":" + strconv.Itoa(config.DefaultHTTPBootPort),
+		FilesRoot: filepath.Join(stateDir, "boot"),
+		Profiles:  DefaultProfiles(),
+		BaseURL: func(client netip.Addr) string {
+			for _, s := range subnets {
+				if s.Boot.HTTPBase != "" && s.Prefix().Contains(client) {
+					return s.HTTPBase(netip.Addr{})
+				}
+			}
+			return ""
+		},
+	}
+}
+
+// storeHosts reads hosts from the machine database.
+type storeHosts struct{ st *store.Store }
+
+func (s storeHosts) HostByMAC(ctx context.Context, mac string) (Host, error) {
+	h, err := s.st.HostByMAC(ctx, mac)
+	if errors.Is(err, store.ErrNotFound) {
+		return Host{}, fmt.Errorf("%w: %w", ErrUnknownHost, err)
+	}
+	if err != nil {
+		return Host{}, err
+	}
+	return Host{Name: h.Name, Profile: string(h.BootProfile), Token: h.Token}, nil
+}
+
+// storeEvents stores boot events; downloads that name no MAC are attributed
+// through the client's lease.
+type storeEvents struct{ st *store.Store }
+
+func (s storeEvents) AddBootEvent(ctx context.Context, ev Event) error {
+	if ev.MAC == "" {
+		l, err := s.st.LeaseByIP(ctx, ev.Client)
+		if err != nil || l.MAC == "" {
+			return fmt.Errorf("no MAC known for %s; event %s %s dropped", ev.Client, ev.Kind, ev.Detail)
+		}
+		ev.MAC = l.MAC
+	}
+	if ev.Host == "" {
+		if h, err := s.st.HostByMAC(ctx, ev.MAC); err == nil {
+			ev.Host = h.Name
+		}
+	}
+	return s.st.AddBootEvent(ctx, store.BootEvent{MAC: ev.MAC, Host: ev.Host, Kind: ev.Kind, Detail: ev.Detail, Time: ev.Time})
+}

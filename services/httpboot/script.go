@@ -1,0 +1,292 @@
+package httpboot
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"text/template"
+)
+
+//go:embed templates/*.ipxe.tmpl
+var templateFS embed.FS
+
+var templates = template.Must(template.New("").Option("missingkey=error").ParseFS(templateFS, "templates/*.ipxe.tmpl"))
+
+// Boot profiles (the store's values).
+const (
+	ProfileVet      = "vet"
+	ProfileLocal    = "local"
+	ProfileDiskless = "diskless"
+	ProfileISCSI    = "iscsi"
+	ProfileKernel   = "kernel"
+)
+
+// Host is what a script is rendered from.
+type Host struct {
+	Name    string
+	Profile string
+	// Token authenticates the host's script URL; empty never matches.
+	Token string
+	// Kernel, Initrd and Cmdline are the kernel profile's artifacts (a path
+	// below /files/ or an http(s) URL) and command line; for vet and diskless
+	// they override the defaults of Options.
+	Kernel, Initrd, Cmdline string
+	// NFSRoot overrides the diskless root, "server:/path".
+	NFSRoot string
+	// ISCSITarget overrides the iscsi target IQN.
+	ISCSITarget string
+}
+
+// Profiles carries the site-wide settings of the boot profiles.
+type Profiles struct {
+	// VetKernel and VetInitrd are the vetting live image below FilesRoot;
+	// VetCmdline is added to its command line.
+	VetKernel, VetInitrd, VetCmdline string
+	// DisklessKernel and DisklessInitrd are used when the host sets none;
+	// NFSServer ("" = the script URL's host) exports NFSExportRoot/<name>
+	// with NFSOptions.
+	DisklessKernel, DisklessInitrd string
+	NFSServer, NFSExportRoot       string
+	NFSOptions                     string
+	// ISCSIServer ("" = the script URL's host) serves targets named
+	// IQNPrefix:<name>; initiators are IQNPrefix:initiator:<name>.
+	ISCSIServer, IQNPrefix string
+	// Console is appended to Linux command lines.
+	Console string
+}
+
+// DefaultProfiles returns the defaults used for unset fields.
+func DefaultProfiles() Profiles {
+	return Profiles{
+		VetKernel:      "vet/vmlinuz",
+		VetInitrd:      "vet/initrd",
+		DisklessKernel: "diskless/vmlinuz",
+		DisklessInitrd: "diskless/initrd",
+		NFSExportRoot:  "/data/exports",
+		NFSOptions:     "vers=3,tcp",
+		IQNPrefix:      "iqn.2025-01.dev.kiln",
+		Console:        "console=tty0 console=ttyS0,115200",
+	}
+}
+
+// scriptData fills the templates.
+type scriptData struct {
+	Name, MAC, Profile   string
+	Base                 string
+	KernelURL, InitrdURL string
+	Cmdline              string
+	NFSRoot              string
+	SANURI, InitiatorIQN string
+	Reason               string
+}
+
+// errRecord is a host record the templates cannot use; its message is shown
+// on the console.
+type errRecord struct{ msg string }
+
+func (e errRecord) Error() string { return e.msg }
+
+// RenderScript renders the iPXE script booting h, whose MAC is mac
+// (canonical form), for a client reaching kiln at base ("http://host:port").
+func RenderScript(h Host, mac, base string, p Profiles) ([]byte, error) {
+	d := scriptData{Name: h.Name, MAC: mac, Profile: h.Profile, Base: base}
+	for field, v := range map[string]string{"name": h.Name, "kernel": h.Kernel, "initrd": h.Initrd,
+		"cmdline": h.Cmdline, "nfs root": h.NFSRoot, "iscsi target": h.ISCSITarget} {
+		if bad(v) {
+			return nil, errRecord{fmt.Sprintf("host %s: its %s contains control characters", safe(h.Name), field)}
+		}
+	}
+	for _, w := range strings.Fields(h.Cmdline) {
+		if w == "||" || w == "&&" {
+			return nil, errRecord{fmt.Sprintf("host %s: its cmdline contains the iPXE operator %q", safe(h.Name), w)}
+		}
+	}
+	if h.Name == "" || strings.ContainsAny(h.Name, " \t$") {
+		return nil, errRecord{"host record has no usable name"}
+	}
+	baseHost := hostOf(base)
+	artifact := func(field, ref string) (string, error) {
+		if ref == "" {
+			return "", errRecord{fmt.Sprintf("host %s: profile %s needs a %s", h.Name, h.Profile, field)}
+		}
+		if strings.HasPrefix(ref, "http://") || strings.HasPrefix(ref, "https://") {
+			if strings.ContainsAny(ref, " \t") {
+				return "", errRecord{fmt.Sprintf("host %s: its %s URL contains spaces", h.Name, field)}
+			}
+			return ref, nil
+		}
+		clean, err := cleanFilePath(ref)
+		if err != nil {
+			return "", errRecord{fmt.Sprintf("host %s: its %s is not a path below the files root", h.Name, field)}
+		}
+		return base + "/files/" + escapePath(clean) + "?mac=" + mac, nil
+	}
+	join := func(parts ...string) string {
+		var out []string
+		for _, p := range parts {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	var err error
+	switch h.Profile {
+	case ProfileVet:
+		if d.KernelURL, err = artifact("kernel", or(h.Kernel, p.VetKernel)); err != nil {
+			return nil, err
+		}
+		if d.InitrdURL, err = artifact("initrd", or(h.Initrd, p.VetInitrd)); err != nil {
+			return nil, err
+		}
+		if h.Token == "" || !validToken(h.Token) {
+			return nil, errRecord{fmt.Sprintf("host %s has no usable run token", h.Name)}
+		}
+		d.Cmdline = join("initrd=initrd", "kiln.mode=vet", "kiln.server="+base, "kiln.host="+h.Name,
+			"kiln.mac="+mac, "kiln.token="+h.Token, p.Console, p.VetCmdline, h.Cmdline)
+	case ProfileLocal:
+	case ProfileDiskless:
+		if d.KernelURL, err = artifact("kernel", or(h.Kernel, p.DisklessKernel)); err != nil {
+			return nil, err
+		}
+		if d.InitrdURL, err = artifact("initrd", or(h.Initrd, p.DisklessInitrd)); err != nil {
+			return nil, err
+		}
+		d.NFSRoot = h.NFSRoot
+		if d.NFSRoot == "" {
+			d.NFSRoot = or(p.NFSServer, baseHost) + ":" + strings.TrimRight(p.NFSExportRoot, "/") + "/" + h.Name
+		}
+		nfs := d.NFSRoot
+		if p.NFSOptions != "" {
+			nfs += "," + p.NFSOptions
+		}
+		if strings.ContainsAny(nfs, " \t") || !strings.Contains(d.NFSRoot, ":/") {
+			return nil, errRecord{fmt.Sprintf("host %s: nfs root %q is not server:/path", h.Name, d.NFSRoot)}
+		}
+		d.Cmdline = join("initrd=initrd", "root=/dev/nfs", "boot=nfs", "nfsroot="+nfs, "ip=dhcp", "rw", p.Console, h.Cmdline)
+	case ProfileISCSI:
+		target := or(h.ISCSITarget, p.IQNPrefix+":"+h.Name)
+		server := or(p.ISCSIServer, baseHost)
+		if strings.ContainsAny(target+server, " \t") || server == "" {
+			return nil, errRecord{fmt.Sprintf("host %s: iSCSI target %q on %q is unusable", h.Name, target, server)}
+		}
+		d.SANURI = "iscsi:" + server + "::::" + target
+		d.InitiatorIQN = p.IQNPrefix + ":initiator:" + h.Name
+	case ProfileKernel:
+		if d.KernelURL, err = artifact("kernel", h.Kernel); err != nil {
+			return nil, err
+		}
+		if h.Initrd != "" {
+			if d.InitrdURL, err = artifact("initrd", h.Initrd); err != nil {
+				return nil, err
+			}
+		}
+		initrd := ""
+		if d.InitrdURL != "" {
+			initrd = "initrd=initrd"
+		}
+		d.Cmdline = join(initrd, h.Cmdline)
+	default:
+		return nil, errRecord{fmt.Sprintf("host %s has unknown boot profile %q", h.Name, safe(h.Profile))}
+	}
+	return execute(h.Profile, d)
+}
+
+// RenderDenied renders the script answering a refused request.
+func RenderDenied(reason string) []byte {
+	b, err := execute("denied", scriptData{Reason: safe(reason)})
+	if err != nil {
+		// The denied template is embedded and takes one string: unreachable.
+		return []byte("#!ipxe\nexit 1\n")
+	}
+	return b
+}
+
+// RenderDefault renders the fallback menu.
+func RenderDefault(base string) ([]byte, error) {
+	return execute("default", scriptData{Base: base})
+}
+
+func execute(name string, d scriptData) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := templates.ExecuteTemplate(&buf, name+".ipxe.tmpl", d); err != nil {
+		return nil, fmt.Errorf("rendering %s script: %w", name, err)
+	}
+	return buf.Bytes(), nil
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// bad reports control characters, which would break the script's lines.
+func bad(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// safe makes s printable on one script line.
+func safe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '$' {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// validToken accepts the URL-safe characters tokens are made of.
+func validToken(t string) bool {
+	if t == "" || len(t) > 256 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~') {
+			return false
+		}
+	}
+	return true
+}
+
+func hostOf(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+func escapePath(p string) string {
+	parts := strings.Split(p, "/")
+	for i, s := range parts {
+		parts[i] = url.PathEscape(s)
+	}
+	return strings.Join(parts, "/")
+}
+
+var errBadPath = errors.New("bad path")
+
+// cleanFilePath checks a path below the files root; unlike TFTP nothing is
+// rewritten: anything but plain relative components is refused.
+func cleanFilePath(p string) (string, error) {
+	if p == "" || len(p) > 1024 || strings.ContainsRune(p, '\\') || bad(p) {
+		return "", errBadPath
+	}
+	for _, c := range strings.Split(p, "/") {
+		if c == "" || c == "." || c == ".." {
+			return "", errBadPath
+		}
+	}
+	return p, nil
+}

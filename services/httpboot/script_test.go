@@ -1,0 +1,176 @@
+package httpboot
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+const (
+	testMAC  = "52:54:00:12:34:56"
+	testBase = "http://10.0.0.1:8080"
+)
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden file (run go test -update to create it): %v", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s mismatch (-want +got; go test -update rewrites):\n%s", name, diff)
+	}
+}
+
+// checkFallsThrough asserts the shape every kiln script must have.
+func checkFallsThrough(t *testing.T, name string, b []byte) {
+	t.Helper()
+	s := string(b)
+	if !strings.HasPrefix(s, "#!ipxe\n") {
+		t.Errorf("%s does not start with #!ipxe", name)
+	}
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if last := lines[len(lines)-1]; last != "exit 1" {
+		t.Errorf("%s ends with %q, want \"exit 1\" so firmware falls through", name, last)
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "exit 0") || strings.TrimSpace(l) == "exit" {
+			t.Errorf("%s has a successful exit %q", name, l)
+		}
+	}
+}
+
+func TestGoldenScripts(t *testing.T) {
+	p := DefaultProfiles()
+	for _, tc := range []struct {
+		golden string
+		host   Host
+	}{
+		{"vet.ipxe", Host{Name: "node1", Profile: ProfileVet, Token: "tok-123"}},
+		{"vet-extra-cmdline.ipxe", Host{Name: "node1", Profile: ProfileVet, Token: "tok-123", Cmdline: "kiln.stages=cpu,memory"}},
+		{"local.ipxe", Host{Name: "node1", Profile: ProfileLocal, Token: "tok-123"}},
+		{"diskless.ipxe", Host{Name: "node2", Profile: ProfileDiskless, Token: "t"}},
+		{"diskless-override.ipxe", Host{Name: "node2", Profile: ProfileDiskless, Token: "t",
+			Kernel: "images/debian/vmlinuz", Initrd: "images/debian/initrd.img", NFSRoot: "10.0.0.9:/srv/nfs/node2", Cmdline: "quiet"}},
+		{"iscsi.ipxe", Host{Name: "node3", Profile: ProfileISCSI, Token: "t"}},
+		{"iscsi-override.ipxe", Host{Name: "node3", Profile: ProfileISCSI, Token: "t", ISCSITarget: "iqn.2004-01.example:disk7"}},
+		{"kernel.ipxe", Host{Name: "node4", Profile: ProfileKernel, Token: "t",
+			Kernel: "custom/bzImage", Initrd: "custom/initrd.cpio.gz", Cmdline: "console=ttyS0 root=/dev/sda2 ${custom-var}"}},
+		{"kernel-url-no-initrd.ipxe", Host{Name: "node4", Profile: ProfileKernel, Token: "t",
+			Kernel: "https://images.example/vmlinuz-6.1", Cmdline: "root=/dev/vda1"}},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			got, err := RenderScript(tc.host, testMAC, testBase, p)
+			if err != nil {
+				t.Fatalf("RenderScript(%+v) error: %v", tc.host, err)
+			}
+			golden(t, tc.golden, got)
+			checkFallsThrough(t, tc.golden, got)
+		})
+	}
+	t.Run("denied.ipxe", func(t *testing.T) {
+		got := RenderDenied("no network boot for " + testMAC + ": unknown machine or wrong token")
+		golden(t, "denied.ipxe", got)
+		checkFallsThrough(t, "denied.ipxe", got)
+	})
+	t.Run("default.ipxe", func(t *testing.T) {
+		got, err := RenderDefault(testBase)
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden(t, "default.ipxe", got)
+		checkFallsThrough(t, "default.ipxe", got)
+	})
+}
+
+func TestRenderScriptRefusals(t *testing.T) {
+	p := DefaultProfiles()
+	for _, tc := range []struct {
+		name string
+		host Host
+		want string
+	}{
+		{"kernel profile without kernel", Host{Name: "n", Profile: ProfileKernel}, "host n: profile kernel needs a kernel"},
+		{"unknown profile", Host{Name: "n", Profile: "warp\n"}, `host n has unknown boot profile "warp?"`},
+		{"newline in cmdline", Host{Name: "n", Profile: ProfileKernel, Kernel: "k", Cmdline: "a\nshell"}, "host n: its cmdline contains control characters"},
+		{"iPXE operator in cmdline", Host{Name: "n", Profile: ProfileKernel, Kernel: "k", Cmdline: "a || shell"}, `host n: its cmdline contains the iPXE operator "||"`},
+		{"path escape", Host{Name: "n", Profile: ProfileKernel, Kernel: "../../etc/shadow"}, "host n: its kernel is not a path below the files root"},
+		{"absolute path", Host{Name: "n", Profile: ProfileKernel, Kernel: "/etc/shadow"}, "host n: its kernel is not a path below the files root"},
+		{"URL with spaces", Host{Name: "n", Profile: ProfileKernel, Kernel: "http://x/a b"}, "host n: its kernel URL contains spaces"},
+		{"vet without token", Host{Name: "n", Profile: ProfileVet}, "host n has no usable run token"},
+		{"vet with odd token", Host{Name: "n", Profile: ProfileVet, Token: "a b"}, "host n has no usable run token"},
+		{"diskless bad nfs root", Host{Name: "n", Profile: ProfileDiskless, NFSRoot: "nopath"}, `host n: nfs root "nopath" is not server:/path`},
+		{"no name", Host{Profile: ProfileLocal}, "host record has no usable name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := RenderScript(tc.host, testMAC, testBase, p)
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("RenderScript(%+v) error = %v, want %q", tc.host, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCanonicalMAC(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"52:54:00:12:34:56", "52:54:00:12:34:56", true},
+		{"52-54-00-12-34-56", "52:54:00:12:34:56", true},
+		{"52:54:00:AB:CD:EF", "52:54:00:ab:cd:ef", true},
+		{"5254.0012.3456", "52:54:00:12:34:56", true},
+		{"525400123456", "52:54:00:12:34:56", true}, // iPXE ${net0/mac:hexraw}
+		{"default", "", false},
+		{"", "", false},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, ok := CanonicalMAC(tc.in)
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("CanonicalMAC(%q) = %q, %v, want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func FuzzRenderScript(f *testing.F) {
+	f.Add("node1", "vet", "tok", "k", "i", "quiet", "", "")
+	f.Add("n", "kernel", "t", "http://x/k", "", "a || b", "", "")
+	f.Add("n", "diskless", "t", "", "", "", "1.2.3.4:/x", "")
+	f.Add("n", "iscsi", "t", "", "", "", "", "iqn.x:y")
+	f.Fuzz(func(t *testing.T, name, profile, token, kernel, initrd, cmdline, nfs, iqn string) {
+		h := Host{Name: name, Profile: profile, Token: token, Kernel: kernel, Initrd: initrd, Cmdline: cmdline, NFSRoot: nfs, ISCSITarget: iqn}
+		b, err := RenderScript(h, testMAC, testBase, DefaultProfiles())
+		if err != nil {
+			b = RenderDenied(err.Error())
+		}
+		s := string(b)
+		if !strings.HasPrefix(s, "#!ipxe\n") || !strings.HasSuffix(s, "\nexit 1\n") {
+			t.Fatalf("script for %+v does not start with #!ipxe and end with exit 1:\n%s", h, s)
+		}
+		// Every line must be one the templates produce: no injected commands.
+		for _, l := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+			first := strings.Fields(l + " x")[0]
+			switch first {
+			case "#!ipxe", "#", "echo", "kernel", "initrd", "boot", "exit", "iseq", "sanboot", "set", "x":
+			default:
+				if !strings.HasPrefix(l, ":") {
+					t.Fatalf("script for %+v has unexpected line %q", h, l)
+				}
+			}
+		}
+	})
+}

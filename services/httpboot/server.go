@@ -1,0 +1,302 @@
+package httpboot
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ErrUnknownHost is returned by Hosts when no host owns a MAC.
+var ErrUnknownHost = errors.New("unknown host")
+
+// Hosts finds the host a MAC belongs to.
+type Hosts interface {
+	// HostByMAC returns the host owning mac (canonical lower-case colon
+	// form), or an error wrapping ErrUnknownHost.
+	HostByMAC(ctx context.Context, mac string) (Host, error)
+}
+
+// Event kinds.
+const (
+	KindScript = "script"        // a script was served
+	KindDenied = "script_denied" // a refusal script was served
+	KindFile   = "kernel"        // an artifact download started
+)
+
+// Event is one step of a machine's network boot seen over HTTP.
+type Event struct {
+	Time   time.Time
+	MAC    string // canonical; "" when the request did not name one
+	Host   string // "" when unknown
+	Client netip.Addr
+	Kind   string
+	Detail string
+}
+
+// EventSink stores boot events.
+type EventSink interface {
+	AddBootEvent(ctx context.Context, ev Event) error
+}
+
+// Options configures the HTTP boot server.
+type Options struct {
+	// Listen is the TCP address, e.g. ":8080".
+	Listen string
+	// FilesRoot is the directory served under /files/.
+	FilesRoot string
+	// BaseURL is the URL prefix put in scripts ("http://10.0.0.1:8080").
+	// When it returns "", the request's Host is used.
+	BaseURL func(client netip.Addr) string
+	// Profiles are the site-wide profile settings.
+	Profiles Profiles
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Server serves iPXE scripts and boot artifacts.
+type Server struct {
+	opts   Options
+	root   *os.Root
+	hosts  Hosts
+	events EventSink
+	log    *slog.Logger
+}
+
+// New opens the files root and returns a server; events may be nil.
+func New(o Options, hosts Hosts, events EventSink, log *slog.Logger) (*Server, error) {
+	if o.Listen == "" {
+		o.Listen = ":8080"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Profiles == (Profiles{}) {
+		o.Profiles = DefaultProfiles()
+	}
+	if o.FilesRoot == "" {
+		return nil, errors.New("HTTP boot files root is not set")
+	}
+	root, err := os.OpenRoot(o.FilesRoot)
+	if err != nil {
+		return nil, fmt.Errorf("opening HTTP boot files root %s: %w (create it, or check the state directory)", o.FilesRoot, err)
+	}
+	return &Server{opts: o, root: root, hosts: hosts, events: events, log: log}, nil
+}
+
+// Close releases the files root.
+func (s *Server) Close() error { return s.root.Close() }
+
+// ServeHTTP routes /boot/ and /files/ without http.ServeMux, which would
+// redirect unclean paths.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	switch p := r.URL.Path; {
+	case p == "/boot/default.ipxe":
+		s.serveDefault(w, r)
+	case strings.HasPrefix(p, "/boot/") && strings.HasSuffix(p, ".ipxe"):
+		s.serveScript(w, r, strings.TrimSuffix(strings.TrimPrefix(p, "/boot/"), ".ipxe"))
+	case strings.HasPrefix(p, "/files/"):
+		s.serveFile(w, r, strings.TrimPrefix(p, "/files/"))
+	case p == "/healthz":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func clientAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// base returns the URL prefix for scripts sent to r's client.
+func (s *Server) base(r *http.Request) string {
+	if s.opts.BaseURL != nil {
+		if b := s.opts.BaseURL(clientAddr(r)); b != "" {
+			return strings.TrimRight(b, "/")
+		}
+	}
+	host := r.Host
+	if host == "" || strings.ContainsAny(host, " \t/\\$") {
+		host = "localhost"
+	}
+	return "http://" + host
+}
+
+func writeScript(w http.ResponseWriter, b []byte) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+}
+
+func (s *Server) serveDefault(w http.ResponseWriter, r *http.Request) {
+	b, err := RenderDefault(s.base(r))
+	if err != nil {
+		s.log.Error("rendering the default menu", "err", err)
+		b = RenderDenied("kiln could not render its boot menu")
+	}
+	writeScript(w, b)
+}
+
+// CanonicalMAC parses a MAC in any notation net.ParseMAC accepts and returns
+// it lower-case, colon separated.
+func CanonicalMAC(s string) (string, bool) {
+	hw, err := net.ParseMAC(s)
+	if err != nil {
+		return "", false
+	}
+	return hw.String(), true
+}
+
+func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC string) {
+	ctx := r.Context()
+	ev := Event{Time: s.opts.Now(), Client: clientAddr(r), Kind: KindDenied}
+	deny := func(console, detail string) {
+		ev.Detail = detail
+		s.log.Info("boot script refused", "client", ev.Client, "mac", ev.MAC, "host", ev.Host, "reason", detail)
+		s.report(ctx, ev)
+		writeScript(w, RenderDenied(console))
+	}
+	mac, ok := CanonicalMAC(rawMAC)
+	if !ok {
+		deny("this URL does not name a MAC address (use /boot/${net0/mac}.ipxe)", "malformed MAC in URL")
+		return
+	}
+	ev.MAC = mac
+	h, err := s.hosts.HostByMAC(ctx, mac)
+	switch {
+	case errors.Is(err, ErrUnknownHost):
+		deny("no network boot for "+mac+": unknown machine or wrong token", "unknown MAC")
+		return
+	case err != nil:
+		s.log.Error("looking up host", "mac", mac, "err", err)
+		deny("kiln cannot read its machine database; try again later", "machine database error")
+		return
+	}
+	ev.Host = h.Name
+	token := r.URL.Query().Get("token")
+	if h.Token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(h.Token)) != 1 {
+		detail := "wrong token"
+		if token == "" {
+			detail = "no token in URL"
+		}
+		deny("no network boot for "+mac+": unknown machine or wrong token", detail)
+		return
+	}
+	b, err := RenderScript(h, mac, s.base(r), s.opts.Profiles)
+	if err != nil {
+		var rec errRecord
+		if errors.As(err, &rec) {
+			deny(rec.msg, rec.msg)
+			return
+		}
+		s.log.Error("rendering boot script", "host", h.Name, "err", err)
+		deny("kiln could not render the boot script of "+h.Name, err.Error())
+		return
+	}
+	ev.Kind, ev.Detail = KindScript, "profile "+h.Profile
+	s.log.Info("boot script served", "client", ev.Client, "mac", mac, "host", h.Name, "profile", h.Profile)
+	s.report(ctx, ev)
+	writeScript(w, b)
+}
+
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, p string) {
+	name, err := cleanFilePath(p)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			s.log.Info("artifact refused", "path", name, "err", err)
+		}
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method == http.MethodGet {
+		if rng := r.Header.Get("Range"); rng == "" || strings.HasPrefix(rng, "bytes=0-") {
+			ev := Event{Time: s.opts.Now(), Client: clientAddr(r), Kind: KindFile, Detail: name}
+			if mac, ok := CanonicalMAC(r.URL.Query().Get("mac")); ok {
+				ev.MAC = mac
+			}
+			s.report(r.Context(), ev)
+		}
+	}
+	ctype := mime.TypeByExtension(path.Ext(name))
+	if ctype == "" {
+		ctype = "application/octet-stream"
+	}
+	w.Header().Set("Content-Type", ctype)
+	// ServeContent handles Range, If-Modified-Since and Content-Length; with
+	// an *os.File the body goes out with sendfile.
+	http.ServeContent(w, r, name, st.ModTime(), f)
+}
+
+func (s *Server) report(ctx context.Context, ev Event) {
+	if s.events == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.events.AddBootEvent(ctx, ev); err != nil {
+		s.log.Debug("storing boot event", "kind", ev.Kind, "mac", ev.MAC, "err", err)
+	}
+}
+
+// Serve answers HTTP on ln until ctx is cancelled; ready is called once
+// serving.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error {
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	if ready != nil {
+		ready()
+	}
+	s.log.Info("HTTP boot serving", "addr", ln.Addr().String(), "files", s.opts.FilesRoot)
+	select {
+	case err := <-done:
+		return fmt.Errorf("serving HTTP boot: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	return nil
+}

@@ -1,0 +1,351 @@
+package httpboot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "httpboot")
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// fakeHosts is a map-backed Hosts.
+type fakeHosts struct {
+	byMAC map[string]Host
+	err   error
+}
+
+func (f fakeHosts) HostByMAC(_ context.Context, mac string) (Host, error) {
+	if f.err != nil {
+		return Host{}, f.err
+	}
+	h, ok := f.byMAC[mac]
+	if !ok {
+		return Host{}, fmt.Errorf("MAC %s: %w", mac, ErrUnknownHost)
+	}
+	return h, nil
+}
+
+// recorder is an in-memory EventSink.
+type recorder struct {
+	// mu guards events.
+	mu     sync.Mutex
+	events []Event
+}
+
+func (r *recorder) AddBootEvent(_ context.Context, ev Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, ev)
+	return nil
+}
+
+func (r *recorder) take() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ev := r.events
+	r.events = nil
+	return ev
+}
+
+const (
+	macA = "52:54:00:00:00:0a"
+	macB = "52:54:00:00:00:0b"
+)
+
+var testHosts = fakeHosts{byMAC: map[string]Host{
+	macA: {Name: "node-a", Profile: ProfileVet, Token: "token-a"},
+	macB: {Name: "node-b", Profile: ProfileLocal, Token: "token-b"},
+}}
+
+// filesRoot builds an artifact root: a kernel, a subdirectory, a FIFO and a
+// symlink out of the root.
+func filesRoot(t *testing.T) (string, []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	root := filepath.Join(dir, "files")
+	kernel := bytes.Repeat([]byte("0123456789abcdef"), 64*1024) // 1 MiB
+	for _, err := range []error{
+		os.MkdirAll(filepath.Join(root, "vet"), 0o755),
+		os.WriteFile(filepath.Join(root, "vet", "vmlinuz"), kernel, 0o644),
+		os.WriteFile(filepath.Join(dir, "secret"), []byte("secret"), 0o644),
+		os.Symlink("../secret", filepath.Join(root, "escape")),
+		os.Symlink("vet/vmlinuz", filepath.Join(root, "alias")),
+		syscall.Mkfifo(filepath.Join(root, "fifo"), 0o644),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root, kernel
+}
+
+func newTestServer(t *testing.T, hosts Hosts) (*Server, *recorder, []byte) {
+	t.Helper()
+	root, kernel := filesRoot(t)
+	rec := &recorder{}
+	s, err := New(Options{FilesRoot: root, Now: func() time.Time { return time.Unix(1_700_000_000, 0) }}, hosts, rec, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, rec, kernel
+}
+
+func get(s http.Handler, method, target string, hdr ...string) *http.Response {
+	r := httptest.NewRequest(method, target, nil)
+	r.RemoteAddr = "10.0.0.50:40000"
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, r)
+	return w.Result()
+}
+
+func body(r *http.Response) string {
+	b, _ := io.ReadAll(r.Body)
+	return string(b)
+}
+
+func TestScripts(t *testing.T) {
+	s, rec, _ := newTestServer(t, testHosts)
+	denied := func(mac string) string {
+		return string(RenderDenied("no network boot for " + mac + ": unknown machine or wrong token"))
+	}
+	vetA, err := RenderScript(testHosts.byMAC[macA], macA, "http://example.com", DefaultProfiles())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, target string
+		wantBody     string
+		wantEvent    Event
+	}{
+		{"owner with token", "/boot/" + macA + ".ipxe?token=token-a", string(vetA),
+			Event{MAC: macA, Host: "node-a", Kind: KindScript, Detail: "profile vet"}},
+		{"hyphen notation", "/boot/52-54-00-00-00-0A.ipxe?token=token-a", string(vetA),
+			Event{MAC: macA, Host: "node-a", Kind: KindScript, Detail: "profile vet"}},
+		{"wrong token", "/boot/" + macA + ".ipxe?token=token-x", denied(macA),
+			Event{MAC: macA, Host: "node-a", Kind: KindDenied, Detail: "wrong token"}},
+		{"another host's token", "/boot/" + macA + ".ipxe?token=token-b", denied(macA),
+			Event{MAC: macA, Host: "node-a", Kind: KindDenied, Detail: "wrong token"}},
+		{"no token", "/boot/" + macA + ".ipxe", denied(macA),
+			Event{MAC: macA, Host: "node-a", Kind: KindDenied, Detail: "no token in URL"}},
+		{"unknown MAC", "/boot/52:54:00:00:00:ff.ipxe?token=token-a", denied("52:54:00:00:00:ff"),
+			Event{MAC: "52:54:00:00:00:ff", Kind: KindDenied, Detail: "unknown MAC"}},
+		{"malformed MAC", "/boot/not-a-mac.ipxe?token=token-a",
+			string(RenderDenied("this URL does not name a MAC address (use /boot/${net0/mac}.ipxe)")),
+			Event{Kind: KindDenied, Detail: "malformed MAC in URL"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := get(s, http.MethodGet, "http://example.com"+tc.target)
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("GET %s status = %d, want 200", tc.target, resp.StatusCode)
+			}
+			if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+				t.Errorf("GET %s Cache-Control = %q, want no-store", tc.target, got)
+			}
+			if diff := cmp.Diff(tc.wantBody, body(resp)); diff != "" {
+				t.Errorf("GET %s body mismatch (-want +got):\n%s", tc.target, diff)
+			}
+			tc.wantEvent.Time = time.Unix(1_700_000_000, 0)
+			want := []Event{tc.wantEvent}
+			if diff := cmp.Diff(want, rec.take(), cmpopts.IgnoreFields(Event{}, "Client")); diff != "" {
+				t.Errorf("GET %s events mismatch (-want +got):\n%s", tc.target, diff)
+			}
+		})
+	}
+}
+
+func TestScriptStoreError(t *testing.T) {
+	s, _, _ := newTestServer(t, fakeHosts{err: errors.New("database is locked")})
+	resp := get(s, http.MethodGet, "/boot/"+macA+".ipxe?token=token-a")
+	if got := body(resp); resp.StatusCode != 200 || !strings.Contains(got, "cannot read its machine database") || !strings.HasSuffix(got, "exit 1\n") {
+		t.Errorf("GET script with a failing store = %d %q, want 200 and a falling-through script", resp.StatusCode, got)
+	}
+}
+
+func TestDefaultMenu(t *testing.T) {
+	s, _, _ := newTestServer(t, testHosts)
+	resp := get(s, http.MethodGet, "http://10.0.0.1:8080/boot/default.ipxe")
+	want, _ := RenderDefault("http://10.0.0.1:8080")
+	if got := body(resp); resp.StatusCode != 200 || got != string(want) {
+		t.Errorf("GET /boot/default.ipxe = %d %q, want 200 %q", resp.StatusCode, got, want)
+	}
+}
+
+func TestFiles(t *testing.T) {
+	s, rec, kernel := newTestServer(t, testHosts)
+	for _, tc := range []struct {
+		name, method, target string
+		hdr                  []string
+		wantStatus           int
+		wantBody             []byte
+		wantHeader           map[string]string
+		wantEvent            bool
+	}{
+		{"whole file", "GET", "/files/vet/vmlinuz?mac=" + macA, nil, 200, kernel,
+			map[string]string{"Content-Length": "1048576", "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}, true},
+		{"head", "HEAD", "/files/vet/vmlinuz", nil, 200, nil,
+			map[string]string{"Content-Length": "1048576"}, false},
+		{"range middle", "GET", "/files/vet/vmlinuz", []string{"Range", "bytes=100-199"}, 206, kernel[100:200],
+			map[string]string{"Content-Length": "100", "Content-Range": "bytes 100-199/1048576"}, false},
+		{"range from 0 is a download", "GET", "/files/vet/vmlinuz", []string{"Range", "bytes=0-9"}, 206, kernel[:10],
+			map[string]string{"Content-Length": "10"}, true},
+		{"range unsatisfiable", "GET", "/files/vet/vmlinuz", []string{"Range", "bytes=2000000-"}, 416, nil, nil, false},
+		{"symlink inside root", "GET", "/files/alias", nil, 200, kernel, nil, true},
+		{"symlink out of root", "GET", "/files/escape", nil, 404, nil, nil, false},
+		{"dotdot", "GET", "/files/vet/../vet/vmlinuz", nil, 404, nil, nil, false},
+		{"encoded dotdot", "GET", "/files/%2e%2e/secret", nil, 404, nil, nil, false},
+		{"double slash", "GET", "/files//vet/vmlinuz", nil, 404, nil, nil, false},
+		{"directory", "GET", "/files/vet", nil, 404, nil, nil, false},
+		{"directory slash", "GET", "/files/vet/", nil, 404, nil, nil, false},
+		{"fifo", "GET", "/files/fifo", nil, 404, nil, nil, false},
+		{"root", "GET", "/files/", nil, 404, nil, nil, false},
+		{"post", "POST", "/files/vet/vmlinuz", nil, 405, nil, map[string]string{"Allow": "GET, HEAD"}, false},
+		{"elsewhere", "GET", "/etc/passwd", nil, 404, nil, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			done := make(chan *http.Response, 1)
+			go func() { done <- get(s, tc.method, tc.target, tc.hdr...) }()
+			var resp *http.Response
+			select {
+			case resp = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s %s blocked for 5s", tc.method, tc.target)
+			}
+			if resp.StatusCode != tc.wantStatus {
+				t.Errorf("%s %s status = %d, want %d", tc.method, tc.target, resp.StatusCode, tc.wantStatus)
+			}
+			if loc := resp.Header.Get("Location"); loc != "" {
+				t.Errorf("%s %s redirects to %q, want no redirects", tc.method, tc.target, loc)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if tc.wantBody != nil && !bytes.Equal(b, tc.wantBody) {
+				t.Errorf("%s %s body is %d bytes, want %d matching bytes", tc.method, tc.target, len(b), len(tc.wantBody))
+			}
+			for k, v := range tc.wantHeader {
+				if got := resp.Header.Get(k); got != v {
+					t.Errorf("%s %s header %s = %q, want %q", tc.method, tc.target, k, got, v)
+				}
+			}
+			events := rec.take()
+			if got := len(events) == 1; got != tc.wantEvent || len(events) > 1 {
+				t.Errorf("%s %s stored %d events %+v, want event %v", tc.method, tc.target, len(events), events, tc.wantEvent)
+			}
+			if tc.name == "whole file" && len(events) == 1 {
+				if events[0].MAC != macA || events[0].Kind != KindFile || events[0].Detail != "vet/vmlinuz" {
+					t.Errorf("download event = %+v, want MAC %s kind %s detail vet/vmlinuz", events[0], macA, KindFile)
+				}
+			}
+		})
+	}
+}
+
+// TestCurlLoopback drives a real server over loopback with curl.
+func TestCurlLoopback(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed (apt-get install curl)")
+	}
+	s, _, kernel := newTestServer(t, testHosts)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln, func() { close(ready) }) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve returned %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Serve did not return within 10s of cancel")
+		}
+	})
+	select {
+	case <-ready:
+	case <-time.After(5 * time.Second):
+		t.Fatal("HTTP boot server not ready within 5s")
+	}
+	base := "http://" + ln.Addr().String()
+
+	curl := func(args ...string) (string, []byte) {
+		t.Helper()
+		dir := t.TempDir()
+		out := filepath.Join(dir, "body")
+		cctx, ccancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer ccancel()
+		all := append([]string{"-sS", "--max-time", "10", "-o", out, "-D", "-"}, args...)
+		hdr, err := exec.CommandContext(cctx, "curl", all...).Output()
+		if err != nil {
+			t.Fatalf("curl %v: %v", all, err)
+		}
+		b, _ := os.ReadFile(out)
+		return string(hdr), b
+	}
+
+	t.Run("range", func(t *testing.T) {
+		hdr, b := curl("-r", "1000-1999", base+"/files/vet/vmlinuz")
+		if !strings.Contains(hdr, " 206 ") || !bytes.Equal(b, kernel[1000:2000]) {
+			t.Errorf("curl -r 1000-1999 = %q, %d bytes; want 206 and the 1000 matching bytes", firstLine(hdr), len(b))
+		}
+		if !strings.Contains(strings.ToLower(hdr), "content-length: 1000") {
+			t.Errorf("curl -r 1000-1999 headers lack Content-Length: 1000:\n%s", hdr)
+		}
+	})
+	t.Run("whole", func(t *testing.T) {
+		hdr, b := curl(base + "/files/vet/vmlinuz?mac=" + macA)
+		if !strings.Contains(hdr, " 200 ") || !bytes.Equal(b, kernel) {
+			t.Errorf("curl whole kernel = %q, %d bytes; want 200 and %d matching bytes", firstLine(hdr), len(b), len(kernel))
+		}
+	})
+	t.Run("path escape", func(t *testing.T) {
+		hdr, _ := curl("--path-as-is", base+"/files/../../etc/passwd")
+		if !strings.Contains(hdr, " 404 ") {
+			t.Errorf("curl --path-as-is /files/../../etc/passwd = %q, want 404", firstLine(hdr))
+		}
+	})
+	t.Run("script", func(t *testing.T) {
+		hdr, b := curl(base + "/boot/" + macA + ".ipxe?token=token-a")
+		want, _ := RenderScript(testHosts.byMAC[macA], macA, base, DefaultProfiles())
+		if !strings.Contains(hdr, " 200 ") || string(b) != string(want) {
+			t.Errorf("curl script = %q\n%s\nwant 200\n%s", firstLine(hdr), b, want)
+		}
+	})
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return strings.TrimSpace(l)
+}

@@ -1,0 +1,93 @@
+package httpboot
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/store"
+)
+
+func TestKindsMatchStore(t *testing.T) {
+	if KindScript != store.EventScript || KindFile != store.EventKernel {
+		t.Errorf("event kinds %q/%q, want the store's %q/%q", KindScript, KindFile, store.EventScript, store.EventKernel)
+	}
+	for _, p := range store.BootProfiles {
+		if _, err := RenderScript(Host{Name: "n", Profile: string(p), Token: "t", Kernel: "k"}, testMAC, testBase, DefaultProfiles()); err != nil {
+			t.Errorf("RenderScript(profile %q from the store) = %v, want a script", p, err)
+		}
+	}
+}
+
+// TestStoreAdapters serves scripts and records events through a real
+// machine database.
+func TestStoreAdapters(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "kiln.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h, err := st.CreateHost(ctx, store.Host{Name: "node1", MACs: []string{macA}, BootProfile: store.BootVet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Token == "" {
+		t.Fatal("store created a host without a token")
+	}
+	if err := st.PutLease(ctx, store.Lease{IP: netip.MustParseAddr("10.0.0.50"), Subnet: "a", MAC: macA, State: store.LeaseBound}); err != nil {
+		t.Fatal(err)
+	}
+	root, _ := filesRoot(t)
+	s, err := New(Options{FilesRoot: root}, storeHosts{st}, storeEvents{st}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	resp := get(s, http.MethodGet, "http://10.0.0.1:8080/boot/"+macA+".ipxe?token="+h.Token)
+	if b := body(resp); !strings.Contains(b, "kiln.token="+h.Token) || !strings.Contains(b, "profile vet") {
+		t.Errorf("script for node1 from the store =\n%s\nwant the vet profile with its token", b)
+	}
+	if b := body(get(s, http.MethodGet, "/boot/52:54:00:00:00:ff.ipxe?token="+h.Token)); !strings.Contains(b, "unknown machine") {
+		t.Errorf("script for an unknown MAC =\n%s\nwant a refusal", b)
+	}
+	get(s, http.MethodGet, "/files/vet/vmlinuz") // no ?mac=: attributed through the lease of 10.0.0.50
+
+	evs, err := st.BootEvents(ctx, macA, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range evs {
+		kinds = append(kinds, e.Kind+"/"+e.Host+"/"+e.Detail)
+	}
+	want := []string{"kernel/node1/vet/vmlinuz", "script/node1/profile vet"}
+	if strings.Join(kinds, ",") != strings.Join(want, ",") {
+		t.Errorf("stored boot events = %q, want %q (newest first)", kinds, want)
+	}
+}
+
+func TestOptionsFromConfig(t *testing.T) {
+	c := config.Default()
+	c.Provisioning.Subnets = []config.Subnet{
+		{Name: "a", CIDR: "10.0.0.0/24", Boot: config.Boot{HTTPBase: "http://boot.lab.example:8080/"}},
+		{Name: "b", CIDR: "10.1.0.0/24"},
+	}
+	o := OptionsFromConfig(c, "/data/state")
+	if o.Listen != ":8080" || o.FilesRoot != "/data/state/boot" {
+		t.Errorf("OptionsFromConfig = listen %q files %q, want :8080 and /data/state/boot", o.Listen, o.FilesRoot)
+	}
+	for _, tc := range []struct{ client, want string }{
+		{"10.0.0.9", "http://boot.lab.example:8080"},
+		{"10.1.0.9", ""},
+	} {
+		if got := o.BaseURL(netip.MustParseAddr(tc.client)); got != tc.want {
+			t.Errorf("BaseURL(%s) = %q, want %q", tc.client, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,137 @@
+// Package mgmt is the management service: HTTPS with a self-signed
+// certificate made on first start (kept in <state>/mgmt/tls/), an HTTP port
+// that answers GET /healthz and redirects everything else to HTTPS, and the
+// supervisor's status at GET /api/v1/status.
+package mgmt
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"kiln.dev/kiln/services/svc"
+)
+
+// Run serves until ctx is cancelled, then shuts down gracefully.
+func Run(ctx context.Context, env svc.Env) error {
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := env.Config.Management
+	h := &handlers{
+		log:       log,
+		status:    newSupervisorSocket(filepath.Join(env.RunDir, "supervisor.sock")),
+		httpsPort: m.HTTPSPort,
+	}
+
+	var servers []*http.Server
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	if m.HTTPSPort != 0 {
+		cert, created, err := loadOrCreateCert(filepath.Join(env.StateDir, "mgmt", "tls"), localSubjects(env.Config.Hostname), time.Now())
+		if err != nil {
+			return err
+		}
+		if created {
+			log.Info("generated a self-signed TLS certificate", "dir", filepath.Join(env.StateDir, "mgmt", "tls"))
+		}
+		log.Info("TLS certificate", "sha256", fingerprint(cert), "not_after", cert.Leaf.NotAfter.Format(time.DateOnly))
+		ln, err := listen(m.Listen, m.HTTPSPort, "management.https_port")
+		if err != nil {
+			return err
+		}
+		lns = append(lns, ln)
+		servers = append(servers, &http.Server{
+			Handler:           h.api(),
+			TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		})
+	}
+	if m.HTTPPort != 0 {
+		ln, err := listen(m.Listen, m.HTTPPort, "management.http_port")
+		if err != nil {
+			return err
+		}
+		lns = append(lns, ln)
+		servers = append(servers, &http.Server{
+			Handler:           h.plain(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		})
+	}
+	for _, ln := range lns {
+		log.Info("listening", "addr", ln.Addr().String())
+	}
+	if len(lns) == 0 {
+		log.Warn("management.https_port and management.http_port are both 0: nothing to serve")
+	}
+	if env.Ready != nil {
+		env.Ready()
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for i, srv := range servers {
+		ln := lns[i]
+		g.Go(func() error {
+			var err error
+			if srv.TLSConfig != nil {
+				err = srv.ServeTLS(ln, "", "")
+			} else {
+				err = srv.Serve(ln)
+			}
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return fmt.Errorf("serving %s: %w", ln.Addr(), err)
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var errs []error
+		for _, srv := range servers {
+			if err := srv.Shutdown(sctx); err != nil {
+				srv.Close()
+				errs = append(errs, err)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("shutting down: %w", err)
+		}
+		return nil
+	})
+	err := g.Wait()
+	lns = nil // the servers closed them
+	log.Info("stopped")
+	return err
+}
+
+// listen binds addr:port, with an operator-facing message naming field.
+func listen(addr string, port int, field string) (net.Listener, error) {
+	hp := net.JoinHostPort(addr, strconv.Itoa(port))
+	ln, err := net.Listen("tcp", hp)
+	switch {
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("%s: binding %s: %w (ports below 1024 need root or CAP_NET_BIND_SERVICE: run kiln as root or choose a port of 1024 or more)", field, hp, err)
+	case err != nil:
+		return nil, fmt.Errorf("%s: binding %s: %w (another program may hold the port: stop it or choose another port)", field, hp, err)
+	}
+	return ln, nil
+}

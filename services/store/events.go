@@ -1,0 +1,93 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Boot event kinds written by kiln's services. Other kinds are allowed.
+const (
+	EventDHCPOffer   = "dhcp_offer"
+	EventDHCPAck     = "dhcp_ack"
+	EventDHCPNak     = "dhcp_nak"
+	EventDHCPDecline = "dhcp_decline"
+	EventDHCPRelease = "dhcp_release"
+	EventTFTP        = "tftp"
+	EventScript      = "script" // iPXE script served
+	EventKernel      = "kernel" // kernel/initrd fetched
+)
+
+// BootEvent is one step of a machine's network boot.
+type BootEvent struct {
+	ID     int64
+	MAC    string
+	Host   string // host name at the time, "" if unknown
+	Kind   string
+	Detail string
+	Time   time.Time
+}
+
+// AddBootEvent records e; a zero Time means now.
+func (s *Store) AddBootEvent(ctx context.Context, e BootEvent) error {
+	n, err := NormalizeMAC(e.MAC)
+	if err != nil {
+		return &FieldError{Field: "mac", Problem: err.Error(), Err: ErrInvalid}
+	}
+	if e.Kind == "" {
+		return &FieldError{Field: "kind", Problem: "missing", Err: ErrInvalid}
+	}
+	if e.Time.IsZero() {
+		e.Time = s.now()
+	}
+	// A plain statement, not s.tx: events are single rows and must not wait
+	// behind the IMMEDIATE lock longer than the busy timeout anyway.
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO boot_events (mac, host, kind, detail, time_ms) VALUES (?, ?, ?, ?, ?)`,
+		n, e.Host, e.Kind, e.Detail, ms2int(e.Time)); err != nil {
+		return fmt.Errorf("storing boot event: %w", err)
+	}
+	return nil
+}
+
+// BootEvents returns the newest limit events of mac, newest first (limit <= 0: 100).
+func (s *Store) BootEvents(ctx context.Context, mac string, limit int) ([]BootEvent, error) {
+	n, err := NormalizeMAC(mac)
+	if err != nil {
+		return nil, &FieldError{Field: "mac", Problem: err.Error(), Err: ErrInvalid}
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, mac, host, kind, detail, time_ms FROM boot_events
+		WHERE mac = ? ORDER BY time_ms DESC, id DESC LIMIT ?`, n, limit)
+	if err != nil {
+		return nil, fmt.Errorf("querying boot events: %w", err)
+	}
+	defer rows.Close()
+	var out []BootEvent
+	for rows.Next() {
+		var e BootEvent
+		var t int64
+		if err := rows.Scan(&e.ID, &e.MAC, &e.Host, &e.Kind, &e.Detail, &t); err != nil {
+			return nil, fmt.Errorf("reading boot event: %w", err)
+		}
+		e.Time = int2time(t)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// PruneBootEvents deletes events older than before and returns how many.
+func (s *Store) PruneBootEvents(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM boot_events WHERE time_ms < ?`, ms2int(before))
+		if err != nil {
+			return fmt.Errorf("pruning boot events: %w", err)
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	return n, err
+}

@@ -1,0 +1,83 @@
+package tftp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"kiln.dev/kiln/services/store"
+	"kiln.dev/kiln/services/svc"
+)
+
+// Run is the TFTP service's entry point. It serves DefaultOptions().Root (the
+// image's /usr/share/kiln/ipxe); on a host without it (host mode) it serves
+// <state>/tftp instead and says so.
+func Run(ctx context.Context, env svc.Env) error {
+	o := DefaultOptions()
+	if _, err := os.Stat(o.Root); errors.Is(err, os.ErrNotExist) {
+		alt := filepath.Join(env.StateDir, "tftp")
+		if err := os.MkdirAll(alt, 0o755); err != nil {
+			return fmt.Errorf("creating TFTP root: %w", err)
+		}
+		env.Logger.Warn("TFTP root missing; serving the state directory instead (copy ipxe.efi, snponly.efi and undionly.kpxe there)",
+			"missing", o.Root, "root", alt)
+		o.Root = alt
+	}
+	st, err := store.Open(ctx, store.Path(env.StateDir))
+	if err != nil {
+		return fmt.Errorf("opening the machine database: %w", err)
+	}
+	defer st.Close()
+	s, err := New(o, storeEvents{st}, env.Logger)
+	if err != nil {
+		return err
+	}
+	conn, err := ListenUDP(o.Listen)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx, conn, env.Ready)
+}
+
+// storeEvents records TFTP requests as boot events of the machine holding
+// the client's address.
+type storeEvents struct{ st *store.Store }
+
+func (s storeEvents) TFTPEvent(ctx context.Context, ev Event) error {
+	mac, host, err := macOf(ctx, s.st, ev.Client)
+	if err != nil {
+		return err
+	}
+	detail := fmt.Sprintf("%s: %d bytes in %s", ev.File, ev.Bytes, ev.Duration.Round(time.Millisecond))
+	if ev.Err != "" {
+		detail = ev.File + ": " + ev.Err
+	}
+	return s.st.AddBootEvent(ctx, store.BootEvent{MAC: mac, Host: host, Kind: store.EventTFTP, Detail: detail, Time: ev.Time})
+}
+
+// macOf finds the MAC (and host name) behind an address: its lease, else
+// the host reserving it.
+func macOf(ctx context.Context, st *store.Store, ip netip.Addr) (mac, host string, err error) {
+	if l, err := st.LeaseByIP(ctx, ip); err == nil && l.MAC != "" {
+		h, err := st.HostByMAC(ctx, l.MAC)
+		if err == nil {
+			return l.MAC, h.Name, nil
+		}
+		return l.MAC, "", nil
+	}
+	res, err := st.Reservations(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	if name, ok := res[ip]; ok {
+		h, err := st.HostByName(ctx, name)
+		if err == nil && len(h.MACs) > 0 {
+			return h.MACs[0], h.Name, nil
+		}
+	}
+	return "", "", fmt.Errorf("no lease or reservation for %s: %w", ip, store.ErrNotFound)
+}
