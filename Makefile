@@ -11,10 +11,10 @@ export CGO_ENABLED := 0
 # Debian packages the build and the tests need on the host.
 HOST_PACKAGES := qemu-system-x86 qemu-utils ovmf systemd-boot-efi squashfs-tools gdisk dosfstools \
 	e2fsprogs libc-bin ipxe ipxe-qemu mtools cpio kmod iproute2 curl udhcpc isc-dhcp-client dnsmasq \
-	bind9-dnsutils atftp tftp-hpa
+	bind9-dnsutils atftp tftp-hpa nftables chromium tftpd-hpa kea-admin dnsperf
 # Commands whose absence means the packages above are not installed yet.
 HOST_COMMANDS := qemu-system-x86_64 qemu-img mksquashfs unsquashfs sgdisk fsck.vfat mcopy e2fsck \
-	dpkg-deb udhcpc dnsmasq dig atftp
+	dpkg-deb udhcpc dnsmasq dig atftp nft chromium tftp in.tftpd perfdhcp dnsperf
 
 .PHONY: all build deps image image-baseline lock run test test-unit bench clean
 
@@ -24,6 +24,7 @@ build:
 	@mkdir -p $(OUT)
 	$(GO) build $(GOFLAGS_BUILD) -o $(OUT)/kiln ./cmd/kiln
 	$(GO) build $(GOFLAGS_BUILD) -o $(OUT)/kiln-stage1 ./cmd/kiln-stage1
+	$(GO) build $(GOFLAGS_BUILD) -o $(OUT)/kiln-agent ./cmd/kiln-agent
 
 # deps installs the host packages once; it is a no-op when they are present.
 deps:
@@ -46,10 +47,16 @@ $(OUT)/bb: image/busybox/go.mod image/busybox-commands.txt
 $(OUT)/hello: image/hello/main.go
 	$(GO) build $(GOFLAGS_BUILD) -o $@ ./image/hello
 
-image: deps build $(OUT)/bb
+# OTA_KEY signs update bundles; its .pub is baked into the image. The dev key
+# is made once and kept (a new key would change every later image).
+OTA_KEY ?= $(OUT)/ota-dev
+$(OUT)/ota-dev.pub: | build
+	@[ -f $@ ] || $(OUT)/kiln keys gen --out $(OUT) --name ota-dev
+
+image: deps build $(OUT)/bb $(OTA_KEY).pub
 	$(OUT)/kiln image build --lock image/packages.lock --cache $(OUT)/cache/debs \
 		--kiln $(OUT)/kiln --stage1 $(OUT)/kiln-stage1 --busybox $(OUT)/bb \
-		--appliance-id $(APPLIANCE_ID) --version $(VERSION) \
+		--appliance-id $(APPLIANCE_ID) --version $(VERSION) --ota-key $(OTA_KEY).pub \
 		--out $(OUT)/kiln.img --qcow2 $(OUT)/kiln.qcow2
 
 # image-baseline is the same boot chain with a hello-world /init (boot benchmark).
@@ -70,11 +77,12 @@ test-unit:
 
 test: image
 	$(GO) vet ./...
-	KILN_IMAGE=$(CURDIR)/$(OUT)/kiln.qcow2 KILN_BIN=$(CURDIR)/$(OUT)/kiln \
+	KILN_IMAGE=$(CURDIR)/$(OUT)/kiln.qcow2 KILN_BIN=$(CURDIR)/$(OUT)/kiln KILN_OTA_KEY=$(CURDIR)/$(OTA_KEY).key \
 		$(GO) test -p 1 -count=1 -timeout 50m ./...
 
 bench: image
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+	KILN_BIN=$(OUT)/kiln services/bench/provisioning.sh
 
 clean:
 	rm -rf $(OUT)

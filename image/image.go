@@ -27,6 +27,7 @@ import (
 	"kiln.dev/kiln/image/initramfs"
 	"kiln.dev/kiln/image/kmod"
 	"kiln.dev/kiln/ota/bootentry"
+	"kiln.dev/kiln/ota/bundle"
 	"kiln.dev/kiln/partitions"
 )
 
@@ -38,6 +39,7 @@ type Spec struct {
 	Stage1      string    // stage-1 binary → /init of the initramfs
 	Busybox     string    // u-root busybox → /bin/bb (optional: no recovery shell tools without it)
 	HelloInit   string    // when set, /init of the initramfs is this program instead (baseline image)
+	OTAKeys     []string  // update signing public keys (*.pub) → /etc/kiln/ota-keys/ (several: key rotation)
 	ApplianceID string    // seeds the disk GUID and partition UUIDs
 	Version     string    // release string shown in the boot menu and os-release
 	Generation  int       // OTA generation of the image's entry (≥ 1)
@@ -66,6 +68,11 @@ func (s Spec) Validate() error {
 	need("kiln", s.Kiln)
 	if s.Busybox != "" && !fileExists(s.Busybox) {
 		errs = append(errs, fmt.Errorf("--busybox %s: not a readable file: build it with make out/bb (see image/busybox/README.md), or pass --busybox '' for an image without the recovery shell tools", s.Busybox))
+	}
+	for _, k := range s.OTAKeys {
+		if _, err := bundle.ReadPublicKeyFile(k); err != nil || !strings.HasSuffix(k, ".pub") {
+			errs = append(errs, fmt.Errorf("--ota-key %s: want a public key file NAME.pub from kiln keys gen (%v)", k, err))
+		}
 	}
 	if s.ApplianceID == "" {
 		errs = append(errs, errors.New("--appliance-id: must not be empty"))
@@ -302,6 +309,13 @@ func rootTree(ctx context.Context, s Spec, k *kernelTree, mods []*kmod.Module) (
 		t.file("/lib/modules/"+k.release+"/"+name, 0o644, data)
 	}
 	t.file("/etc/kiln/kiln.yaml", 0o644, DefaultConfig())
+	for _, k := range s.OTAKeys {
+		b, err := os.ReadFile(k)
+		if err != nil {
+			return nil, fmt.Errorf("reading OTA key: %w", err)
+		}
+		t.file("/etc/kiln/ota-keys/"+filepath.Base(k), 0o644, b)
+	}
 	t.file("/etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/gosh\n"))
 	t.file("/etc/group", 0o644, []byte("root:x:0:\n"))
 	t.file("/etc/os-release", 0o644, osRelease(s.Version, s.Generation))

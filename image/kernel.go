@@ -26,6 +26,7 @@ var (
 		"xhci_pci", "ehci_pci",
 		"squashfs", "ext4", "crc32c", "vfat", "nls_cp437", "nls_ascii", "nls_iso8859-1", "nls_utf8", "efivarfs",
 		"evdev", "button", "i6300esb",
+		"qemu_fw_cfg", // a VM's config passed with -fw_cfg (init/pid1/fwcfg.go)
 		"virtio_net", "e1000", "e1000e", "igb", "ixgbe", "r8169", "virtio_rng", "virtio_console",
 		"nf_tables", "nft_ct", "nft_chain_nat", "nft_masq", "nf_nat", "nft_reject_inet", "nft_limit",
 		"nfsd", "target_core_mod", "iscsi_target_mod", "target_core_iblock", "target_core_file",

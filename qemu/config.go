@@ -91,6 +91,8 @@ type Mgmt struct {
 	// Off by default: with restrict=on slirp drops everything the guest sends
 	// except replies on forwarded connections, so tests never leak traffic.
 	Outbound bool
+	// Pcap, if set, is a file QEMU writes the NIC's traffic to (filter-dump).
+	Pcap string
 }
 
 // DefaultMgmtMAC is the management NIC's MAC unless configured.
@@ -125,6 +127,8 @@ type NIC struct {
 	ROMFile string
 	// Boot makes this NIC the first boot device (PXE / UEFI network boot).
 	Boot bool
+	// Pcap, if set, is a file QEMU writes the NIC's traffic to (filter-dump).
+	Pcap string
 }
 
 // ErrConfig marks a Config that cannot be turned into a command line.
@@ -243,6 +247,7 @@ func Args(c Config, serialSock, qmpSock string) ([]string, error) {
 		// No option ROM: the management NIC is never a boot device, and iPXE
 		// on it would only slow down a boot that falls through.
 		a = append(a, "-netdev", nd, "-device", "virtio-net-pci,netdev=mgmt,mac="+mac+",romfile=")
+		a = appendPcap(a, "mgmt", m.Pcap)
 	}
 	for i, n := range c.NICs {
 		nd, err := n.netdev(fmt.Sprintf("net%d", i))
@@ -250,6 +255,7 @@ func Args(c Config, serialSock, qmpSock string) ([]string, error) {
 			return nil, fmt.Errorf("%w: NICs[%d]: %v", ErrConfig, i, err)
 		}
 		a = append(a, "-netdev", nd, "-device", n.device(fmt.Sprintf("net%d", i)))
+		a = appendPcap(a, fmt.Sprintf("net%d", i), n.Pcap)
 	}
 	a = append(a, c.Extra...)
 	return a, nil
@@ -294,6 +300,14 @@ func (n NIC) device(id string) string {
 		d += ",bootindex=1"
 	}
 	return d
+}
+
+// appendPcap adds a filter-dump of netdev id's traffic to file, if set.
+func appendPcap(a []string, id, file string) []string {
+	if file == "" {
+		return a
+	}
+	return append(a, "-object", fmt.Sprintf("filter-dump,id=dump-%s,netdev=%s,file=%s", id, id, optEscape(file)))
 }
 
 func validPort(p int) bool { return p > 0 && p < 65536 }

@@ -72,13 +72,14 @@ func TestArgs(t *testing.T) {
 			Config{
 				WorkDir: "/w",
 				Mgmt:    &Mgmt{HTTPSPort: 9443, HTTPPort: -1, Outbound: true, MAC: "52:54:00:aa:bb:cc"},
-				NICs:    []NIC{{Kind: Mcast, Group: "230.0.0.1:47010", MAC: "52:54:00:00:00:03"}},
+				NICs:    []NIC{{Kind: Mcast, Group: "230.0.0.1:47010", MAC: "52:54:00:00:00:03", Pcap: "/w/net0.pcap"}},
 			},
 			cat(base, uefi, chardevs, wd, []string{
 				"-netdev", "user,id=mgmt,hostfwd=tcp:127.0.0.1:9443-:443",
 				"-device", "virtio-net-pci,netdev=mgmt,mac=52:54:00:aa:bb:cc,romfile=",
 				"-netdev", "socket,id=net0,mcast=230.0.0.1:47010,localaddr=127.0.0.1",
 				"-device", "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:03",
+				"-object", "filter-dump,id=dump-net0,netdev=net0,file=/w/net0.pcap",
 			}),
 		},
 	}

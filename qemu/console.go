@@ -33,6 +33,11 @@ type Line struct {
 // tailLines is how many console lines an Expect error shows.
 const tailLines = 40
 
+// partialSettle is how long the line being written must stay unchanged before
+// Expect looks at it: a prompt waits for input, while a line still arriving
+// would match a pattern with a variable tail too early.
+const partialSettle = 150 * time.Millisecond
+
 // maxLines bounds the lines kept in memory; older ones are dropped (the serial
 // log file keeps everything).
 const maxLines = 100000
@@ -49,7 +54,8 @@ type console struct {
 	// partial is the line being written, partialAt when it last grew.
 	partial   strings.Builder
 	partialAt time.Time
-	// esc is the escape-sequence parser state: 0 none, 1 after ESC, 2 in CSI.
+	// esc is the escape-sequence parser state: 0 none, 1 after ESC, 2 in a
+	// CSI sequence, 3 in an OSC string, 4 after ESC in an OSC string.
 	esc int
 	// cursorLine and cursorOff are where the next Expect starts to look: a
 	// line number and a byte offset into that line's text.
@@ -72,10 +78,13 @@ func (c *console) write(p []byte, at time.Time) {
 	defer c.mu.Unlock()
 	for _, b := range p {
 		switch c.esc {
-		case 1: // after ESC: CSI or a two-byte sequence
-			if b == '[' {
+		case 1: // after ESC: CSI, OSC or a two-byte sequence
+			switch b {
+			case '[':
 				c.esc = 2
-			} else {
+			case ']':
+				c.esc = 3
+			default:
 				c.esc = 0
 			}
 			continue
@@ -83,6 +92,21 @@ func (c *console) write(p []byte, at time.Time) {
 			if b >= 0x40 && b <= 0x7e {
 				c.esc = 0
 			}
+			continue
+		case 3: // OSC string until BEL or ESC \
+			switch b {
+			case 0x07:
+				c.esc = 0
+			case 0x1b:
+				c.esc = 4
+			case '\n': // a runaway string: give up on it
+				c.esc = 0
+			}
+			if c.esc != 0 || b != '\n' {
+				continue
+			}
+		case 4:
+			c.esc = 0
 			continue
 		}
 		switch {
@@ -121,12 +145,17 @@ func (c *console) end(err error) {
 }
 
 // scan looks for re from the cursor on; on a match it moves the cursor past
-// the match and returns the whole line. A complete line matching a failOn
-// pattern first is returned with failed set, and the cursor moves past it.
-// The caller holds mu.
-func (c *console) scan(re *regexp.Regexp) (l Line, ok, failed bool) {
+// the match and returns the whole line. The line being written is only looked
+// at once it has settled (see partialSettle) at now. A complete line matching
+// a failOn pattern first is returned with failed set, and the cursor moves
+// past it. The caller holds mu.
+func (c *console) scan(re *regexp.Regexp, now time.Time) (l Line, ok, failed bool) {
 	total := c.dropped + len(c.lines)
-	for n := max(c.cursorLine, c.dropped); n <= total; n++ {
+	last := total
+	if now.Sub(c.partialAt) < partialSettle {
+		last = total - 1
+	}
+	for n := max(c.cursorLine, c.dropped); n <= last; n++ {
 		if n == total {
 			l = Line{At: c.partialAt, Text: c.partial.String()}
 		} else {
@@ -161,8 +190,13 @@ func (c *console) expect(ctx context.Context, re *regexp.Regexp, timeout time.Du
 	defer timer.Stop()
 	for {
 		c.mu.Lock()
-		l, ok, failed := c.scan(re)
+		now := time.Now()
+		l, ok, failed := c.scan(re, now)
 		ended, endErr, changed := c.ended, c.endErr, c.changed
+		settle := c.partialAt.Add(partialSettle).Sub(now)
+		if ended && !ok && !failed {
+			l, ok, failed = c.scan(re, now.Add(partialSettle)) // nothing more will arrive
+		}
 		c.mu.Unlock()
 		if ok {
 			return l, nil
@@ -177,12 +211,26 @@ func (c *console) expect(ctx context.Context, re *regexp.Regexp, timeout time.Du
 			}
 			return Line{}, fmt.Errorf("waiting for console line matching %q: %w (%s)\n%s", re, ErrExited, status, c.tailText())
 		}
+		var recheck *time.Timer // fires when the line being written settles
+		var recheckC <-chan time.Time
+		if settle > 0 {
+			recheck = time.NewTimer(settle)
+			recheckC = recheck.C
+		}
+		var err error
 		select {
 		case <-changed:
+		case <-recheckC:
 		case <-timer.C:
-			return Line{}, fmt.Errorf("waiting %v for console line matching %q: %w\n%s", timeout, re, ErrTimeout, c.tailText())
+			err = fmt.Errorf("waiting %v for console line matching %q: %w\n%s", timeout, re, ErrTimeout, c.tailText())
 		case <-ctx.Done():
-			return Line{}, fmt.Errorf("waiting for console line matching %q: %w\n%s", re, ctx.Err(), c.tailText())
+			err = fmt.Errorf("waiting for console line matching %q: %w\n%s", re, ctx.Err(), c.tailText())
+		}
+		if recheck != nil {
+			recheck.Stop()
+		}
+		if err != nil {
+			return Line{}, err
 		}
 	}
 }
@@ -220,4 +268,33 @@ func (c *console) setFailOn(res []*regexp.Regexp) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.failOn = res
+}
+
+// quiet waits until no output has arrived for d, up to timeout.
+func (c *console) quiet(ctx context.Context, d, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c.mu.Lock()
+		last, ended, changed := c.partialAt, c.ended, c.changed
+		c.mu.Unlock()
+		if ended {
+			return fmt.Errorf("waiting for the console to be quiet: %w", ErrExited)
+		}
+		wait := time.Until(last.Add(d))
+		if wait <= 0 {
+			return nil
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("waiting %v for %v without console output: %w", timeout, d, ErrTimeout)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for the console to be quiet: %w", ctx.Err())
+		}
+		t.Stop()
+	}
 }

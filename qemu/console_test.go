@@ -15,7 +15,8 @@ func TestConsoleExpect(t *testing.T) {
 	c := newConsole()
 	now := time.Now()
 	c.write([]byte("\x1b[2J\x1b[01;01HBdsDxe: starting\r\nkiln-stage1: slot a root PARTUUID=X\r\n"), now)
-	c.write([]byte("kiln: ready\r\nlogin"), now)
+	c.write([]byte("kiln: ready\r\n\x1b]10;?\x1b\\\x1b[6n\x1b]11;?\x07log"), now)
+	c.write([]byte("in"), now)
 
 	steps := []struct {
 		re   string
@@ -92,5 +93,50 @@ func TestConsoleFailOn(t *testing.T) {
 	// The failure line is consumed; what follows can still be matched.
 	if _, err := c.expect(context.Background(), regexp.MustCompile(`kiln: ready`), time.Second); err != nil {
 		t.Errorf("expect(after the failure line) error = %v", err)
+	}
+}
+
+func TestConsoleQuiet(t *testing.T) {
+	c := newConsole()
+	ctx := context.Background()
+	c.write([]byte("x"), time.Now())
+	stop := make(chan struct{})
+	go func() { // chatter for 150 ms
+		for i := 0; i < 15; i++ {
+			time.Sleep(10 * time.Millisecond)
+			c.write([]byte("y"), time.Now())
+		}
+		close(stop)
+	}()
+	start := time.Now()
+	if err := c.quiet(ctx, 50*time.Millisecond, 5*time.Second); err != nil {
+		t.Fatalf("quiet() error = %v", err)
+	}
+	<-stop
+	if took := time.Since(start); took < 150*time.Millisecond {
+		t.Errorf("quiet() returned after %v, while output still arrived", took)
+	}
+	c.write([]byte("z"), time.Now())
+	if err := c.quiet(ctx, time.Second, 100*time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Errorf("quiet(longer than timeout) error = %v, want ErrTimeout", err)
+	}
+}
+
+// TestConsolePartialLineSettles: a line still arriving is not matched until it
+// has stopped growing, so a pattern with a variable tail sees all of it.
+func TestConsolePartialLineSettles(t *testing.T) {
+	c := newConsole()
+	re := regexp.MustCompile(`PARTUUID=([0-9A-F-]+)`)
+	c.write([]byte("kiln-stage1: slot b root PARTUUID=D8E347E8-A476-"), time.Now())
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		c.write([]byte("59DB"), time.Now())
+	}()
+	l, err := c.expect(context.Background(), re, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := re.FindStringSubmatch(l.Text)[1]; got != "D8E347E8-A476-59DB" {
+		t.Errorf("expect() matched %q of a line still arriving, want D8E347E8-A476-59DB", got)
 	}
 }

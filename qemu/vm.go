@@ -49,6 +49,12 @@ type Options struct {
 	// StartTimeout bounds how long QEMU may take to connect its serial port and
 	// QMP monitor; 30s if zero.
 	StartTimeout time.Duration
+	// AnswerCursorQueries makes the launcher answer the guest's cursor
+	// position queries (ESC [ 6 n) on the serial console as a 80x24 terminal
+	// would. Line editors such as the recovery shell's query the terminal and
+	// wait seconds for an answer that a plain pipe never gives. Leave it off
+	// when a real terminal is attached (it answers itself).
+	AnswerCursorQueries bool
 }
 
 // VM is a running QEMU. Its methods are safe for concurrent use.
@@ -212,7 +218,7 @@ func start(ctx context.Context, cfg Config, opt Options) (_ *VM, err error) {
 	vm.serial = serialC
 	cleanups = append(cleanups, func() { serialC.Close(); qmpC.Close() })
 	readerDone := make(chan struct{})
-	go vm.readSerial(serialC, opt.Console, readerDone)
+	go vm.readSerial(serialC, opt.Console, opt.AnswerCursorQueries, readerDone)
 
 	hctx, cancel := context.WithTimeout(ctx, opt.StartTimeout)
 	vm.qmp, err = NewQMP(hctx, qmpC)
@@ -294,9 +300,14 @@ func acceptBoth(a, b net.Listener, procDone <-chan struct{}, timeout time.Durati
 	return ra.c, rb.c, nil
 }
 
-func (vm *VM) readSerial(c net.Conn, tee io.Writer, done chan<- struct{}) {
+// cursorQuery is the terminal's Device Status Report request for the cursor
+// position, and cursorReport an answer to it.
+var cursorQuery, cursorReport = []byte("\x1b[6n"), []byte("\x1b[1;1R")
+
+func (vm *VM) readSerial(c net.Conn, tee io.Writer, answer bool, done chan<- struct{}) {
 	defer close(done)
 	buf := make([]byte, 32<<10)
+	var carry []byte // the end of the previous chunk, for queries split across reads
 	for {
 		n, err := c.Read(buf)
 		if n > 0 {
@@ -308,6 +319,13 @@ func (vm *VM) readSerial(c net.Conn, tee io.Writer, done chan<- struct{}) {
 				tee.Write(buf[:n])
 			}
 			vm.con.write(buf[:n], now)
+			if answer {
+				window := append(carry, buf[:n]...)
+				for i := bytes.Count(window, cursorQuery); i > 0; i-- {
+					vm.Write(cursorReport)
+				}
+				carry = append([]byte(nil), window[max(0, len(window)-len(cursorQuery)+1):]...)
+			}
 		}
 		if err != nil {
 			return
@@ -349,6 +367,12 @@ func (vm *VM) FailOn(res ...*regexp.Regexp) { vm.con.setFailOn(res) }
 // ExpectLine is Expect returning the line with its arrival time.
 func (vm *VM) ExpectLine(ctx context.Context, re *regexp.Regexp, timeout time.Duration) (Line, error) {
 	return vm.con.expect(ctx, re, timeout)
+}
+
+// WaitQuiet waits until the serial console has been silent for d (for a
+// program that redraws its screen before it reads input), at most timeout.
+func (vm *VM) WaitQuiet(ctx context.Context, d, timeout time.Duration) error {
+	return vm.con.quiet(ctx, d, timeout)
 }
 
 // Lines returns the console output so far (the newest 50000+ lines at most).

@@ -12,6 +12,7 @@ import (
 	"kiln.dev/kiln/services/dns"
 	"kiln.dev/kiln/services/httpboot"
 	"kiln.dev/kiln/services/mgmt"
+	"kiln.dev/kiln/services/netconf"
 	"kiln.dev/kiln/services/svc"
 	"kiln.dev/kiln/services/tftp"
 )
@@ -21,6 +22,9 @@ type catalogEntry struct {
 	name string
 	// deps must be ready before this service starts.
 	deps []string
+	// after orders without requiring: when a service named here is enabled,
+	// it must be ready before this one starts (like systemd's After=).
+	after []string
 	// enabled gives the default when the config has no services.<name>.enabled.
 	enabled func(config.Config) bool
 	run     svc.RunFunc
@@ -30,14 +34,20 @@ type catalogEntry struct {
 func serviceCatalog() []catalogEntry {
 	return []catalogEntry{
 		{name: "mgmt", enabled: always, run: mgmt.Run},
-		{name: "dhcp", enabled: provisioning, run: dhcp.Run},
-		{name: "dns", enabled: provisioning, run: dns.Run},
-		{name: "tftp", enabled: provisioning, run: tftp.Run},
-		{name: "httpboot", enabled: provisioning, run: httpboot.Run},
+		{name: "netconf", enabled: networkManaged, run: netconf.Run},
+		{name: "dhcp", enabled: provisioning, run: dhcp.Run, after: []string{"netconf"}},
+		{name: "dns", enabled: provisioning, run: dns.Run, after: []string{"netconf"}},
+		{name: "tftp", enabled: provisioning, run: tftp.Run, after: []string{"netconf"}},
+		{name: "httpboot", enabled: provisioning, run: httpboot.Run, after: []string{"netconf"}},
+		{name: "update", enabled: func(c config.Config) bool { return c.Update.Channel != "" }, run: runUpdateService, after: []string{"netconf"}},
 	}
 }
 
 func always(config.Config) bool { return true }
+
+// networkManaged: netconf runs when the config lists interfaces (otherwise
+// PID 1's bootnet brings every NIC up with DHCP and there is no firewall).
+func networkManaged(c config.Config) bool { return c.Network.Configured() }
 
 // provisioning services are on by default once the config provisions a subnet.
 func provisioning(c config.Config) bool { return len(c.Provisioning.Subnets) > 0 }
@@ -83,10 +93,16 @@ func serviceSpecs(cfg config.Config, configPath, stateDir, runDir string) ([]sup
 			args = append(args, "--config", configPath)
 		}
 		args = append(args, "--state", stateDir, "--run", runDir)
+		deps := slices.Clone(e.deps)
+		for _, a := range e.after {
+			if o, ok := findService(a); ok && cfg.Enabled(a, o.enabled(cfg)) {
+				deps = append(deps, a)
+			}
+		}
 		specs = append(specs, supervisor.Spec{
 			Name:    e.name,
 			Args:    args,
-			Deps:    e.deps,
+			Deps:    deps,
 			Enabled: cfg.Enabled(e.name, e.enabled(cfg)),
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 )
 
@@ -16,10 +17,16 @@ import (
 //
 //	kiln hosts import [--state DIR] [--format yaml|csv] [--replace] FILE|-
 //	kiln hosts export [--state DIR] [--format yaml|csv] [FILE|-]
+//
+// list, get, add and rm (and import/export without --state when logged in)
+// go through the appliance's API instead: see runHostsAPI.
 func runHosts(ctx context.Context, args []string, s stdio) error {
+	if hostsViaAPI(args) {
+		return runHostsAPI(ctx, args, s)
+	}
 	if len(args) == 0 || (args[0] != "import" && args[0] != "export") {
-		fmt.Fprintln(s.err, "usage: kiln hosts import [--state DIR] [--format yaml|csv] [--replace] FILE|-\n       kiln hosts export [--state DIR] [--format yaml|csv] [FILE|-]")
-		return fmt.Errorf("hosts: want import or export: %w", errUsage)
+		fmt.Fprintln(s.err, hostsAPIUsage+"\n       kiln hosts import [--state DIR] [--format yaml|csv] [--replace] FILE|-\n       kiln hosts export [--state DIR] [--format yaml|csv] [FILE|-]")
+		return fmt.Errorf("hosts: want list, get, add, rm, import or export: %w", errUsage)
 	}
 	verb := args[0]
 	fs := flag.NewFlagSet("hosts "+verb, flag.ContinueOnError)
@@ -106,4 +113,37 @@ func exportHosts(ctx context.Context, db *store.Store, file string, f store.Form
 		return fmt.Errorf("hosts export: %w", err)
 	}
 	return nil
+}
+
+// importHostsFile imports provisioning.hosts_file (if set) into the machine
+// database in stateDir before the services start: hosts it lists are
+// created or updated by name, others are left alone. It returns nil when no
+// file is configured.
+func importHostsFile(ctx context.Context, cfg config.Config, stateDir string) (*store.ImportResult, error) {
+	file := cfg.Provisioning.HostsFile
+	if file == "" {
+		return nil, nil
+	}
+	f, err := store.FormatOf(file)
+	if err != nil {
+		return nil, fmt.Errorf("provisioning.hosts_file: %w", err)
+	}
+	fh, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("provisioning.hosts_file: %w (fix the path or remove the field)", err)
+	}
+	defer fh.Close()
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("importing provisioning.hosts_file: %w", err)
+	}
+	db, err := store.Open(ctx, store.Path(stateDir))
+	if err != nil {
+		return nil, fmt.Errorf("importing provisioning.hosts_file: %w", err)
+	}
+	defer db.Close()
+	res, err := db.ImportHosts(ctx, fh, f, true)
+	if err != nil {
+		return nil, fmt.Errorf("importing provisioning.hosts_file %s (nothing was imported):\n%w", file, err)
+	}
+	return &res, nil
 }

@@ -55,6 +55,11 @@ func runImageBuild(ctx context.Context, args []string, s stdio) error {
 	helloInit := fs.String("hello-init", "", "build a baseline image whose initramfs /init is this program")
 	payloads := fs.String("payloads", "", "write only the payloads (vmlinuz, initrd, root.squashfs) to this directory")
 	comp := fs.String("compression", image.DefaultCompression, "root squashfs compression: zstd or xz")
+	var otaKeys []string
+	fs.Func("ota-key", "update signing public key (NAME.pub of kiln keys gen) to trust; repeat for several", func(v string) error {
+		otaKeys = append(otaKeys, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("image build: %w", errUsage)
 	}
@@ -67,7 +72,7 @@ func runImageBuild(ctx context.Context, args []string, s stdio) error {
 	}
 	spec := image.Spec{
 		Lock: l, CacheDir: *cache, Kiln: *kiln, Stage1: *stage1, Busybox: *busybox, HelloInit: *helloInit,
-		ApplianceID: *applianceID, Version: *version, Generation: *generation, Compression: *comp,
+		ApplianceID: *applianceID, Version: *version, Generation: *generation, Compression: *comp, OTAKeys: otaKeys,
 		Logger: slog.New(slog.NewTextHandler(s.err, nil)),
 	}
 	if err := spec.Validate(); err != nil {

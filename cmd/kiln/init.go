@@ -33,6 +33,7 @@ func runInit(ctx context.Context, args []string, s stdio) error {
 		Out:           s.out,
 		NewSupervisor: w.newSupervisor,
 		Console:       w.console,
+		AfterStart:    w.otaAfterStart, // OTA: commit or roll back a new version
 	})
 	// SIGTERM and SIGINT mean "reboot" to PID 1, not "cancel": Run handles them.
 	return p.Run(context.WithoutCancel(ctx))
@@ -61,15 +62,26 @@ type initWiring struct {
 	// sup is set by newSupervisor, which pid1 calls before it starts the
 	// consoles (so console reads it after the write); nil without services.
 	sup *supervisor.Supervisor
+	// ota is this boot's OTA state (update.go).
+	ota otaBoot
 }
 
 // newSupervisor builds the supervisor over the service catalog once PID 1
 // has the config and /data.
 func (w *initWiring) newSupervisor(b *pid1.Boot) (pid1.Supervisor, error) {
+	w.otaPrepare(b) // before any service opens the database
 	specs, err := serviceSpecs(b.Config, b.ConfigPath, b.StateDir, b.RunDir)
 	if err != nil {
 		return nil, err
 	}
+	// A bad hosts file is reported; the services start with the database as it is.
+	log := b.Log.With("component", "init")
+	if res, err := importHostsFile(context.Background(), b.Config, b.StateDir); err != nil {
+		fmt.Fprintf(w.out, "kiln-init: PROBLEM: %v\n", err)
+	} else if res != nil {
+		log.Info("imported provisioning.hosts_file", "file", b.Config.Provisioning.HostsFile, "created", res.Created, "updated", res.Updated)
+	}
+	announceFirstLogin(w.out, b.Config, b.StateDir, b.Log.With("component", "init"))
 	s, err := supervisor.New(specs, supervisor.Options{
 		RunDir:                  b.RunDir,
 		LogDir:                  b.LogDir,
@@ -101,10 +113,14 @@ func (w *initWiring) console(ctx context.Context, tty string, b *pid1.Boot) erro
 		Data:       b.Control,
 		Shell:      console.ExecShell{},
 		Power:      b.Control,
+		Login:      consoleLogin{cfg: b.Config, stateDir: b.StateDir},
 		Logger:     b.Log.With("tty", tty),
 	}
 	if w.sup != nil {
 		c.Services = consoleStatus{w.sup}
+	}
+	if sl := w.otaSlots(b); sl != nil {
+		c.Slots = sl
 	}
 	return c.Run(ctx, t)
 }

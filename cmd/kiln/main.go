@@ -33,16 +33,24 @@ var errUsage = errors.New("usage")
 
 func commands() map[string]command {
 	return map[string]command{
-		"image":    {"build the appliance disk image (kiln image build)", runImage},
-		"vm":       {"boot an image in QEMU (kiln vm run)", runVM},
-		"serve":    {"run the supervisor and services on this host", runServe},
-		"status":   {"show the supervisor's service status", runStatus},
-		"service":  {"run one service (started by the supervisor)", runService},
-		"init":     {"run as PID 1 inside the appliance", runInit},
-		"modprobe": {"load a kernel module and its dependencies", runModprobe},
-		"version":  {"print the version", runVersion},
-		"hosts":    {"import or export the machine database's hosts (kiln hosts import|export)", runHosts},
-		"config":   {"check a config file (kiln config validate --config F)", runConfig},
+		"image":      {"build the appliance disk image (kiln image build)", runImage},
+		"vm":         {"boot an image in QEMU (kiln vm run)", runVM},
+		"serve":      {"run the supervisor and services on this host", runServe},
+		"status":     {"show the supervisor's service status", runStatus},
+		"service":    {"run one service (started by the supervisor)", runService},
+		"init":       {"run as PID 1 inside the appliance", runInit},
+		"modprobe":   {"load a kernel module and its dependencies", runModprobe},
+		"version":    {"print the version", runVersion},
+		"hosts":      {"list, get, add, rm, import and export hosts (kiln hosts list|get|add|rm|import|export)", runHosts},
+		"config":     {"check a config file (kiln config validate --config F)", runConfig},
+		"login":      {"log in to an appliance's API and keep a token (kiln login --url URL)", runLogin},
+		"leases":     {"list DHCP leases (through the API)", runLeases},
+		"logs":       {"print or follow a service's log (kiln logs [-f] SERVICE)", runLogs},
+		"completion": {"print a shell completion script (kiln completion bash|zsh)", runCompletion},
+		"password":   {"show or reset the admin password on the appliance (kiln password show|reset)", runPassword},
+		"net":        {"network status, try and confirm a network config (kiln net status|apply --try F|confirm)", runNet},
+		"update":     {"build, push, inspect and roll back over-the-air updates (kiln update build|verify|push|status|rollback)", runUpdate},
+		"keys":       {"make update signing keys (kiln keys gen --out DIR)", runKeys},
 	}
 }
 
@@ -54,6 +62,12 @@ func main() {
 		fmt.Fprintf(os.Stderr, "kiln: %v\n", err)
 		if errors.Is(err, errUsage) {
 			os.Exit(2)
+		}
+		if errors.Is(err, errAuth) {
+			os.Exit(3)
+		}
+		if errors.Is(err, errNotFound) {
+			os.Exit(4)
 		}
 		os.Exit(1)
 	}

@@ -54,6 +54,14 @@ func runServe(ctx context.Context, args []string, s stdio) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(s.err, nil))
+	if res, err := importHostsFile(ctx, cfg, *stateDir); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	} else if res != nil {
+		logger.Info("imported provisioning.hosts_file", "component", "serve", "file", cfg.Provisioning.HostsFile,
+			"created", res.Created, "updated", res.Updated)
+	}
+	// The first-login lines go to stderr: stdout carries only "kiln: ready".
+	announceFirstLogin(s.err, cfg, *stateDir, logger.With("component", "serve"))
 	sup, err := supervisor.New(specs, supervisor.Options{
 		RunDir:  *runDir,
 		LogDir:  filepath.Join(*stateDir, "log"),

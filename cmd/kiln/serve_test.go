@@ -318,3 +318,27 @@ func TestCatalogIsValid(t *testing.T) {
 		t.Errorf("supervisor.New(catalog) = %v", err)
 	}
 }
+
+// Provisioning services wait for netconf only when netconf runs.
+func TestServiceSpecsAfterNetconf(t *testing.T) {
+	deps := func(cfg config.Config) map[string][]string {
+		specs, err := serviceSpecs(cfg, "", "/s", "/r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string][]string{}
+		for _, s := range specs {
+			out[s.Name] = s.Deps
+		}
+		return out
+	}
+	cfg := config.Default()
+	cfg.Provisioning.Subnets = []config.Subnet{{Name: "a", CIDR: "10.0.0.0/24", Mode: config.ModeOff}}
+	if d := deps(cfg)["dhcp"]; len(d) != 0 {
+		t.Errorf("dhcp deps without network.interfaces = %v, want none", d)
+	}
+	cfg.Network.Interfaces = []config.Interface{{Name: "eth0", Role: config.RoleManagement, DHCP: true}}
+	if d := deps(cfg)["dhcp"]; !slices.Contains(d, "netconf") {
+		t.Errorf("dhcp deps with network.interfaces = %v, want netconf", d)
+	}
+}

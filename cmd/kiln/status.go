@@ -18,24 +18,39 @@ import (
 // errNotReady makes "kiln status" exit 1 while a service is not ready.
 var errNotReady = errors.New("not every enabled service is ready")
 
-// runStatus prints the supervisor's service status: "kiln status [--run DIR] [--json]".
+// runStatus prints the supervisor's service status: "kiln status [--run DIR]
+// [--json]", or an appliance's through its API with --url URL (the token of
+// kiln login).
 func runStatus(ctx context.Context, args []string, s stdio) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(s.err)
 	runDir := fs.String("run", "/run/kiln", "the supervisor's runtime directory (kiln serve: <state>/run)")
 	asJSON := fs.Bool("json", false, "print the status as JSON")
+	var o apiOptions
+	o.register(fs) // --url: ask an appliance's API instead of the local socket
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("status: %v: %w", err, errUsage)
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("status: unexpected argument %q: %w", fs.Arg(0), errUsage)
 	}
-	sock := supervisor.SocketPath(*runDir)
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := supervisor.NewClient(sock).Status(ctx)
-	if err != nil {
-		return fmt.Errorf("status: no supervisor answers at %s (%w): is kiln running? for kiln serve pass --run <state>/run", sock, err)
+	var st supervisor.Status
+	if o.url != "" {
+		c, err := o.client()
+		if err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+		if err := c.do(ctx, "GET", "/api/v1/services", nil, &st); err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+	} else {
+		sock := supervisor.SocketPath(*runDir)
+		var err error
+		if st, err = supervisor.NewClient(sock).Status(ctx); err != nil {
+			return fmt.Errorf("status: no supervisor answers at %s (%w): is kiln running? for kiln serve pass --run <state>/run", sock, err)
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(s.out)

@@ -171,7 +171,10 @@ func runVMRun(ctx context.Context, args []string, s stdio) error {
 	logger := slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "vm")
 	// The VM outlives ctx: on SIGINT/SIGTERM the guest gets a power button
 	// press and time to shut down cleanly.
-	vm, err := qemu.Start(context.WithoutCancel(ctx), cfg, qemu.Options{Logger: logger, Console: s.out})
+	// A terminal answers the guest's cursor queries itself; without one, the
+	// launcher does, so line editors on the console do not stall.
+	opts := qemu.Options{Logger: logger, Console: s.out, AnswerCursorQueries: restore == nil}
+	vm, err := qemu.Start(context.WithoutCancel(ctx), cfg, opts)
 	if err != nil {
 		return fmt.Errorf("vm run: %w", err)
 	}

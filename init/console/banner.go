@@ -51,5 +51,6 @@ func (s *session) bannerLines(ctx context.Context) {
 		}
 		s.printf("%-10s  %s\n", label, u)
 	}
+	s.loginLines()
 	s.printf("press Enter for the recovery menu\n")
 }

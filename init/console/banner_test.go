@@ -68,3 +68,41 @@ func TestBannerManagementLine(t *testing.T) {
 		})
 	}
 }
+
+// fakeLogin is a LoginInfo with fixed answers.
+type fakeLogin struct {
+	pw, fp string
+	err    error
+}
+
+func (f fakeLogin) AdminPassword() (string, error) { return f.pw, f.err }
+func (f fakeLogin) Fingerprint() (string, error)   { return f.fp, f.err }
+
+func TestBannerLoginLines(t *testing.T) {
+	tests := []struct {
+		name    string
+		login   LoginInfo
+		want    []string
+		notWant string
+	}{
+		{"first boot", fakeLogin{pw: "abcd-efgh-jkmn-pqrs", fp: "AB:CD"}, []string{"certificate SHA-256 AB:CD\n", "admin login user admin, password abcd-efgh-jkmn-pqrs ("}, ""},
+		{"password changed", fakeLogin{fp: "AB:CD"}, []string{"certificate SHA-256 AB:CD\n"}, "admin login"},
+		{"unreadable", fakeLogin{err: errTest}, []string{"certificate unknown (test failure)\n", "admin login unknown (test failure)\n"}, ""},
+		{"not wired", nil, nil, "certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newFakes().console(t)
+			c.Login = tt.login
+			got := run(t, c, "")
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("banner lacks %q; got:\n%s", w, got)
+				}
+			}
+			if tt.notWant != "" && strings.Contains(got, tt.notWant) {
+				t.Errorf("banner has %q; got:\n%s", tt.notWant, got)
+			}
+		})
+	}
+}

@@ -51,6 +51,7 @@ type Console struct {
 	Data     DataWiper       // factory reset (5)
 	Shell    ShellRunner     // shell (6)
 	Power    Power           // reboot (7), power off (8), after roll back and reset
+	Login    LoginInfo       // certificate fingerprint and first-boot password in the banner
 
 	// Logger records what the operator did (roll back, reset, reboot…); nil discards.
 	Logger *slog.Logger

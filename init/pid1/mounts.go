@@ -192,13 +192,14 @@ func MountESP(l *kmod.Loader, disk string) error {
 	return nil
 }
 
-// LoadConfig loads the first config file that exists of persistent (on
-// /data) and builtin (in the image). An invalid persistent file falls back to
-// the built-in one, and an invalid built-in one to the defaults; the error
-// then says what was wrong and what is used instead.
-func LoadConfig(persistent, builtin string) (config.Config, string, error) {
+// LoadConfig loads the first config file that exists of paths, in order of
+// precedence: PID 1 passes the QEMU fw_cfg config (if any), the persistent one
+// (on /data) and the built-in one (in the image). An invalid file falls back
+// to the next, and when none is valid to the defaults; the error then says
+// what was wrong and what is used instead.
+func LoadConfig(paths ...string) (config.Config, string, error) {
 	var problems []error
-	for _, p := range []string{persistent, builtin} {
+	for _, p := range paths {
 		if _, err := os.Stat(p); err != nil {
 			continue
 		}

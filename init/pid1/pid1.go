@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -97,6 +98,10 @@ type Options struct {
 	// Console runs the recovery console on one terminal until ctx is done;
 	// PID 1 restarts it when it returns. Nil means no console.
 	Console func(ctx context.Context, tty string, b *Boot) error
+	// AfterStart runs in its own goroutine once the services were started
+	// (or could not be) and the consoles run; its ctx ends when a shutdown
+	// begins. cmd/kiln uses it for the OTA health check of a new version.
+	AfterStart func(ctx context.Context, b *Boot)
 	// ConsoleTTYs default to /dev/ttyS0 and /dev/tty1 (those that exist).
 	ConsoleTTYs []string
 	// StartServicesWithoutData starts the services on a tmpfs /data when the
@@ -324,7 +329,11 @@ func (p *Init) Run(ctx context.Context) error {
 		}
 	}
 
-	b.Config, b.ConfigPath, err = LoadConfig("/data/config/kiln.yaml", "/etc/kiln/kiln.yaml")
+	configPaths := []string{"/data/config/kiln.yaml", "/etc/kiln/kiln.yaml"}
+	if fw := p.fwCfg(b); fw != "" {
+		configPaths = append([]string{fw}, configPaths...)
+	}
+	b.Config, b.ConfigPath, err = LoadConfig(configPaths...)
 	if err != nil {
 		p.problem("%v", err)
 	}
@@ -334,9 +343,17 @@ func (p *Init) Run(ctx context.Context) error {
 	p.mu.Lock()
 	p.mounted = mounted
 	p.mu.Unlock()
-	p.goSafe("network", func() {
-		bootnet.Run(ctx, bootnet.Config{Hostname: b.Config.Hostname, Log: p.base})
-	})
+	if b.Config.Network.Configured() {
+		// The netconf service configures the listed interfaces and the
+		// firewall; until it runs only loopback is up.
+		if err := bootnet.LoopbackUp(); err != nil {
+			p.problem("%v", err)
+		}
+	} else {
+		p.goSafe("network", func() {
+			bootnet.Run(ctx, bootnet.Config{Hostname: b.Config.Hostname, Log: p.base})
+		})
+	}
 
 	var sup Supervisor
 	if p.o.NewSupervisor != nil && (b.DataErr == nil || p.o.StartServicesWithoutData) {
@@ -378,8 +395,13 @@ func (p *Init) Run(ctx context.Context) error {
 	b.Problems = append([]string(nil), p.problems...)
 	p.mu.Unlock()
 	p.startConsoles(ctx, b)
+	afterCtx, afterCancel := context.WithCancel(ctx)
+	if p.o.AfterStart != nil {
+		p.goSafe("after start", func() { p.o.AfterStart(afterCtx, b) })
+	}
 
 	action := <-p.requests
+	afterCancel()
 	p.mu.Lock()
 	mounted = append([]string(nil), p.mounted...)
 	p.mu.Unlock()
@@ -427,6 +449,32 @@ func (p *Init) modules(ctx context.Context) *kmod.Loader {
 	}
 	p.log.Info("modules loaded for devices", "count", len(mods), "took", time.Since(start).Round(time.Millisecond))
 	return l
+}
+
+// fwCfg copies the files a QEMU VM was given with -fw_cfg name=opt/kiln/<name>
+// to <run>/fw_cfg (see fwcfg.go) and returns the config's path there, or "".
+func (p *Init) fwCfg(b *Boot) string {
+	if !isQEMU("/sys/class/dmi/id/sys_vendor") {
+		return ""
+	}
+	if b.Modules != nil {
+		if err := b.Modules.Load("qemu_fw_cfg", ""); err != nil && !errors.Is(err, kmod.ErrNotFound) {
+			p.log.Warn("loading module", "module", "qemu_fw_cfg", "err", err)
+		}
+	}
+	dir := filepath.Join(b.RunDir, "fw_cfg")
+	names, err := CopyFwCfg(FwCfgSysDir, dir)
+	if err != nil {
+		p.problem("%v", err)
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	p.log.Info("files from QEMU fw_cfg", "names", names, "dir", dir)
+	if slices.Contains(names, FwCfgConfigName) {
+		return filepath.Join(dir, FwCfgConfigName)
+	}
+	return ""
 }
 
 // watchdog opens the hardware watchdog if there is one and pets it while healthy.

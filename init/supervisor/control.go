@@ -188,6 +188,33 @@ func (c *Client) Logs(ctx context.Context, name string, since uint64) ([]Line, e
 	return lines, nil
 }
 
+// FollowLogs streams a service's ring lines with Seq > since (GET
+// /v1/logs/{name}?since=N&follow=1), calling fn for each, until ctx ends, fn
+// returns an error (returned as is), or the supervisor ends the stream (nil);
+// a cancelled ctx returns ctx.Err().
+func (c *Client) FollowLogs(ctx context.Context, name string, since uint64, fn func(Line) error) error {
+	resp, err := c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/logs/%s?since=%d&follow=1", name, since))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var l Line
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return fmt.Errorf("decoding log line: %w", err)
+		}
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("reading logs: %w", err)
+	}
+	return ctx.Err()
+}
+
 // Restart asks the supervisor to restart a service.
 func (c *Client) Restart(ctx context.Context, name string) error {
 	resp, err := c.do(ctx, http.MethodPost, "/v1/services/"+name+"/restart")

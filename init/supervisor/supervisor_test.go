@@ -416,6 +416,20 @@ func TestControlSocket(t *testing.T) {
 	if s := f.service(t, "web"); s.Restarts != 1 || s.LastExit != "exited with code 0" {
 		t.Errorf("web after restart: Restarts %d LastExit %q, want 1 %q", s.Restarts, s.LastExit, "exited with code 0")
 	}
+
+	// Client.FollowLogs replays from since and stops when fn returns an error.
+	errEnough := fmt.Errorf("enough")
+	var seen []string
+	err = c.FollowLogs(followCtx, "web", 0, func(l Line) error {
+		seen = append(seen, l.Text)
+		if l.Text == "restart requested" {
+			return errEnough
+		}
+		return nil
+	})
+	if err != errEnough || !slices.Contains(seen, "hello stdout from web") {
+		t.Errorf("FollowLogs = %v after %q, want errEnough after the first lines", err, seen)
+	}
 }
 
 func TestNewRejectsBadSpecs(t *testing.T) {

@@ -169,23 +169,31 @@ func NewVM(t testing.TB, ctx context.Context, image string, o VMOptions) *qemu.V
 	if disk == "" {
 		disk = NewOverlay(t, image, o.DiskSize)
 	}
+	// The work dir (serial.log) outlives a failed test for a post-mortem.
+	work, err := os.MkdirTemp("", "kiln-vm-"+strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := qemu.Config{
-		WorkDir:   t.TempDir(),
+		WorkDir:   work,
 		MemoryMiB: o.MemoryMiB,
 		Disks:     []qemu.Disk{{Path: disk}},
-		Mgmt:      &qemu.Mgmt{},
+		Mgmt:      &qemu.Mgmt{Pcap: os.Getenv("KILN_MGMT_PCAP")},
 		NICs:      o.NICs,
 	}
-	vm, err := qemu.Start(ctx, cfg, qemu.Options{Logger: TestLogger(t)})
+	vm, err := qemu.Start(ctx, cfg, qemu.Options{Logger: TestLogger(t), AnswerCursorQueries: true})
 	if err != nil {
+		os.RemoveAll(work)
 		t.Fatal(err)
 	}
 	vm.FailOn(PanicRE)
 	t.Cleanup(func() {
 		vm.Close()
 		if t.Failed() {
-			t.Logf("serial console of the failed test is in %s/serial.log", cfg.WorkDir)
+			t.Logf("serial console of the failed test: %s/serial.log", work)
+			return
 		}
+		os.RemoveAll(work)
 	})
 	return vm
 }

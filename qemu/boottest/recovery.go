@@ -30,6 +30,7 @@ func NewRecovery(t testing.TB, ctx context.Context, vm *qemu.VM) *Recovery {
 var (
 	choiceRE = regexp.MustCompile(`choice \[1-8, q\]:`)
 	shellRE  = regexp.MustCompile(`starting a shell`)
+	promptRE = regexp.MustCompile(`^[#$>] `)
 )
 
 func (r *Recovery) expect(re *regexp.Regexp, timeout time.Duration) string {
@@ -72,27 +73,44 @@ func (r *Recovery) Choose(item string) {
 	r.send(item + "\r")
 }
 
-// Shell opens the shell from the menu (the menu must be showing its prompt).
+// Shell opens the shell from the menu (the menu must be showing its prompt)
+// and waits for its prompt: u-root's gosh edits lines with bubbline, which
+// queries the terminal first and drops what was typed before it started.
 func (r *Recovery) Shell() {
 	r.t.Helper()
 	r.Choose("6")
 	r.expect(shellRE, 30*time.Second)
-	r.Run("true") // wait until the shell reads commands
+	start := time.Now()
+	r.expect(promptRE, time.Minute)
+	r.t.Logf("shell prompt after %.1fs", time.Since(start).Seconds())
 }
 
-// Run types a shell command line and waits until it has finished. The
-// completion marker is computed by the shell, so the echo of the typed line
-// never matches it.
+// settle waits until the line editor has finished drawing its prompt: keys
+// typed while bubbline still starts up are lost or leave it hanging.
+func (r *Recovery) settle() {
+	r.t.Helper()
+	if err := r.vm.WaitQuiet(r.ctx, 2*time.Second, 30*time.Second); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// Run types a shell command line once the prompt has settled and waits until
+// the command has finished and the shell prompts again.
+// The completion marker is computed by the shell, so the echo of the typed
+// line never matches it.
 func (r *Recovery) Run(cmd string) {
 	r.t.Helper()
 	r.n++
+	r.settle()
 	r.send(fmt.Sprintf("%s; echo kiln-done-$((%d+1))\r", cmd, r.n-1))
-	r.expect(regexp.MustCompile(`kiln-done-`+strconv.Itoa(r.n)+`\b`), time.Minute)
+	r.expect(regexp.MustCompile(`^kiln-done-`+strconv.Itoa(r.n)+`\b`), time.Minute)
+	r.expect(promptRE, 30*time.Second)
 }
 
 // ExitShell leaves the shell and waits for the menu prompt again.
 func (r *Recovery) ExitShell() {
 	r.t.Helper()
+	r.settle()
 	r.send("exit\r")
 	r.expect(choiceRE, 30*time.Second)
 }
@@ -122,4 +140,12 @@ func (r *Recovery) StatusTable() map[string]int {
 		out[f[0]] = pid
 	}
 	return out
+}
+
+// Type types s at the shell once its prompt has settled (for a last command
+// such as a reboot, whose completion the caller checks itself).
+func (r *Recovery) Type(s string) {
+	r.t.Helper()
+	r.settle()
+	r.send(s)
 }

@@ -22,6 +22,10 @@ type Config struct {
 	// Services switches services on or off by name; a missing entry means the default.
 	Services     map[string]Service `yaml:"services"`
 	Provisioning Provisioning       `yaml:"provisioning"`
+	Network      Network            `yaml:"network"`
+	Firewall     Firewall           `yaml:"firewall"`
+	API          API                `yaml:"api"`
+	Update       Update             `yaml:"update"`
 }
 
 // Management configures the management endpoint.
@@ -126,6 +130,10 @@ func (c Config) Validate() error {
 		add("management.http_port", fmt.Sprintf("port %d is also management.https_port", c.Management.HTTPPort), "give HTTP and HTTPS different ports")
 	}
 	c.Provisioning.validate(add)
+	c.validateListeners(add)
+	c.validateNetwork(add)
+	c.API.validate(add)
+	c.Update.validate(add)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -2,8 +2,11 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -21,6 +24,53 @@ type Provisioning struct {
 	UpstreamDNS []string `yaml:"upstream_dns"`
 	// Subnets are the IPv4 networks kiln provisions.
 	Subnets []Subnet `yaml:"subnets"`
+	// HostsFile is a hosts file (YAML or CSV, the format of `kiln hosts
+	// import`) imported into the machine database every time the services
+	// start: its hosts are created, or updated by name; hosts it does not
+	// list are left alone. Empty: none.
+	HostsFile string `yaml:"hosts_file"`
+	// DNS, TFTP and HTTPBoot configure the provisioning services' listeners
+	// and files; every field has a default.
+	DNS      DNSService      `yaml:"dns"`
+	TFTP     TFTPService     `yaml:"tftp"`
+	HTTPBoot HTTPBootService `yaml:"http_boot"`
+}
+
+// DNSService configures the DNS service.
+type DNSService struct {
+	// Listen is the UDP and TCP address; empty means DefaultDNSListen.
+	// Clients only ask port 53: another port is for tests and for running
+	// beside another DNS server.
+	Listen string `yaml:"listen"`
+}
+
+// TFTPService configures the TFTP service.
+type TFTPService struct {
+	// Listen is the UDP address; empty means DefaultTFTPListen. PXE firmware
+	// only asks port 69.
+	Listen string `yaml:"listen"`
+	// Root is the directory served; empty means DefaultTFTPRoot (the image's
+	// iPXE binaries), or <state>/tftp on a host without it.
+	Root string `yaml:"root"`
+	// MaxBlockSize caps the negotiated blksize (RFC 2348) below the link's
+	// MTU - 32; 0: the MTU alone decides.
+	MaxBlockSize int `yaml:"max_blksize"`
+	// MaxWindowSize caps the negotiated windowsize (RFC 7440); 0: 64.
+	MaxWindowSize int `yaml:"max_windowsize"`
+	// MaxTransfers caps concurrent transfers (0: 64), MaxPerClient those of
+	// one client address (0: 4).
+	MaxTransfers int `yaml:"max_transfers"`
+	MaxPerClient int `yaml:"max_per_client"`
+}
+
+// HTTPBootService configures the HTTP boot service.
+type HTTPBootService struct {
+	// Listen is the TCP address; empty means ":" + DefaultHTTPBootPort.
+	// Scripts point clients at this port unless a subnet sets boot.http_base.
+	Listen string `yaml:"listen"`
+	// Root is the directory of boot artifacts served under /files/; empty
+	// means <state>/boot.
+	Root string `yaml:"root"`
 }
 
 // Subnet modes.
@@ -44,7 +94,10 @@ const (
 // Defaults applied when a field is empty.
 const (
 	DefaultLeaseTime    = 12 * time.Hour
-	DefaultHTTPBootPort = 8080 // port of the HTTP boot service when boot.http_base is empty
+	DefaultHTTPBootPort = 8080 // port of the HTTP boot service unless provisioning.http_boot.listen says otherwise
+	DefaultDNSListen    = ":53"
+	DefaultTFTPListen   = ":69"
+	DefaultTFTPRoot     = "/usr/share/kiln/ipxe"
 )
 
 // Subnet is one provisioned IPv4 network.
@@ -77,7 +130,14 @@ type Subnet struct {
 	// ForeignDHCP is the policy when another DHCP server answers on the link:
 	// refuse (default) or warn. Only used by authoritative subnets.
 	ForeignDHCP string `yaml:"foreign_dhcp"`
+	// ConflictProbe checks that a pool address is unused (ARP on a local
+	// link, ping through a relay) before offering it; default true. Like
+	// dnsmasq's --no-ping, false trades that safety for speed.
+	ConflictProbe *bool `yaml:"conflict_probe"`
 }
+
+// Probe reports whether pool addresses are probed before they are offered.
+func (s Subnet) Probe() bool { return s.ConflictProbe == nil || *s.ConflictProbe }
 
 // Pool is an inclusive address range.
 type Pool struct {
@@ -134,13 +194,80 @@ func (s Subnet) Foreign() string {
 	return s.ForeignDHCP
 }
 
-// HTTPBase returns boot.http_base without a trailing slash, or the default for
-// a kiln reachable at self.
-func (s Subnet) HTTPBase(self netip.Addr) string {
+// HTTPBase returns boot.http_base without a trailing slash, or the base URL
+// of a kiln reachable at self whose HTTP boot service listens on port (0:
+// DefaultHTTPBootPort; see Provisioning.HTTPBootPort).
+func (s Subnet) HTTPBase(self netip.Addr, port int) string {
 	if s.Boot.HTTPBase != "" {
 		return strings.TrimRight(s.Boot.HTTPBase, "/")
 	}
-	return fmt.Sprintf("http://%s:%d", self, DefaultHTTPBootPort)
+	if port == 0 {
+		port = DefaultHTTPBootPort
+	}
+	return fmt.Sprintf("http://%s:%d", self, port)
+}
+
+// DNSListen, TFTPListen and HTTPBootListen return the services' listen
+// addresses with the defaults applied.
+func (p Provisioning) DNSListen() string  { return or(p.DNS.Listen, DefaultDNSListen) }
+func (p Provisioning) TFTPListen() string { return or(p.TFTP.Listen, DefaultTFTPListen) }
+func (p Provisioning) HTTPBootListen() string {
+	return or(p.HTTPBoot.Listen, ":"+strconv.Itoa(DefaultHTTPBootPort))
+}
+
+// HTTPBootPort returns the HTTP boot service's port.
+func (p Provisioning) HTTPBootPort() int {
+	_, port, _ := splitListen(p.HTTPBootListen())
+	return port
+}
+
+// ServicePorts returns the ports the provisioning services listen on as
+// configured (DHCP's are fixed: 67, and 4011 with a proxy subnet). The
+// firewall opens these on provisioning interfaces.
+func (p Provisioning) ServicePorts() []Port {
+	ports := []Port{{"udp", 67, "DHCP server"}}
+	for _, s := range p.Subnets {
+		if s.Mode == ModeProxy {
+			ports = append(ports, Port{"udp", 4011, "proxyDHCP"})
+			break
+		}
+	}
+	for _, l := range []struct{ proto, addr, what string }{
+		{"udp", p.DNSListen(), "DNS"}, {"tcp", p.DNSListen(), "DNS"},
+		{"udp", p.TFTPListen(), "TFTP"}, {"tcp", p.HTTPBootListen(), "HTTP boot"},
+	} {
+		if _, port, err := splitListen(l.addr); err == nil {
+			ports = append(ports, Port{l.proto, port, l.what})
+		}
+	}
+	return ports
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// splitListen parses "host:port" or ":port"; host must be an IP address.
+func splitListen(s string) (netip.Addr, int, error) {
+	host, ps, err := net.SplitHostPort(s)
+	if err != nil {
+		return netip.Addr{}, 0, err
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil || port < 1 || port > 65535 {
+		return netip.Addr{}, 0, fmt.Errorf("port %q is not 1-65535", ps)
+	}
+	if host == "" {
+		return netip.Addr{}, port, nil
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, 0, fmt.Errorf("%q is not an IP address", host)
+	}
+	return a.Unmap(), port, nil
 }
 
 // TFTPAddr returns boot.tftp_server, or self when empty.
@@ -174,6 +301,39 @@ func (p Provisioning) validate(add func(field, problem, fix string)) {
 			continue
 		}
 		add(fmt.Sprintf("provisioning.upstream_dns[%d]", i), fmt.Sprintf("%q is not an IP address", u), "use an address like 192.0.2.53 or 192.0.2.53:53")
+	}
+	for _, l := range []struct{ field, val string }{
+		{"provisioning.dns.listen", p.DNS.Listen}, {"provisioning.tftp.listen", p.TFTP.Listen}, {"provisioning.http_boot.listen", p.HTTPBoot.Listen},
+	} {
+		if l.val == "" {
+			continue
+		}
+		if _, _, err := splitListen(l.val); err != nil {
+			add(l.field, fmt.Sprintf("%q: %v", l.val, err), "use address:port or :port with an IP address, e.g. :69 or 10.0.0.1:69")
+		}
+	}
+	for _, r := range []struct{ field, val string }{
+		{"provisioning.tftp.root", p.TFTP.Root}, {"provisioning.http_boot.root", p.HTTPBoot.Root}, {"provisioning.hosts_file", p.HostsFile},
+	} {
+		if r.val != "" && !filepath.IsAbs(r.val) {
+			add(r.field, fmt.Sprintf("%q is not an absolute path", r.val), "use a path starting with /")
+		}
+	}
+	if b := p.TFTP.MaxBlockSize; b != 0 && (b < 512 || b > 65464) {
+		add("provisioning.tftp.max_blksize", fmt.Sprintf("%d is out of range", b), "use 512-65464, or 0 to let the link MTU decide")
+	}
+	for _, n := range []struct {
+		field string
+		val   int
+		max   int
+	}{
+		{"provisioning.tftp.max_windowsize", p.TFTP.MaxWindowSize, 65535},
+		{"provisioning.tftp.max_transfers", p.TFTP.MaxTransfers, 10000},
+		{"provisioning.tftp.max_per_client", p.TFTP.MaxPerClient, 10000},
+	} {
+		if n.val < 0 || n.val > n.max {
+			add(n.field, fmt.Sprintf("%d is out of range", n.val), fmt.Sprintf("use 1-%d, or 0 for the default", n.max))
+		}
 	}
 	names := map[string]int{}
 	for i, s := range p.Subnets {
@@ -324,4 +484,73 @@ func validDomain(d string) bool {
 		}
 	}
 	return true
+}
+
+// listener is one socket a kiln service binds.
+type listener struct {
+	field   string // the config field that sets it
+	service string
+	proto   string
+	addr    netip.Addr // zero: every address
+	port    int
+}
+
+// listeners returns the sockets the enabled services bind, in the order
+// their conflicts are reported (a fixed port first, so the message lands on
+// a field the operator can change).
+func (c Config) listeners() []listener {
+	var ls []listener
+	if c.Enabled("mgmt", true) {
+		a, _ := netip.ParseAddr(c.Management.Listen)
+		if c.Management.HTTPSPort > 0 {
+			ls = append(ls, listener{"management.https_port", "the management HTTPS server", "tcp", a, c.Management.HTTPSPort})
+		}
+		if c.Management.HTTPPort > 0 {
+			ls = append(ls, listener{"management.http_port", "the management HTTP server", "tcp", a, c.Management.HTTPPort})
+		}
+	}
+	p := c.Provisioning
+	on := func(name string) bool { return c.Enabled(name, len(p.Subnets) > 0) }
+	if on("dhcp") {
+		ls = append(ls, listener{"provisioning.subnets", "the DHCP server", "udp", netip.Addr{}, 67})
+		for _, s := range p.Subnets {
+			if s.Mode == ModeProxy {
+				ls = append(ls, listener{"provisioning.subnets", "proxyDHCP", "udp", netip.Addr{}, 4011})
+				break
+			}
+		}
+	}
+	add := func(field, service, proto, addr string) {
+		if a, port, err := splitListen(addr); err == nil {
+			ls = append(ls, listener{field, service, proto, a, port})
+		}
+	}
+	if on("dns") {
+		add("provisioning.dns.listen", "the DNS server", "udp", p.DNSListen())
+		add("provisioning.dns.listen", "the DNS server", "tcp", p.DNSListen())
+	}
+	if on("tftp") {
+		add("provisioning.tftp.listen", "the TFTP server", "udp", p.TFTPListen())
+	}
+	if on("httpboot") {
+		add("provisioning.http_boot.listen", "the HTTP boot server", "tcp", p.HTTPBootListen())
+	}
+	return ls
+}
+
+// validateListeners reports two enabled services that would bind the same
+// port on overlapping addresses.
+func (c Config) validateListeners(add func(field, problem, fix string)) {
+	ls := c.listeners()
+	for i, l := range ls {
+		for _, o := range ls[:i] {
+			if o.proto != l.proto || o.port != l.port || o.service == l.service ||
+				(l.addr.IsValid() && o.addr.IsValid() && l.addr != o.addr) {
+				continue
+			}
+			add(l.field, fmt.Sprintf("%s port %d of %s is also the port of %s (%s)", strings.ToUpper(l.proto), l.port, l.service, o.service, o.field),
+				"give every service its own port, or bind them to different addresses")
+			break
+		}
+	}
 }

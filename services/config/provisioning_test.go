@@ -58,8 +58,12 @@ func TestProvisioningParse(t *testing.T) {
 		{"RouterAddr", a.RouterAddr(), netip.MustParseAddr("10.0.0.254")},
 		{"Lease", a.Lease(), 2 * time.Hour},
 		{"Lease default", office.Lease(), DefaultLeaseTime},
-		{"HTTPBase", a.HTTPBase(self), "http://10.0.0.1:8080"},
-		{"HTTPBase default", office.HTTPBase(netip.MustParseAddr("192.168.1.5")), "http://192.168.1.5:8080"},
+		{"HTTPBase", a.HTTPBase(self, 9999), "http://10.0.0.1:8080"},
+		{"HTTPBase default", office.HTTPBase(netip.MustParseAddr("192.168.1.5"), 0), "http://192.168.1.5:8080"},
+		{"HTTPBase port", office.HTTPBase(netip.MustParseAddr("192.168.1.5"), 8081), "http://192.168.1.5:8081"},
+		{"HTTPBootPort default", p.HTTPBootPort(), DefaultHTTPBootPort},
+		{"DNSListen default", p.DNSListen(), ":53"},
+		{"TFTPListen default", p.TFTPListen(), ":69"},
 		{"TFTPAddr default", office.TFTPAddr(self), self},
 		{"Foreign", a.Foreign(), ForeignWarn},
 		{"Foreign default", office.Foreign(), ForeignRefuse},
@@ -112,6 +116,25 @@ func TestProvisioningValidate(t *testing.T) {
 			"    - {name: a, interface: eth2, cidr: 10.0.5.0/24, mode: proxy}\n",
 			[]string{"provisioning.subnets[1].cidr: 10.0.5.0/24 overlaps provisioning.subnets[0].cidr 10.0.0.0/16",
 				"provisioning.subnets[1].name: \"a\" is also the name of provisioning.subnets[0]"}},
+		{"listen addresses", "provisioning:\n  dns: {listen: \"53\"}\n  tftp: {listen: \"kiln:69\"}\n  http_boot: {listen: \":70000\"}\n",
+			[]string{"provisioning.dns.listen: \"53\": address 53: missing port in address (use address:port or :port",
+				"provisioning.tftp.listen: \"kiln:69\": \"kiln\" is not an IP address",
+				"provisioning.http_boot.listen: \":70000\": port \"70000\" is not 1-65535"}},
+		{"relative paths", "provisioning:\n  hosts_file: hosts.yaml\n  tftp: {root: ipxe}\n  http_boot: {root: ./boot}\n",
+			[]string{"provisioning.hosts_file: \"hosts.yaml\" is not an absolute path", "provisioning.tftp.root: \"ipxe\" is not an absolute path",
+				"provisioning.http_boot.root: \"./boot\" is not an absolute path"}},
+		{"tftp limits", "provisioning:\n  tftp: {max_blksize: 100, max_windowsize: 70000, max_transfers: -1}\n",
+			[]string{"provisioning.tftp.max_blksize: 100 is out of range (use 512-65464", "provisioning.tftp.max_windowsize: 70000 is out of range",
+				"provisioning.tftp.max_transfers: -1 is out of range"}},
+		{"tftp on the DHCP port", sub(auth + "  tftp: {listen: \":67\"}\n"),
+			[]string{"provisioning.tftp.listen: UDP port 67 of the TFTP server is also the port of the DHCP server (provisioning.subnets)"}},
+		{"http boot on the management port", sub(auth + "  http_boot: {listen: \"10.0.0.1:443\"}\n"),
+			[]string{"provisioning.http_boot.listen: TCP port 443 of the HTTP boot server is also the port of the management HTTPS server (management.https_port)"}},
+		{"dns and tftp share a port", sub(auth + "  dns: {listen: \":5353\"}\n  tftp: {listen: \"127.0.0.1:5353\"}\n"),
+			[]string{"provisioning.tftp.listen: UDP port 5353 of the TFTP server is also the port of the DNS server (provisioning.dns.listen)"}},
+		{"same port on different addresses", sub(auth + "  dns: {listen: \"10.0.0.1:6000\"}\n  tftp: {listen: \"127.0.0.1:6000\"}\n"), nil},
+		{"same port, service off", sub(auth + "  tftp: {listen: \":67\"}\nservices:\n  dhcp: {enabled: false}\n"), nil},
+		{"no subnets, no provisioning services", "provisioning:\n  http_boot: {listen: \":443\"}\n", nil},
 		{"off may overlap", "provisioning:\n  subnets:\n" +
 			"    - {name: a, interface: eth1, cidr: 10.0.0.0/16, mode: proxy}\n" +
 			"    - {name: b, cidr: 10.0.5.0/24, mode: off}\n", nil},
@@ -134,5 +157,33 @@ func TestProvisioningValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestServicePorts(t *testing.T) {
+	c, err := Parse(strings.NewReader(goodProvisioning + "  dns: {listen: \"10.0.0.1:5353\"}\n  tftp: {listen: \":6969\"}\n  http_boot: {listen: \":8081\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Port{{"udp", 67, "DHCP server"}, {"udp", 4011, "proxyDHCP"}, {"udp", 5353, "DNS"}, {"tcp", 5353, "DNS"},
+		{"udp", 6969, "TFTP"}, {"tcp", 8081, "HTTP boot"}}
+	got := c.Provisioning.ServicePorts()
+	if len(got) != len(want) {
+		t.Fatalf("ServicePorts() = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("ServicePorts()[%d] = %v, want %v", i, got[i], want[i])
+		}
+	}
+	if p := c.Provisioning.HTTPBootPort(); p != 8081 {
+		t.Errorf("HTTPBootPort() = %d, want 8081", p)
+	}
+}
+
+func TestSubnetProbe(t *testing.T) {
+	off := false
+	if !(Subnet{}).Probe() || (Subnet{ConflictProbe: &off}).Probe() {
+		t.Errorf("Probe() = %v by default and %v with conflict_probe: false, want true and false", (Subnet{}).Probe(), (Subnet{ConflictProbe: &off}).Probe())
 	}
 }

@@ -56,7 +56,7 @@ func run(ctx context.Context, env svc.Env, o options) error {
 		return err
 	}
 	defer db.Close()
-	srv := &server{log: log, db: db, now: o.now, domain: p.Domain, dnsOn: env.Config.Enabled("dns", true)}
+	srv := &server{log: log, db: db, now: o.now, domain: p.Domain, dnsOn: env.Config.Enabled("dns", true), httpPort: p.HTTPBootPort()}
 	for i, c := range p.Subnets {
 		if c.Mode != config.ModeOff {
 			srv.subnets = append(srv.subnets, newSubnet(i, c))
@@ -149,7 +149,7 @@ func run(ctx context.Context, env svc.Env, o options) error {
 		}
 	}()
 	for _, sub := range srv.subnets {
-		if sub.cfg.Mode != config.ModeAuthoritative {
+		if sub.cfg.Mode != config.ModeAuthoritative || !sub.cfg.Probe() {
 			continue
 		}
 		if sub.cfg.Interface == "" {

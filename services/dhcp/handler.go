@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,15 +44,34 @@ type subnet struct {
 	self       netip.Addr // kiln's address on the subnet; zero if relayed
 	probe      prober     // nil: no conflict detection
 
-	// mu guards inflight and serializes choosing addresses.
+	poolSize int // addresses in the pool
+
+	// mu guards the fields below and serializes choosing addresses.
 	mu sync.Mutex
 	// inflight are addresses being probed or offered right now.
 	inflight map[netip.Addr]bool
+	// used caches the pool addresses known to have a lease row (a superset:
+	// rows deleted elsewhere are noticed when the pool runs out); nil until
+	// loaded. next is where the search for a never-used address resumes.
+	used map[netip.Addr]bool
+	next netip.Addr
+}
+
+// after returns the pool address after ip, wrapping to the start.
+func (s *subnet) after(ip netip.Addr) netip.Addr {
+	if n := ip.Next(); n.IsValid() && !s.end.Less(n) {
+		return n
+	}
+	return s.start
 }
 
 func newSubnet(i int, c config.Subnet) *subnet {
 	s := &subnet{cfg: c, field: fmt.Sprintf("provisioning.subnets[%d]", i), prefix: c.Prefix(), inflight: map[netip.Addr]bool{}}
 	s.start, s.end = c.PoolRange()
+	if s.start.IsValid() && s.end.IsValid() && !s.end.Less(s.start) {
+		a, b := s.start.As4(), s.end.As4()
+		s.poolSize = int(binary.BigEndian.Uint32(b[:])-binary.BigEndian.Uint32(a[:])) + 1
+	}
 	return s
 }
 
@@ -61,12 +81,14 @@ func (s *subnet) inPool(ip netip.Addr) bool {
 
 // server answers DHCP requests for a set of subnets.
 type server struct {
-	log     *slog.Logger
-	db      *store.Store
-	now     func() time.Time
-	domain  string
-	dnsOn   bool // kiln's DNS service runs: default DNS server is kiln itself
-	subnets []*subnet
+	log    *slog.Logger
+	db     *store.Store
+	now    func() time.Time
+	domain string
+	dnsOn  bool // kiln's DNS service runs: default DNS server is kiln itself
+	// httpPort is the HTTP boot service's port for boot URLs (0: the default).
+	httpPort int
+	subnets  []*subnet
 }
 
 // ingress is how a request reached kiln.
@@ -120,6 +142,7 @@ func (s *server) handle(ctx context.Context, req *dhcpv4.DHCPv4, in ingress) (*d
 	st := state{
 		ServerIP: sub.self,
 		Subnet:   sub.cfg,
+		HTTPPort: s.httpPort,
 		Domain:   s.domain,
 	}
 	if !st.ServerIP.IsValid() {
@@ -294,11 +317,11 @@ func (s *server) free(ctx context.Context, sub *subnet, mac string, h *store.Hos
 	if ip == sub.self || ip == sub.cfg.RouterAddr() {
 		return false, fmt.Sprintf("%s is in use", ip), nil
 	}
-	res, err := s.db.Reservations(ctx)
+	name, err := s.db.ReservedFor(ctx, ip)
 	if err != nil {
 		return false, "", err
 	}
-	if name, ok := res[ip]; ok && (h == nil || name != h.Name) {
+	if name != "" && (h == nil || name != h.Name) {
 		return false, fmt.Sprintf("%s is reserved for another host", ip), nil
 	}
 	l, err := s.db.LeaseByIP(ctx, ip)
@@ -324,7 +347,7 @@ func (s *server) allocate(ctx context.Context, sub *subnet, mac string, h *store
 	if !sub.start.IsValid() {
 		return netip.Addr{}, nil, fmt.Errorf("%s has no pool for %s", sub.cfg.Name, mac)
 	}
-	cands, err := s.candidates(ctx, sub, mac, h, requested)
+	cands, ownActive, err := s.candidates(ctx, sub, mac, h, requested)
 	if err != nil {
 		return netip.Addr{}, nil, err
 	}
@@ -336,7 +359,9 @@ func (s *server) allocate(ctx context.Context, sub *subnet, mac string, h *store
 		sub.mu.Unlock()
 	}
 	for i, ip := range cands {
-		if sub.probe != nil {
+		// The client's own unexpired lease is not probed: it is in use, by
+		// the client itself.
+		if sub.probe != nil && !(i == 0 && ownActive) {
 			owner, err := sub.probe.Probe(ctx, ip)
 			if err != nil {
 				s.log.Warn("address probe failed; offering without it", "ip", ip, "err", err)
@@ -357,60 +382,154 @@ func (s *server) allocate(ctx context.Context, sub *subnet, mac string, h *store
 		sub.cfg.Name, sub.start, sub.end, mac, sub.field)
 }
 
-// candidates returns up to maxProbes addresses to try, claimed in sub.inflight.
-func (s *server) candidates(ctx context.Context, sub *subnet, mac string, h *store.Host, requested netip.Addr) ([]netip.Addr, error) {
+// candidates returns up to maxProbes addresses to try, claimed in
+// sub.inflight; ownActive reports that the first is the client's own
+// unexpired lease. In order: the client's own lease, the address it asks for,
+// never-used pool addresses, then expired leases, oldest first. It costs a
+// few indexed lookups per DISCOVER: only when the pool has no never-used
+// address left are all of the subnet's leases read.
+func (s *server) candidates(ctx context.Context, sub *subnet, mac string, h *store.Host, requested netip.Addr) (_ []netip.Addr, ownActive bool, _ error) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
-	leases, err := s.db.Leases(ctx, sub.cfg.Name)
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.db.Reservations(ctx)
-	if err != nil {
-		return nil, err
-	}
 	now := s.now()
-	taken := map[netip.Addr]bool{sub.self: true, sub.cfg.RouterAddr(): true}
-	for ip, name := range res {
-		if h == nil || name != h.Name {
-			taken[ip] = true
-		}
-	}
-	used := map[netip.Addr]bool{}
-	var own netip.Addr
-	var stale []store.Lease
-	for _, l := range leases {
-		used[l.IP] = true
-		switch {
-		case l.MAC == mac:
-			own = l.IP
-		case l.Active(now):
-			taken[l.IP] = true
-		default:
-			stale = append(stale, l)
+	if sub.used == nil {
+		if err := s.loadUsed(ctx, sub); err != nil {
+			return nil, false, err
 		}
 	}
 	var cands []netip.Addr
-	add := func(ip netip.Addr) {
-		if ip.IsValid() && sub.inPool(ip) && !taken[ip] && !sub.inflight[ip] && !slices.Contains(cands, ip) && len(cands) < maxProbes {
-			cands = append(cands, ip)
+	// usable: in the pool, neither kiln's nor the router's address, not being
+	// offered right now, not another host's reservation.
+	usable := func(ip netip.Addr) (bool, error) {
+		if !ip.IsValid() || !sub.inPool(ip) || ip == sub.self || ip == sub.cfg.RouterAddr() || sub.inflight[ip] || slices.Contains(cands, ip) {
+			return false, nil
+		}
+		name, err := s.db.ReservedFor(ctx, ip)
+		if err != nil {
+			return false, err
+		}
+		return name == "" || (h != nil && name == h.Name), nil
+	}
+	// lease returns ip's lease row; ok is false when it has none.
+	lease := func(ip netip.Addr) (l store.Lease, ok bool, err error) {
+		l, err = s.db.LeaseByIP(ctx, ip)
+		if errors.Is(err, store.ErrNotFound) {
+			return store.Lease{}, false, nil
+		}
+		if err == nil {
+			sub.used[ip] = true
+		}
+		return l, err == nil, err
+	}
+	var own netip.Addr
+	if l, err := s.db.LeaseByMAC(ctx, sub.cfg.Name, mac); err == nil {
+		own, ownActive = l.IP, l.Active(now)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, false, err
+	}
+	for _, ip := range []netip.Addr{own, requested} {
+		ok, err := usable(ip)
+		if err != nil {
+			return nil, false, err
+		}
+		if !ok {
+			continue
+		}
+		if ip != own {
+			l, found, err := lease(ip)
+			if err != nil {
+				return nil, false, err
+			}
+			if found && l.MAC != mac && l.Active(now) {
+				continue
+			}
+		}
+		cands = append(cands, ip)
+	}
+	// Never-used addresses, lowest first. Every address from sub.start up to
+	// sub.next has a lease row: the search starts there and moves it on
+	// over the used addresses it passes.
+	if sub.next.IsValid() && sub.inPool(sub.next) {
+		advance := true
+		for ip, n := sub.next, 0; n < sub.poolSize && len(cands) < maxProbes; ip, n = sub.after(ip), n+1 {
+			if ip == sub.start && n > 0 {
+				advance = false // wrapped around
+			}
+			used := sub.used[ip]
+			if !used {
+				ok, err := usable(ip)
+				if err != nil {
+					return nil, false, err
+				}
+				if !ok {
+					advance = false
+					continue
+				}
+				_, found, err := lease(ip)
+				if err != nil {
+					return nil, false, err
+				}
+				used = found
+			}
+			if !used {
+				cands = append(cands, ip)
+				advance = false
+				continue
+			}
+			if advance {
+				sub.next = sub.after(ip)
+			}
 		}
 	}
-	add(own)
-	add(requested)
-	for ip := sub.start; ip.IsValid() && !sub.end.Less(ip) && len(cands) < maxProbes; ip = ip.Next() {
-		if !used[ip] {
-			add(ip)
+	if len(cands) < maxProbes {
+		// The pool has no never-used address left: read every lease, forget
+		// rows deleted since (their addresses are never-used again) and take
+		// expired leases, oldest first.
+		leases, err := s.db.Leases(ctx, sub.cfg.Name)
+		if err != nil {
+			return nil, false, err
 		}
-	}
-	sort.Slice(stale, func(i, j int) bool { return stale[i].Updated.Before(stale[j].Updated) })
-	for _, l := range stale {
-		add(l.IP)
+		sub.used = make(map[netip.Addr]bool, len(leases))
+		var stale []store.Lease
+		for _, l := range leases {
+			sub.used[l.IP] = true
+			if l.MAC != mac && !l.Active(now) {
+				stale = append(stale, l)
+			}
+		}
+		sub.next = sub.start
+		sort.Slice(stale, func(i, j int) bool { return stale[i].Updated.Before(stale[j].Updated) })
+		for _, l := range stale {
+			if len(cands) == maxProbes {
+				break
+			}
+			ok, err := usable(l.IP)
+			if err != nil {
+				return nil, false, err
+			}
+			if ok {
+				cands = append(cands, l.IP)
+			}
+		}
 	}
 	for _, ip := range cands {
 		sub.inflight[ip] = true
 	}
-	return cands, nil
+	return cands, ownActive && len(cands) > 0 && cands[0] == own, nil
+}
+
+// loadUsed fills sub.used with the pool addresses that have a lease row.
+func (s *server) loadUsed(ctx context.Context, sub *subnet) error {
+	leases, err := s.db.Leases(ctx, sub.cfg.Name)
+	if err != nil {
+		return err
+	}
+	sub.used = make(map[netip.Addr]bool, len(leases))
+	for _, l := range leases {
+		sub.used[l.IP] = true
+	}
+	sub.next = sub.start
+	return nil
 }
 
 // reservedIn returns h's reserved address if it lies in sub.

@@ -137,8 +137,12 @@ func TestDiscoverRequestEnrolls(t *testing.T) {
 	if o, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:02", dhcpv4.MessageTypeDiscover), ts.eth1); yiaddr(o) != "10.0.0.101" {
 		t.Errorf("DISCOVER (second client) = %s, want 10.0.0.101", yiaddr(o))
 	}
+	probes := len(ts.probe.probed)
 	if o, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeDiscover), ts.eth1); yiaddr(o) != "10.0.0.100" {
 		t.Errorf("DISCOVER (first client again) = %s, want 10.0.0.100", yiaddr(o))
+	}
+	if got := ts.probe.probed[probes:]; len(got) != 0 {
+		t.Errorf("rediscover with an unexpired lease probed %v, want no probe (the address is the client's own)", got)
 	}
 	if l, _ := ts.db.LeaseByMAC(ctx, "hall-a", mac); l.State != store.LeaseBound {
 		t.Errorf("rediscover turned the bound lease into %s", l.State)

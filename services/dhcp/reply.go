@@ -29,6 +29,9 @@ type state struct {
 	YourIP netip.Addr
 	// Subnet is the client's subnet config (prefix, router, options, boot).
 	Subnet config.Subnet
+	// HTTPPort is the HTTP boot service's port (0: the default), used in
+	// boot URLs when the subnet sets no boot.http_base.
+	HTTPPort int
 	// Domain is the DNS domain (option 15).
 	Domain string
 	// DNS servers (option 6) with defaults applied.
@@ -102,7 +105,7 @@ func bootFor(req *dhcpv4.DHCPv4, st state) (boot, bool) {
 	if !c.bootable() {
 		return boot{}, false
 	}
-	base := st.Subnet.HTTPBase(st.ServerIP)
+	base := st.Subnet.HTTPBase(st.ServerIP, st.HTTPPort)
 	var b boot
 	switch {
 	case c.http:

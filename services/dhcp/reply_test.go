@@ -171,3 +171,24 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// TestBootURLPort points iPXE at provisioning.http_boot.listen's port when
+// the subnet sets no boot.http_base.
+func TestBootURLPort(t *testing.T) {
+	host := &store.Host{Name: "pc-07", Token: "0123456789abcdef0123456789abcdef"}
+	req := request(t, dhcpv4.MessageTypeDiscover, append(pxeClient(iana.EFI_X86_64), dhcpv4.WithUserClass("iPXE", false))...)
+	sub := testSubnet()
+	sub.Boot.HTTPBase = ""
+	for _, tc := range []struct {
+		port int
+		want string
+	}{
+		{0, "http://10.0.0.1:8080/boot/52-54-00-aa-bb-cc.ipxe?token=0123456789abcdef0123456789abcdef"},
+		{8081, "http://10.0.0.1:8081/boot/52-54-00-aa-bb-cc.ipxe?token=0123456789abcdef0123456789abcdef"},
+	} {
+		b, ok := bootFor(req, state{ServerIP: netip.MustParseAddr("10.0.0.1"), Subnet: sub, HTTPPort: tc.port, Host: host})
+		if !ok || b.file != tc.want {
+			t.Errorf("bootFor(iPXE, HTTPPort %d) = %q, %v, want %q", tc.port, b.file, ok, tc.want)
+		}
+	}
+}

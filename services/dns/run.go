@@ -38,6 +38,7 @@ func Run(ctx context.Context, env svc.Env) error {
 func OptionsFromConfig(c config.Config, self []netip.Addr) Options {
 	o := DefaultOptions()
 	p := c.Provisioning
+	o.Listen = p.DNSListen()
 	o.Domain = p.Domain
 	o.Upstreams = p.UpstreamDNS
 	o.NSName = c.Hostname

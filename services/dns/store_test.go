@@ -62,6 +62,13 @@ func TestStoreSource(t *testing.T) {
 	if diff := cmp.Diff([]netip.Addr{netip.MustParseAddr("10.1.0.1")}, o.NSAddrs, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("OptionsFromConfig NSAddrs mismatch (-want +got):\n%s", diff)
 	}
+	if o.Listen != ":53" {
+		t.Errorf("OptionsFromConfig Listen = %q, want the default :53", o.Listen)
+	}
+	cfg.Provisioning.DNS.Listen = "127.0.0.1:5353"
+	if got := OptionsFromConfig(cfg, nil).Listen; got != "127.0.0.1:5353" {
+		t.Errorf("OptionsFromConfig with provisioning.dns.listen 127.0.0.1:5353: Listen = %q", got)
+	}
 	s, err := New(ctx, o, storeSource{st: st, now: time.Now}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)

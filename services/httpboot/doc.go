@@ -44,6 +44,14 @@
 // 404, and os.Root stops symlinks leading out of the root. Artifacts are not
 // secret (no token): put nothing confidential there.
 //
+// GET and HEAD /ipxe/<file> serve the iPXE binaries of Options.IPXERoot (the
+// TFTP root) the same way: the DHCP service points UEFI HTTP boot clients at
+// <http_base>/ipxe/ipxe.efi.
+//
+// The listen address, the files root and the iPXE directory come from
+// provisioning.http_boot.listen, provisioning.http_boot.root and
+// provisioning.tftp.root.
+//
 // # Boot events
 //
 // Every script request (served or refused) and every artifact fetch that

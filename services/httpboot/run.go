@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
@@ -16,7 +15,9 @@ import (
 )
 
 // Run is the HTTP boot service's entry point: scripts from the machine
-// database, artifacts from <state>/boot, on port config.DefaultHTTPBootPort.
+// database, artifacts from provisioning.http_boot.root (default
+// <state>/boot), iPXE binaries from the TFTP root, on
+// provisioning.http_boot.listen (default :8080).
 func Run(ctx context.Context, env svc.Env) error {
 	st, err := store.Open(ctx, store.Path(env.StateDir))
 	if err != nil {
@@ -24,8 +25,20 @@ func Run(ctx context.Context, env svc.Env) error {
 	}
 	defer st.Close()
 	o := OptionsFromConfig(env.Config, env.StateDir)
-	if err := os.MkdirAll(o.FilesRoot, 0o755); err != nil {
-		return fmt.Errorf("creating the HTTP boot files root: %w", err)
+	if env.Config.Provisioning.HTTPBoot.Root == "" {
+		if err := os.MkdirAll(o.FilesRoot, 0o755); err != nil {
+			return fmt.Errorf("creating the HTTP boot files root: %w", err)
+		}
+	}
+	if _, err := os.Stat(o.IPXERoot); err != nil && env.Config.Provisioning.TFTP.Root == "" {
+		// Host mode without the image's iPXE directory: the TFTP service's
+		// fallback, if it exists.
+		o.IPXERoot = filepath.Join(env.StateDir, "tftp")
+		if _, err := os.Stat(o.IPXERoot); err != nil {
+			env.Logger.Warn("no iPXE binaries to serve under /ipxe/ (UEFI HTTP boot clients will fail); set provisioning.tftp.root",
+				"missing", config.DefaultTFTPRoot)
+			o.IPXERoot = ""
+		}
 	}
 	s, err := New(o, storeHosts{st}, storeEvents{st}, env.Logger)
 	if err != nil {
@@ -43,14 +56,23 @@ func Run(ctx context.Context, env svc.Env) error {
 // sent to a client inside a subnet with boot.http_base use it as their base.
 func OptionsFromConfig(c config.Config, stateDir string) Options {
 	subnets := c.Provisioning.Subnets
+	files := c.Provisioning.HTTPBoot.Root
+	if files == "" {
+		files = filepath.Join(stateDir, "boot")
+	}
+	ipxe := c.Provisioning.TFTP.Root
+	if ipxe == "" {
+		ipxe = config.DefaultTFTPRoot
+	}
 	return Options{
-		Listen:    ":" + strconv.Itoa(config.DefaultHTTPBootPort),
-		FilesRoot: filepath.Join(stateDir, "boot"),
+		Listen:    c.Provisioning.HTTPBootListen(),
+		FilesRoot: files,
+		IPXERoot:  ipxe,
 		Profiles:  DefaultProfiles(),
 		BaseURL: func(client netip.Addr) string {
 			for _, s := range subnets {
 				if s.Boot.HTTPBase != "" && s.Prefix().Contains(client) {
-					return s.HTTPBase(netip.Addr{})
+					return s.HTTPBase(netip.Addr{}, 0) // http_base is set: no port needed
 				}
 			}
 			return ""
@@ -69,7 +91,7 @@ func (s storeHosts) HostByMAC(ctx context.Context, mac string) (Host, error) {
 	if err != nil {
 		return Host{}, err
 	}
-	return Host{Name: h.Name, Profile: string(h.BootProfile), Token: h.Token}, nil
+	return Host{Name: h.Name, Profile: string(h.BootProfile), Token: h.Token, Kernel: h.Kernel, Initrd: h.Initrd, Cmdline: h.Cmdline}, nil
 }
 
 // storeEvents stores boot events; downloads that name no MAC are attributed

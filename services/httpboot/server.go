@@ -56,6 +56,10 @@ type Options struct {
 	Listen string
 	// FilesRoot is the directory served under /files/.
 	FilesRoot string
+	// IPXERoot is the directory of the iPXE binaries served under /ipxe/ to
+	// UEFI HTTP boot clients (DHCP points them at <base>/ipxe/ipxe.efi);
+	// empty: no /ipxe/.
+	IPXERoot string
 	// BaseURL is the URL prefix put in scripts ("http://10.0.0.1:8080").
 	// When it returns "", the request's Host is used.
 	BaseURL func(client netip.Addr) string
@@ -69,6 +73,7 @@ type Options struct {
 type Server struct {
 	opts   Options
 	root   *os.Root
+	ipxe   *os.Root // nil without Options.IPXERoot
 	hosts  Hosts
 	events EventSink
 	log    *slog.Logger
@@ -90,13 +95,25 @@ func New(o Options, hosts Hosts, events EventSink, log *slog.Logger) (*Server, e
 	}
 	root, err := os.OpenRoot(o.FilesRoot)
 	if err != nil {
-		return nil, fmt.Errorf("opening HTTP boot files root %s: %w (create it, or check the state directory)", o.FilesRoot, err)
+		return nil, fmt.Errorf("opening HTTP boot files root %s: %w (create it, or set provisioning.http_boot.root)", o.FilesRoot, err)
 	}
-	return &Server{opts: o, root: root, hosts: hosts, events: events, log: log}, nil
+	s := &Server{opts: o, root: root, hosts: hosts, events: events, log: log}
+	if o.IPXERoot != "" {
+		if s.ipxe, err = os.OpenRoot(o.IPXERoot); err != nil {
+			root.Close()
+			return nil, fmt.Errorf("opening the iPXE directory %s: %w (install the iPXE binaries there or set provisioning.tftp.root)", o.IPXERoot, err)
+		}
+	}
+	return s, nil
 }
 
-// Close releases the files root.
-func (s *Server) Close() error { return s.root.Close() }
+// Close releases the files root and the iPXE directory.
+func (s *Server) Close() error {
+	if s.ipxe != nil {
+		s.ipxe.Close()
+	}
+	return s.root.Close()
+}
 
 // ServeHTTP routes /boot/ and /files/ without http.ServeMux, which would
 // redirect unclean paths.
@@ -112,7 +129,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(p, "/boot/") && strings.HasSuffix(p, ".ipxe"):
 		s.serveScript(w, r, strings.TrimSuffix(strings.TrimPrefix(p, "/boot/"), ".ipxe"))
 	case strings.HasPrefix(p, "/files/"):
-		s.serveFile(w, r, strings.TrimPrefix(p, "/files/"))
+		s.serveFile(w, r, s.root, "", strings.TrimPrefix(p, "/files/"))
+	case strings.HasPrefix(p, "/ipxe/") && s.ipxe != nil:
+		s.serveFile(w, r, s.ipxe, "ipxe/", strings.TrimPrefix(p, "/ipxe/"))
 	case p == "/healthz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
@@ -222,13 +241,15 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 	writeScript(w, b)
 }
 
-func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, p string) {
+// serveFile serves p below root; prefix names the tree in events ("" for
+// /files/, "ipxe/" for /ipxe/).
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, root *os.Root, prefix, p string) {
 	name, err := cleanFilePath(p)
 	if err != nil {
 		http.NotFound(w, r)
 		return
 	}
-	f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			s.log.Info("artifact refused", "path", name, "err", err)
@@ -244,7 +265,7 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, p string) {
 	}
 	if r.Method == http.MethodGet {
 		if rng := r.Header.Get("Range"); rng == "" || strings.HasPrefix(rng, "bytes=0-") {
-			ev := Event{Time: s.opts.Now(), Client: clientAddr(r), Kind: KindFile, Detail: name}
+			ev := Event{Time: s.opts.Now(), Client: clientAddr(r), Kind: KindFile, Detail: prefix + name}
 			if mac, ok := CanonicalMAC(r.URL.Query().Get("mac")); ok {
 				ev.MAC = mac
 			}

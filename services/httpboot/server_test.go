@@ -349,3 +349,39 @@ func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return strings.TrimSpace(l)
 }
+
+// TestIPXEFiles serves the iPXE binaries under /ipxe/ for UEFI HTTP boot
+// clients, with the same path rules as /files/.
+func TestIPXEFiles(t *testing.T) {
+	files, _ := filesRoot(t)
+	ipxe := t.TempDir()
+	bin := bytes.Repeat([]byte("MZ"), 1000)
+	if err := os.WriteFile(filepath.Join(ipxe, "ipxe.efi"), bin, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	s, err := New(Options{FilesRoot: files, IPXERoot: ipxe}, testHosts, rec, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	resp := get(s, http.MethodGet, "/ipxe/ipxe.efi")
+	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || !bytes.Equal(b, bin) || resp.Header.Get("Content-Length") != "2000" {
+		t.Errorf("GET /ipxe/ipxe.efi = %d with %d bytes, want 200 with the 2000-byte binary", resp.StatusCode, len(b))
+	}
+	if evs := rec.take(); len(evs) != 1 || evs[0].Detail != "ipxe/ipxe.efi" {
+		t.Errorf("GET /ipxe/ipxe.efi stored events %+v, want one for ipxe/ipxe.efi", evs)
+	}
+	for _, target := range []string{"/ipxe/../files/vet/vmlinuz", "/ipxe/vet/vmlinuz", "/ipxe/"} {
+		if resp := get(s, http.MethodGet, target); resp.StatusCode != 404 {
+			t.Errorf("GET %s = %d, want 404", target, resp.StatusCode)
+		}
+	}
+	noIPXE, _, _ := newTestServer(t, testHosts)
+	if resp := get(noIPXE, http.MethodGet, "/ipxe/ipxe.efi"); resp.StatusCode != 404 {
+		t.Errorf("GET /ipxe/ipxe.efi without IPXERoot = %d, want 404", resp.StatusCode)
+	}
+	if _, err := New(Options{FilesRoot: files, IPXERoot: filepath.Join(ipxe, "missing")}, testHosts, nil, testLogger(t)); err == nil {
+		t.Errorf("New with a missing IPXERoot = nil error, want one naming provisioning.tftp.root")
+	}
+}

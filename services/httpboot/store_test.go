@@ -79,8 +79,14 @@ func TestOptionsFromConfig(t *testing.T) {
 		{Name: "b", CIDR: "10.1.0.0/24"},
 	}
 	o := OptionsFromConfig(c, "/data/state")
-	if o.Listen != ":8080" || o.FilesRoot != "/data/state/boot" {
-		t.Errorf("OptionsFromConfig = listen %q files %q, want :8080 and /data/state/boot", o.Listen, o.FilesRoot)
+	if o.Listen != ":8080" || o.FilesRoot != "/data/state/boot" || o.IPXERoot != config.DefaultTFTPRoot {
+		t.Errorf("OptionsFromConfig = listen %q files %q ipxe %q, want :8080, /data/state/boot and %s", o.Listen, o.FilesRoot, o.IPXERoot, config.DefaultTFTPRoot)
+	}
+	c2 := c
+	c2.Provisioning.HTTPBoot = config.HTTPBootService{Listen: "10.0.0.1:8081", Root: "/srv/boot"}
+	c2.Provisioning.TFTP.Root = "/srv/tftp"
+	if o := OptionsFromConfig(c2, "/data/state"); o.Listen != "10.0.0.1:8081" || o.FilesRoot != "/srv/boot" || o.IPXERoot != "/srv/tftp" {
+		t.Errorf("OptionsFromConfig(http_boot %+v, tftp.root /srv/tftp) = listen %q files %q ipxe %q", c2.Provisioning.HTTPBoot, o.Listen, o.FilesRoot, o.IPXERoot)
 	}
 	for _, tc := range []struct{ client, want string }{
 		{"10.0.0.9", "http://boot.lab.example:8080"},
@@ -88,6 +94,37 @@ func TestOptionsFromConfig(t *testing.T) {
 	} {
 		if got := o.BaseURL(netip.MustParseAddr(tc.client)); got != tc.want {
 			t.Errorf("BaseURL(%s) = %q, want %q", tc.client, got, tc.want)
+		}
+	}
+}
+
+// TestKernelProfileFromStore boots a host's own kernel, initrd and command
+// line as stored (migration 0003).
+func TestKernelProfileFromStore(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "kiln.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h, err := st.CreateHost(ctx, store.Host{Name: "node2", MACs: []string{macA}, BootProfile: store.BootKernel,
+		Kernel: "custom/vmlinuz", Initrd: "https://images.example/initrd.img", Cmdline: "console=ttyS0 quiet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := filesRoot(t)
+	s, err := New(Options{FilesRoot: root}, storeHosts{st}, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b := body(get(s, http.MethodGet, "http://10.0.0.1:8080/boot/"+macA+".ipxe?token="+h.Token))
+	for _, want := range []string{
+		"kernel http://10.0.0.1:8080/files/custom/vmlinuz?mac=" + macA + " initrd=initrd console=ttyS0 quiet || goto failed",
+		"initrd --name initrd https://images.example/initrd.img || goto failed",
+	} {
+		if !strings.Contains(b, want) {
+			t.Errorf("kernel-profile script =\n%s\nwant a line %q", b, want)
 		}
 	}
 }

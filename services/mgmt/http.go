@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"kiln.dev/kiln/services/api"
 )
 
 // statusSource returns the supervisor's status JSON (GET /v1/status).
@@ -24,13 +26,22 @@ type handlers struct {
 	log       *slog.Logger
 	status    statusSource
 	httpsPort int // 0 when HTTPS is off
+	// rest is the operator API and web UI (api.Server.Handler); nil serves
+	// only /healthz and /api/v1/status.
+	rest http.Handler
 }
 
-// api is the full handler, served over HTTPS (or over HTTP when HTTPS is off).
+// api is the full handler, served over HTTPS (or over HTTP when HTTPS is off):
+// /healthz and /api/v1/status here, everything else from the operator API.
 func (h *handlers) api() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", h.healthz)
+	// The supervisor's own bytes, public like /healthz (the API documents
+	// the route; this serves it without decoding).
 	mux.HandleFunc("GET /api/v1/status", h.apiStatus)
+	if h.rest != nil {
+		mux.Handle("/", h.rest)
+	}
 	return mux
 }
 
@@ -114,7 +125,7 @@ func (h *handlers) apiStatus(w http.ResponseWriter, r *http.Request) {
 	b, err := h.status.Status(ctx)
 	if err != nil {
 		h.log.Warn("supervisor status unavailable", "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "supervisor status unavailable: " + err.Error()})
+		api.WriteError(w, api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "supervisor status unavailable: %v", err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -1,7 +1,9 @@
 // Package mgmt is the management service: HTTPS with a self-signed
-// certificate made on first start (kept in <state>/mgmt/tls/), an HTTP port
-// that answers GET /healthz and redirects everything else to HTTPS, and the
-// supervisor's status at GET /api/v1/status.
+// certificate made on first start (kept in <state>/mgmt/tls/) or the
+// operator's (api.tls_cert, api.tls_key), an HTTP port that answers GET
+// /healthz and redirects everything else to HTTPS, the supervisor's status at
+// GET /api/v1/status, and everything else from the operator API and web UI
+// (services/api), whose failed-login bans go to the firewall's ban set.
 package mgmt
 
 import (
@@ -19,6 +21,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
 )
 
@@ -42,15 +45,33 @@ func Run(ctx context.Context, env svc.Env) error {
 			ln.Close()
 		}
 	}()
+	var cert tls.Certificate
+	var fp string
 	if m.HTTPSPort != 0 {
-		cert, created, err := loadOrCreateCert(filepath.Join(env.StateDir, "mgmt", "tls"), localSubjects(env.Config.Hostname), time.Now())
+		var created bool
+		var err error
+		cert, created, err = certificate(env.Config, env.StateDir)
 		if err != nil {
 			return err
 		}
 		if created {
-			log.Info("generated a self-signed TLS certificate", "dir", filepath.Join(env.StateDir, "mgmt", "tls"))
+			log.Info("generated a self-signed TLS certificate", "dir", tlsDir(env.StateDir))
 		}
-		log.Info("TLS certificate", "sha256", fingerprint(cert), "not_after", cert.Leaf.NotAfter.Format(time.DateOnly))
+		fp = fingerprint(cert)
+		log.Info("TLS certificate", "sha256", fp, "not_after", cert.Leaf.NotAfter.Format(time.DateOnly))
+	}
+	db, err := store.Open(ctx, store.Path(env.StateDir))
+	if err != nil {
+		return fmt.Errorf("opening the machine database: %w", err)
+	}
+	defer db.Close()
+	a, err := newAPI(ctx, env, db, fp, log)
+	if err != nil {
+		return err
+	}
+	h.rest = a.Handler()
+
+	if m.HTTPSPort != 0 {
 		ln, err := listen(m.Listen, m.HTTPSPort, "management.https_port")
 		if err != nil {
 			return err
@@ -74,6 +95,9 @@ func Run(ctx context.Context, env svc.Env) error {
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		})
+	}
+	for _, srv := range servers {
+		srv.RegisterOnShutdown(a.Close) // ends event streams
 	}
 	for _, ln := range lns {
 		log.Info("listening", "addr", ln.Addr().String())
@@ -117,7 +141,7 @@ func Run(ctx context.Context, env svc.Env) error {
 		}
 		return nil
 	})
-	err := g.Wait()
+	err = g.Wait()
 	lns = nil // the servers closed them
 	log.Info("stopped")
 	return err

@@ -1,5 +1,6 @@
-// Package store is kiln's machine database: hosts and their MACs, DHCP leases
-// and boot events, kept in SQLite (modernc.org/sqlite, pure Go) at
+// Package store is kiln's machine database: hosts and their MACs, DHCP leases,
+// boot events, and the operator API's accounts, sessions, tokens and settings
+// (accounts.go), kept in SQLite (modernc.org/sqlite, pure Go) at
 // <state>/kiln.db. It is the only package that imports an SQL driver; every
 // other package goes through its typed methods.
 //

@@ -56,6 +56,11 @@ type Host struct {
 	RemoteID  string
 	// IPXEBinary overrides the iPXE build sent to UEFI PXE firmware (e.g. snponly.efi).
 	IPXEBinary string
+	// Kernel and Initrd are what boot profile kernel boots (Kernel is
+	// required there), and override the site's vet and diskless images: a
+	// path below the HTTP boot files root ("custom/vmlinuz") or an http(s)
+	// URL. Cmdline is added to the kernel command line.
+	Kernel, Initrd, Cmdline string
 	// Token authenticates the host's boot URLs; generated when empty.
 	Token            string
 	Created, Updated time.Time
@@ -121,6 +126,17 @@ func (h *Host) normalize() Errors {
 	if strings.ContainsAny(h.IPXEBinary, "/\\ ") || strings.HasPrefix(h.IPXEBinary, ".") {
 		es.invalid("ipxe_binary", "%q must be a plain file name such as snponly.efi", h.IPXEBinary)
 	}
+	for _, a := range []struct{ field, val string }{{"kernel", h.Kernel}, {"initrd", h.Initrd}} {
+		if a.val != "" && !validArtifact(a.val) {
+			es.invalid(a.field, "%q is neither a path below the HTTP boot files root (like vet/vmlinuz, no '..') nor an http(s) URL without spaces", a.val)
+		}
+	}
+	if h.BootProfile == BootKernel && h.Kernel == "" {
+		es.invalid("kernel", "missing (boot profile kernel boots the host's own kernel: set kernel to a path below the HTTP boot files root or an http(s) URL)")
+	}
+	if len(h.Cmdline) > 2048 || strings.ContainsFunc(h.Cmdline, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		es.invalid("cmdline", "must be one line of at most 2048 characters")
+	}
 	if h.Token != "" && (len(h.Token) < 16 || strings.ContainsAny(h.Token, " /?&#%")) {
 		es.invalid("token", "must be at least 16 URL-safe characters (leave empty to generate one)")
 	}
@@ -166,24 +182,40 @@ func conflicts(ctx context.Context, tx *sql.Tx, h *Host) (Errors, error) {
 			return nil, fmt.Errorf("checking token: %w", err)
 		}
 	}
-	// Names and aliases share the DNS namespace.
-	rows, err := tx.QueryContext(ctx, `SELECT name, aliases FROM hosts WHERE id <> ? AND (aliases <> '' OR name IN (`+
-		placeholders(len(h.Aliases))+`))`, append([]any{h.ID}, anySlice(h.Aliases)...)...)
-	if err != nil {
-		return nil, fmt.Errorf("checking aliases: %w", err)
-	}
-	defer rows.Close()
+	// Names and aliases share the DNS namespace. Two queries, so each uses
+	// an index (names are unique; hosts_aliased holds the hosts with aliases)
+	// instead of scanning every host.
 	mine := map[string]int{}
 	for i, a := range h.Aliases {
 		mine[a] = i
 	}
+	if len(h.Aliases) > 0 {
+		rows, err := tx.QueryContext(ctx, `SELECT name FROM hosts WHERE id <> ? AND name IN (`+placeholders(len(h.Aliases))+`)`,
+			append([]any{h.ID}, anySlice(h.Aliases)...)...)
+		if err != nil {
+			return nil, fmt.Errorf("checking aliases: %w", err)
+		}
+		for rows.Next() {
+			var name string
+			if err := rows.Scan(&name); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("checking aliases: %w", err)
+			}
+			es.conflict(fmt.Sprintf("aliases[%d]", mine[name]), "%s is the name of another host", name)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("checking aliases: %w", err)
+		}
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT name, aliases FROM hosts WHERE aliases <> '' AND id <> ?`, h.ID)
+	if err != nil {
+		return nil, fmt.Errorf("checking aliases: %w", err)
+	}
+	defer rows.Close()
 	for rows.Next() {
 		var name, aliases string
 		if err := rows.Scan(&name, &aliases); err != nil {
 			return nil, fmt.Errorf("checking aliases: %w", err)
-		}
-		if i, ok := mine[name]; ok {
-			es.conflict(fmt.Sprintf("aliases[%d]", i), "%s is the name of another host", name)
 		}
 		for _, a := range strings.Fields(aliases) {
 			if i, ok := mine[a]; ok {
@@ -228,10 +260,10 @@ func (s *Store) createHost(ctx context.Context, tx *sql.Tx, h Host) (Host, error
 	now := s.now()
 	h.Created, h.Updated = now.UTC().Truncate(time.Millisecond), now.UTC().Truncate(time.Millisecond)
 	err = tx.QueryRowContext(ctx, `INSERT INTO hosts (name, role, boot_profile, reserved_ipv4, aliases, expected_spec,
-		wol_mac, switch_port, opt82_circuit_id, opt82_remote_id, ipxe_binary, token, created_ms, updated_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		wol_mac, switch_port, opt82_circuit_id, opt82_remote_id, ipxe_binary, kernel, initrd, cmdline, token, created_ms, updated_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		h.Name, h.Role, string(h.BootProfile), nullAddr(h.IPv4), strings.Join(h.Aliases, " "), h.ExpectedSpec,
-		h.WoLMAC, h.SwitchPort, h.CircuitID, h.RemoteID, h.IPXEBinary, h.Token, ms2int(now), ms2int(now)).Scan(&h.ID)
+		h.WoLMAC, h.SwitchPort, h.CircuitID, h.RemoteID, h.IPXEBinary, h.Kernel, h.Initrd, h.Cmdline, h.Token, ms2int(now), ms2int(now)).Scan(&h.ID)
 	if err != nil {
 		return h, fmt.Errorf("inserting host %s: %w", h.Name, err)
 	}
@@ -280,9 +312,9 @@ func (s *Store) updateHost(ctx context.Context, tx *sql.Tx, h Host) (Host, error
 	h.Created, h.Updated = int2time(created), now.UTC().Truncate(time.Millisecond)
 	if _, err := tx.ExecContext(ctx, `UPDATE hosts SET name = ?, role = ?, boot_profile = ?, reserved_ipv4 = ?, aliases = ?,
 		expected_spec = ?, wol_mac = ?, switch_port = ?, opt82_circuit_id = ?, opt82_remote_id = ?, ipxe_binary = ?,
-		token = ?, updated_ms = ? WHERE id = ?`,
+		kernel = ?, initrd = ?, cmdline = ?, token = ?, updated_ms = ? WHERE id = ?`,
 		h.Name, h.Role, string(h.BootProfile), nullAddr(h.IPv4), strings.Join(h.Aliases, " "), h.ExpectedSpec,
-		h.WoLMAC, h.SwitchPort, h.CircuitID, h.RemoteID, h.IPXEBinary, h.Token, ms2int(now), h.ID); err != nil {
+		h.WoLMAC, h.SwitchPort, h.CircuitID, h.RemoteID, h.IPXEBinary, h.Kernel, h.Initrd, h.Cmdline, h.Token, ms2int(now), h.ID); err != nil {
 		return h, fmt.Errorf("updating host %s: %w", h.Name, err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM host_macs WHERE host_id = ?`, h.ID); err != nil {
@@ -318,7 +350,8 @@ func (s *Store) DeleteHost(ctx context.Context, name string) error {
 }
 
 const hostColumns = `h.id, h.name, h.role, h.boot_profile, h.reserved_ipv4, h.aliases, h.expected_spec, h.wol_mac,
-	h.switch_port, h.opt82_circuit_id, h.opt82_remote_id, h.ipxe_binary, h.token, h.created_ms, h.updated_ms`
+	h.switch_port, h.opt82_circuit_id, h.opt82_remote_id, h.ipxe_binary, h.kernel, h.initrd, h.cmdline, h.token,
+	h.created_ms, h.updated_ms`
 
 // queryHosts runs a SELECT of hostColumns and attaches each host's MACs.
 func (s *Store) queryHosts(ctx context.Context, query string, args ...any) ([]Host, error) {
@@ -335,7 +368,8 @@ func (s *Store) queryHosts(ctx context.Context, query string, args ...any) ([]Ho
 		var aliases, profile string
 		var created, updated int64
 		if err := rows.Scan(&h.ID, &h.Name, &h.Role, &profile, &ip, &aliases, &h.ExpectedSpec, &h.WoLMAC,
-			&h.SwitchPort, &h.CircuitID, &h.RemoteID, &h.IPXEBinary, &h.Token, &created, &updated); err != nil {
+			&h.SwitchPort, &h.CircuitID, &h.RemoteID, &h.IPXEBinary, &h.Kernel, &h.Initrd, &h.Cmdline, &h.Token,
+			&created, &updated); err != nil {
 			return nil, fmt.Errorf("reading host: %w", err)
 		}
 		h.BootProfile = BootProfile(profile)
@@ -454,6 +488,19 @@ func (s *Store) Reservations(ctx context.Context) (map[netip.Addr]string, error)
 	return out, rows.Err()
 }
 
+// ReservedFor returns the name of the host reserving ip, or "" when no host
+// does (one indexed lookup, for the DHCP server's allocation path).
+func (s *Store) ReservedFor(ctx context.Context, ip netip.Addr) (string, error) {
+	var name string
+	err := s.db.QueryRowContext(ctx, `SELECT name FROM hosts WHERE reserved_ipv4 = ?`, ip.String()).Scan(&name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	} else if err != nil {
+		return "", fmt.Errorf("looking up the reservation of %s: %w", ip, err)
+	}
+	return name, nil
+}
+
 // EnrollUnknown returns the host owning mac, creating one named
 // "unknown-<mac hex>" (role "unknown", DefaultBootProfile) if there is none.
 // created reports whether a host was added. Safe against concurrent callers in
@@ -558,6 +605,26 @@ func validName(s string) bool {
 	}
 	for _, l := range strings.Split(s, ".") {
 		if !validLabel(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// validArtifact accepts an http(s) URL without spaces or a relative path of
+// plain components.
+func validArtifact(s string) bool {
+	if len(s) > 1024 || strings.ContainsFunc(s, func(r rune) bool { return r <= 0x20 || r == 0x7f }) {
+		return false
+	}
+	if strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") {
+		return len(s) > len("https://")
+	}
+	if strings.ContainsRune(s, '\\') {
+		return false
+	}
+	for _, c := range strings.Split(s, "/") {
+		if c == "" || c == "." || c == ".." {
 			return false
 		}
 	}

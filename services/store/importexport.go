@@ -26,7 +26,7 @@ const (
 // CSVColumns are the CSV columns in export order. An import file may use any
 // subset in any order; name is required.
 var CSVColumns = []string{"name", "macs", "role", "boot_profile", "ipv4", "aliases", "wol_mac",
-	"switch_port", "circuit_id", "remote_id", "ipxe_binary", "expected_spec"}
+	"switch_port", "circuit_id", "remote_id", "ipxe_binary", "kernel", "initrd", "cmdline", "expected_spec"}
 
 // FormatOf guesses the format from a file name (.yaml, .yml, .csv).
 func FormatOf(name string) (Format, error) {
@@ -53,6 +53,9 @@ type hostRecord struct {
 	CircuitID    string   `yaml:"circuit_id,omitempty"`
 	RemoteID     string   `yaml:"remote_id,omitempty"`
 	IPXEBinary   string   `yaml:"ipxe_binary,omitempty"`
+	Kernel       string   `yaml:"kernel,omitempty"`
+	Initrd       string   `yaml:"initrd,omitempty"`
+	Cmdline      string   `yaml:"cmdline,omitempty"`
 	ExpectedSpec string   `yaml:"expected_spec,omitempty"`
 }
 
@@ -63,7 +66,7 @@ type hostsFile struct {
 func toRecord(h Host) hostRecord {
 	r := hostRecord{Name: h.Name, MACs: h.MACs, Role: h.Role, BootProfile: string(h.BootProfile), Aliases: h.Aliases,
 		WoLMAC: h.WoLMAC, SwitchPort: h.SwitchPort, CircuitID: h.CircuitID, RemoteID: h.RemoteID,
-		IPXEBinary: h.IPXEBinary, ExpectedSpec: h.ExpectedSpec}
+		IPXEBinary: h.IPXEBinary, Kernel: h.Kernel, Initrd: h.Initrd, Cmdline: h.Cmdline, ExpectedSpec: h.ExpectedSpec}
 	if h.IPv4.IsValid() {
 		r.IPv4 = h.IPv4.String()
 	}
@@ -94,7 +97,7 @@ func (p parsedHost) lineOf(field string) int {
 func fromRecord(r hostRecord, es *Errors) Host {
 	h := Host{Name: r.Name, MACs: r.MACs, Role: r.Role, BootProfile: BootProfile(r.BootProfile), Aliases: r.Aliases,
 		WoLMAC: r.WoLMAC, SwitchPort: r.SwitchPort, CircuitID: r.CircuitID, RemoteID: r.RemoteID,
-		IPXEBinary: r.IPXEBinary, ExpectedSpec: r.ExpectedSpec}
+		IPXEBinary: r.IPXEBinary, Kernel: r.Kernel, Initrd: r.Initrd, Cmdline: r.Cmdline, ExpectedSpec: r.ExpectedSpec}
 	if r.IPv4 != "" {
 		a, err := netip.ParseAddr(strings.TrimSpace(r.IPv4))
 		if err != nil || !a.Is4() {
@@ -262,6 +265,7 @@ func parseCSV(r io.Reader) ([]parsedHost, error) {
 		r := hostRecord{Name: get("name"), MACs: list("macs"), Role: get("role"), BootProfile: get("boot_profile"),
 			IPv4: get("ipv4"), Aliases: list("aliases"), WoLMAC: get("wol_mac"), SwitchPort: get("switch_port"),
 			CircuitID: get("circuit_id"), RemoteID: get("remote_id"), IPXEBinary: get("ipxe_binary"),
+			Kernel: get("kernel"), Initrd: get("initrd"), Cmdline: get("cmdline"),
 			ExpectedSpec: raw(rec, col["expected_spec"])}
 		if len(rec) > len(header) {
 			es = append(es, &FieldError{Line: line, Field: "csv", Problem: fmt.Sprintf("%d fields, the header names %d", len(rec), len(header)), Err: ErrInvalid})
@@ -416,7 +420,7 @@ func (s *Store) ExportHosts(ctx context.Context, w io.Writer, f Format) error {
 		for _, h := range hs {
 			r := toRecord(h)
 			cw.Write([]string{r.Name, strings.Join(r.MACs, " "), r.Role, r.BootProfile, r.IPv4, strings.Join(r.Aliases, " "),
-				r.WoLMAC, r.SwitchPort, r.CircuitID, r.RemoteID, r.IPXEBinary, r.ExpectedSpec})
+				r.WoLMAC, r.SwitchPort, r.CircuitID, r.RemoteID, r.IPXEBinary, r.Kernel, r.Initrd, r.Cmdline, r.ExpectedSpec})
 		}
 		cw.Flush()
 		if err := cw.Error(); err != nil {

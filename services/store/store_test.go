@@ -92,6 +92,11 @@ func TestCreateHostInvalid(t *testing.T) {
 		{"alias", Host{Name: "a", Aliases: []string{"ok", "b@d"}}, "aliases[1]:"},
 		{"spec", Host{Name: "a", ExpectedSpec: "cpu: [1"}, "expected_spec: not valid YAML"},
 		{"ipxe", Host{Name: "a", IPXEBinary: "../x.efi"}, "ipxe_binary:"},
+		{"kernel profile without kernel", Host{Name: "a", BootProfile: BootKernel}, "kernel: missing (boot profile kernel"},
+		{"kernel escapes", Host{Name: "a", Kernel: "../vmlinuz"}, "kernel: \"../vmlinuz\" is neither a path"},
+		{"initrd absolute", Host{Name: "a", Initrd: "/boot/initrd"}, "initrd: \"/boot/initrd\" is neither"},
+		{"kernel URL with space", Host{Name: "a", Kernel: "http://x/a b"}, "kernel:"},
+		{"cmdline two lines", Host{Name: "a", Cmdline: "quiet\nboot || shell"}, "cmdline: must be one line"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -317,6 +322,10 @@ const hallYAML = `hosts:
     macs: [52:54:00:00:02:01]
     switch_port: sw1 gi0/2
     wol_mac: 52:54:00:00:02:01
+    boot_profile: kernel
+    kernel: custom/vmlinuz
+    initrd: https://images.example/initrd.img
+    cmdline: console=ttyS0,115200 quiet
 `
 
 func TestImportAllOrNothing(t *testing.T) {
@@ -332,8 +341,8 @@ func TestImportAllOrNothing(t *testing.T) {
 `
 	_, err := s.ImportHosts(ctx, strings.NewReader(in), FormatYAML, false)
 	for _, want := range []string{
-		"line 20: host pc-03: macs[1]: 52:54:00:00:00:01 already belongs to host pc-07",
-		"line 22: host pc-04: boot_profile: unknown profile \"bogus\"",
+		"line 24: host pc-03: macs[1]: 52:54:00:00:00:01 already belongs to host pc-07",
+		"line 26: host pc-04: boot_profile: unknown profile \"bogus\"",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ImportHosts() = %v, want error containing %q", err, want)
@@ -456,4 +465,15 @@ func FuzzParseHosts(f *testing.F) {
 			h.normalize() // must not panic on anything the parser accepted
 		}
 	})
+}
+
+func TestReservedFor(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, "")
+	mustCreate(t, s, Host{Name: "pc-07", IPv4: netip.MustParseAddr("10.0.0.7")})
+	for _, tc := range []struct{ ip, want string }{{"10.0.0.7", "pc-07"}, {"10.0.0.8", ""}} {
+		if got, err := s.ReservedFor(ctx, netip.MustParseAddr(tc.ip)); got != tc.want || err != nil {
+			t.Errorf("ReservedFor(%s) = %q, %v, want %q", tc.ip, got, err, tc.want)
+		}
+	}
 }

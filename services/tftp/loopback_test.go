@@ -153,6 +153,8 @@ func pinGet(t *testing.T, addr, file string, blksize int) ([]byte, int64, error)
 	return buf.Bytes(), size, err
 }
 
+// TestPinClient fetches with pin/tftp v3.1.0's client, an independent Go
+// implementation (blksize and tsize; it cannot ask for windowsize).
 func TestPinClient(t *testing.T) {
 	root := ipxeRoot(t)
 	srv := startServer(t, Options{Root: root, MaxBlockSize: 1468})
@@ -181,10 +183,10 @@ func TestPinClient(t *testing.T) {
 		})
 	}
 
-	ev, ok := srv.events.find("ipxe.efi")
-	if !ok || ev.Err != "" || ev.Bytes != int64(len(want)) || ev.Path != "ipxe.efi" || ev.Client.String() != "127.0.0.1" {
-		t.Errorf("boot event for ipxe.efi = %+v (found %v), want success with %d bytes from 127.0.0.1", ev, ok, len(want))
-	}
+	// Events are stored after the last ACK (or the ERROR) went out.
+	waitEvent(t, srv, "ipxe.efi", func(ev Event) bool {
+		return ev.Err == "" && ev.Bytes == int64(len(want)) && ev.Path == "ipxe.efi" && ev.Client.String() == "127.0.0.1"
+	})
 
 	for _, tc := range []struct{ file, wantErr string }{
 		{"../etc/passwd", "access violation"},
@@ -198,9 +200,7 @@ func TestPinClient(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("pin/tftp Receive(%q) error = %v, want %q", tc.file, err, tc.wantErr)
 			}
-			if ev, ok := srv.events.find(tc.file); !ok || ev.Err != tc.wantErr {
-				t.Errorf("boot event for %q = %+v (found %v), want Err %q", tc.file, ev, ok, tc.wantErr)
-			}
+			waitEvent(t, srv, tc.file, func(ev Event) bool { return ev.Err == tc.wantErr })
 		})
 	}
 
@@ -258,9 +258,10 @@ func TestNegotiatedOptions(t *testing.T) {
 		opts []string
 		want map[string]string
 	}{
-		{"blksize capped, tsize filled, windowsize and timeout dropped",
+		{"blksize capped, tsize filled, windowsize and timeout granted",
 			[]string{"blksize", "9000", "tsize", "0", "windowsize", "8", "timeout", "1"},
-			map[string]string{"blksize": "1468", "tsize": strconv.FormatInt(st.Size(), 10)}},
+			map[string]string{"blksize": "1468", "tsize": strconv.FormatInt(st.Size(), 10), "windowsize": "8", "timeout": "1"}},
+		{"windowsize capped", []string{"windowsize", "1000"}, map[string]string{"windowsize": "64"}},
 		{"blksize below cap kept", []string{"blksize", "1428"}, map[string]string{"blksize": "1428"}},
 		{"wrong tsize replaced by the real size", []string{"tsize", "5"}, map[string]string{"tsize": strconv.FormatInt(st.Size(), 10)}},
 	} {
@@ -301,13 +302,15 @@ func TestAtftp(t *testing.T) {
 		file     string
 		opts     []string
 		wantBlk  string
+		wantWin  string // "" when windowsize is not asked
 		wantFail bool
 	}{
-		{"ipxe.efi blksize 1428 tsize", "ipxe.efi", []string{"blksize 1428", "tsize 0"}, "1428", false},
-		{"undionly.kpxe blksize above cap", "undionly.kpxe", []string{"blksize 8192", "tsize 0"}, "1468", false},
-		{"snponly.efi windowsize asked", "snponly.efi", []string{"blksize 1428", "windowsize 4"}, "1428", false},
-		{"escape refused", "escape", nil, "", true},
-		{"dotdot refused", "../../etc/passwd", nil, "", true},
+		{"ipxe.efi blksize 1428 tsize", "ipxe.efi", []string{"blksize 1428", "tsize 0"}, "1428", "", false},
+		{"undionly.kpxe blksize above cap", "undionly.kpxe", []string{"blksize 8192", "tsize 0"}, "1468", "", false},
+		{"snponly.efi windowsize 4", "snponly.efi", []string{"blksize 1428", "windowsize 4"}, "1428", "4", false},
+		{"ipxe.efi windowsize above cap", "ipxe.efi", []string{"blksize 1428", "tsize 0", "windowsize 200"}, "1428", "64", false},
+		{"escape refused", "escape", nil, "", "", true},
+		{"dotdot refused", "../../etc/passwd", nil, "", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want, _ := os.ReadFile(filepath.Join(root, tc.file))
@@ -340,9 +343,52 @@ func TestAtftp(t *testing.T) {
 			if !strings.Contains(string(trace), "blksize: "+tc.wantBlk) && !strings.Contains(string(trace), "blksize "+tc.wantBlk) {
 				t.Errorf("atftp trace lacks negotiated blksize %s:\n%s", tc.wantBlk, firstLines(string(trace), 15))
 			}
+			if tc.wantWin != "" && !strings.Contains(string(trace), "windowsize: "+tc.wantWin) {
+				t.Errorf("atftp trace lacks negotiated windowsize %s:\n%s", tc.wantWin, firstLines(string(trace), 15))
+			}
+			if tc.wantWin != "" {
+				win, _ := strconv.Atoi(tc.wantWin)
+				waitEvent(t, srv, tc.file, func(ev Event) bool { return ev.Err == "" && ev.WindowSize == win })
+			}
 			if testing.Verbose() {
 				t.Logf("atftp trace:\n%s", firstLines(string(trace), 8))
 			}
+		})
+	}
+}
+
+// TestTFTPHPA fetches with tftp-hpa's client, a plain RFC 1350 client (no
+// options: 512-byte blocks, one ACK per block), in octet and netascii mode.
+func TestTFTPHPA(t *testing.T) {
+	if _, err := exec.LookPath("tftp"); err != nil {
+		t.Skip("tftp-hpa's client not installed (apt-get install tftp-hpa)")
+	}
+	root := ipxeRoot(t)
+	text := "menu\nline two\r\nend\n"
+	if err := os.WriteFile(filepath.Join(root, "menu.txt"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, Options{Root: root, MaxBlockSize: 1468})
+	for _, tc := range []struct{ name, mode, file string }{
+		{"octet ipxe.efi", "octet", "ipxe.efi"},
+		{"octet undionly.kpxe", "octet", "undionly.kpxe"},
+		{"netascii text", "netascii", "menu.txt"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want, _ := os.ReadFile(filepath.Join(root, tc.file))
+			out := filepath.Join(t.TempDir(), "out")
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			args := []string{"-v", "-m", tc.mode, "127.0.0.1", srv.port, "-c", "get", tc.file, out}
+			trace, err := exec.CommandContext(ctx, "tftp", args...).CombinedOutput()
+			if err != nil || ctx.Err() != nil {
+				t.Fatalf("tftp %v: %v\n%s", args, err, trace)
+			}
+			got, _ := os.ReadFile(out)
+			if !bytes.Equal(got, want) {
+				t.Errorf("tftp-hpa %s got %d bytes differing from %s (%d bytes)\n%s", tc.mode, len(got), tc.file, len(want), trace)
+			}
+			waitEvent(t, srv, tc.file, func(ev Event) bool { return ev.Err == "" && ev.BlockSize == 512 && ev.WindowSize == 1 })
 		})
 	}
 }

@@ -70,7 +70,5 @@ func TestNetnsMTU(t *testing.T) {
 	if !strings.Contains(string(trace), "blksize: 1368") {
 		t.Errorf("atftp over an MTU 1400 veth did not negotiate blksize 1368:\n%s", firstLines(string(trace), 10))
 	}
-	if ev, ok := srv.events.find("ipxe.efi"); !ok || ev.Client.String() != nsIP || ev.Bytes != int64(len(want)) {
-		t.Errorf("boot event = %+v (found %v), want %d bytes to %s", ev, ok, len(want), nsIP)
-	}
+	waitEvent(t, srv, "ipxe.efi", func(ev Event) bool { return ev.Client.String() == nsIP && ev.Bytes == int64(len(want)) })
 }

@@ -9,23 +9,26 @@ import (
 	"path/filepath"
 	"time"
 
+	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
 )
 
-// Run is the TFTP service's entry point. It serves DefaultOptions().Root (the
-// image's /usr/share/kiln/ipxe); on a host without it (host mode) it serves
-// <state>/tftp instead and says so.
+// Run is the TFTP service's entry point. It serves provisioning.tftp.root,
+// by default the image's /usr/share/kiln/ipxe; on a host without that
+// directory (host mode) it serves <state>/tftp instead and says so.
 func Run(ctx context.Context, env svc.Env) error {
-	o := DefaultOptions()
-	if _, err := os.Stat(o.Root); errors.Is(err, os.ErrNotExist) {
-		alt := filepath.Join(env.StateDir, "tftp")
-		if err := os.MkdirAll(alt, 0o755); err != nil {
-			return fmt.Errorf("creating TFTP root: %w", err)
+	o := OptionsFromConfig(env.Config)
+	if env.Config.Provisioning.TFTP.Root == "" {
+		if _, err := os.Stat(o.Root); errors.Is(err, os.ErrNotExist) {
+			alt := filepath.Join(env.StateDir, "tftp")
+			if err := os.MkdirAll(alt, 0o755); err != nil {
+				return fmt.Errorf("creating TFTP root: %w", err)
+			}
+			env.Logger.Warn("TFTP root missing; serving the state directory instead (copy ipxe.efi, snponly.efi and undionly.kpxe there, or set provisioning.tftp.root)",
+				"missing", o.Root, "root", alt)
+			o.Root = alt
 		}
-		env.Logger.Warn("TFTP root missing; serving the state directory instead (copy ipxe.efi, snponly.efi and undionly.kpxe there)",
-			"missing", o.Root, "root", alt)
-		o.Root = alt
 	}
 	st, err := store.Open(ctx, store.Path(env.StateDir))
 	if err != nil {
@@ -41,6 +44,27 @@ func Run(ctx context.Context, env svc.Env) error {
 		return err
 	}
 	return s.Serve(ctx, conn, env.Ready)
+}
+
+// OptionsFromConfig maps the provisioning.tftp section to server options.
+func OptionsFromConfig(c config.Config) Options {
+	t := c.Provisioning.TFTP
+	o := DefaultOptions()
+	o.Listen = c.Provisioning.TFTPListen()
+	if t.Root != "" {
+		o.Root = t.Root
+	}
+	o.MaxBlockSize = t.MaxBlockSize
+	if t.MaxWindowSize > 0 {
+		o.MaxWindowSize = t.MaxWindowSize
+	}
+	if t.MaxTransfers > 0 {
+		o.MaxTransfers = t.MaxTransfers
+	}
+	if t.MaxPerClient > 0 {
+		o.MaxPerClient = t.MaxPerClient
+	}
+	return o
 }
 
 // storeEvents records TFTP requests as boot events of the machine holding

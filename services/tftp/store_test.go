@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 )
 
@@ -50,5 +51,19 @@ func TestStoreEvents(t *testing.T) {
 	want := []string{"tftp|node1|x.efi: file not found", "tftp|node1|ipxe.efi: 1000 bytes in 2ms"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("stored TFTP events = %q, want %q", got, want)
+	}
+}
+
+func TestOptionsFromConfig(t *testing.T) {
+	var c config.Config
+	if got, want := OptionsFromConfig(c), DefaultOptions(); got.Listen != want.Listen || got.Root != want.Root ||
+		got.MaxWindowSize != want.MaxWindowSize || got.MaxTransfers != want.MaxTransfers || got.MaxPerClient != want.MaxPerClient {
+		t.Errorf("OptionsFromConfig(empty) = %+v, want the defaults %+v", got, want)
+	}
+	c.Provisioning.TFTP = config.TFTPService{Listen: "10.0.0.1:6969", Root: "/srv/tftp", MaxBlockSize: 1428, MaxWindowSize: 8, MaxTransfers: 10, MaxPerClient: 2}
+	got := OptionsFromConfig(c)
+	if got.Listen != "10.0.0.1:6969" || got.Root != "/srv/tftp" || got.MaxBlockSize != 1428 || got.MaxWindowSize != 8 ||
+		got.MaxTransfers != 10 || got.MaxPerClient != 2 {
+		t.Errorf("OptionsFromConfig(%+v) = %+v", c.Provisioning.TFTP, got)
 	}
 }

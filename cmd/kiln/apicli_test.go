@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"kiln.dev/kiln/init/supervisor"
+	"kiln.dev/kiln/services/api"
+	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/store"
+)
+
+// stubSupervisor answers the API's service routes with fixed data.
+type stubSupervisor struct{}
+
+func (stubSupervisor) Status(context.Context) (supervisor.Status, error) {
+	return supervisor.Status{Ready: true, Services: []supervisor.ServiceStatus{{Name: "mgmt", Enabled: true, State: supervisor.StateReady, Since: time.Now()}}}, nil
+}
+
+func (stubSupervisor) Logs(_ context.Context, name string, since uint64) ([]supervisor.Line, error) {
+	var out []supervisor.Line
+	for i, t := range []string{"hello", "world"} {
+		if uint64(i+1) > since {
+			out = append(out, supervisor.Line{Seq: uint64(i + 1), Stream: "stdout", Text: t, Time: time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC)})
+		}
+	}
+	return out, nil
+}
+
+func (s stubSupervisor) FollowLogs(ctx context.Context, name string, since uint64, fn func(supervisor.Line) error) error {
+	ls, _ := s.Logs(ctx, name, since)
+	for _, l := range ls {
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// appliance is an API server over TLS with a fresh store.
+type appliance struct {
+	url, state, password string
+	db                   *store.Store
+}
+
+func newAppliance(t *testing.T) *appliance {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := store.Open(context.Background(), store.Path(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	srv, err := api.New(context.Background(), api.Options{Store: db, Supervisor: stubSupervisor{}, Config: config.Default(), StateDir: dir,
+		BcryptCost: bcrypt.MinCost, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewTLSServer(srv.Handler())
+	t.Cleanup(func() { srv.Close(); ts.Close() })
+	pw, err := api.ReadInitialPassword(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &appliance{url: ts.URL, state: dir, password: pw, db: db}
+}
+
+func TestCLIThroughTheAPI(t *testing.T) {
+	a := newAppliance(t)
+	creds := filepath.Join(t.TempDir(), "kiln", "credentials.json")
+	cred := []string{"--credentials", creds}
+
+	// Not logged in yet.
+	if _, _, err := runCmd(t, runLeases, "", cred...); !errors.Is(err, errAuth) {
+		t.Errorf("leases before login = %v, want errAuth", err)
+	}
+	if _, _, err := runCmd(t, runLogin, "wrong password\n", append(cred, "--url", a.url, "--password-stdin")...); !errors.Is(err, errAuth) {
+		t.Errorf("login with a wrong password = %v, want errAuth", err)
+	}
+	out, errOut, err := runCmd(t, runLogin, a.password+"\n", append(cred, "--url", a.url, "--password-stdin")...)
+	if err != nil {
+		t.Fatalf("login = %v\n%s", err, errOut)
+	}
+	if !strings.Contains(errOut, "SHA-256 fingerprint") || !strings.Contains(out, "logged in to "+a.url+" as admin") || !strings.Contains(out, "first-boot password") {
+		t.Errorf("login printed %q / %q", out, errOut)
+	}
+	fi, err := os.Stat(creds)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("credentials file: %v (mode %v), want 0600", err, fi.Mode().Perm())
+	}
+	var c credentials
+	b, _ := os.ReadFile(creds)
+	json.Unmarshal(b, &c)
+	if c.Default != a.url || !strings.HasPrefix(c.Servers[a.url].Token, api.TokenPrefix) || len(c.Servers[a.url].Fingerprint) != 95 {
+		t.Errorf("credentials = %s", b)
+	}
+
+	// Hosts.
+	spec := filepath.Join(t.TempDir(), "spec.yaml")
+	os.WriteFile(spec, []byte("cpus: 4\n"), 0o644)
+	if out, _, err := runCmd(t, runHosts, "", append([]string{"add", "pc-01", "--mac", "52:54:00:00:00:01", "--profile", "vet", "--spec-file", spec}, cred...)...); err != nil || !strings.Contains(out, "added pc-01") {
+		t.Fatalf("hosts add = %q, %v", out, err)
+	}
+	_, _, err = runCmd(t, runHosts, "", append([]string{"add", "pc-02", "--mac", "52:54:00:00:00:01"}, cred...)...)
+	if err == nil || !strings.Contains(err.Error(), "macs[0]") || !strings.Contains(err.Error(), "pc-01") {
+		t.Errorf("hosts add with a taken MAC = %v, want an error naming macs[0] and pc-01", err)
+	}
+	a.db.AddBootEvent(context.Background(), store.BootEvent{MAC: "52:54:00:00:00:01", Kind: store.EventDHCPAck})
+	out, _, err = runCmd(t, runHosts, "", append([]string{"list"}, cred...)...)
+	if err != nil || !strings.Contains(out, "pc-01") || !strings.Contains(out, "dhcp_ack") || !strings.HasPrefix(out, "NAME") {
+		t.Errorf("hosts list = %q, %v", out, err)
+	}
+	out, _, err = runCmd(t, runHosts, "", append([]string{"get", "pc-01", "--json"}, cred...)...)
+	var h hostJSON
+	if err != nil || json.Unmarshal([]byte(out), &h) != nil || h.BootProfile != "vet" || h.ExpectedSpec != "cpus: 4\n" {
+		t.Errorf("hosts get --json = %q, %v", out, err)
+	}
+	if _, _, err := runCmd(t, runHosts, "", append([]string{"get", "nope"}, cred...)...); !errors.Is(err, errNotFound) {
+		t.Errorf("hosts get nope = %v, want errNotFound", err)
+	}
+	// Import and export go through the API when logged in and not given --state.
+	if out, _, err := runCmd(t, runHosts, "hosts:\n  - {name: pc-03, macs: [52:54:00:00:00:03]}\n", append([]string{"import", "-"}, cred...)...); err != nil || !strings.Contains(out, "1 created") {
+		t.Errorf("hosts import - = %q, %v", out, err)
+	}
+	if out, _, err := runCmd(t, runHosts, "", append([]string{"export", "--format", "csv"}, cred...)...); err != nil || !strings.Contains(out, "pc-03,52:54:00:00:00:03") {
+		t.Errorf("hosts export = %q, %v", out, err)
+	}
+	if out, _, err := runCmd(t, runHosts, "", append([]string{"rm", "pc-01", "pc-03"}, cred...)...); err != nil || strings.Count(out, "removed") != 2 {
+		t.Errorf("hosts rm = %q, %v", out, err)
+	}
+
+	// Leases, status, logs.
+	a.db.PutLease(context.Background(), store.Lease{IP: netip.MustParseAddr("10.0.0.7"), Subnet: "lab", MAC: "52:54:00:00:00:07", State: store.LeaseBound, Expires: time.Now().Add(time.Hour)})
+	out, _, err = runCmd(t, runLeases, "", append(cred, "--json")...)
+	var ls []leaseJSON
+	if err != nil || json.Unmarshal([]byte(out), &ls) != nil || len(ls) != 1 || ls[0].IP != "10.0.0.7" {
+		t.Errorf("leases --json = %q, %v", out, err)
+	}
+	if out, _, err := runCmd(t, runStatus, "", append(cred, "--url", a.url)...); err != nil || !strings.Contains(out, "mgmt") || !strings.Contains(out, "ready") {
+		t.Errorf("status --url = %q, %v", out, err)
+	}
+	if out, _, err := runCmd(t, runLogs, "", append(cred, "mgmt")...); err != nil || !strings.Contains(out, "[stdout] hello") || !strings.Contains(out, "world") {
+		t.Errorf("logs mgmt = %q, %v", out, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	fout := &syncWriter{}
+	go func() {
+		for !strings.Contains(fout.String(), "world") && ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+	}()
+	if err := runLogs(ctx, append(cred, "-f", "--json", "mgmt"), stdio{strings.NewReader(""), fout, &strings.Builder{}}); err != nil {
+		t.Errorf("logs -f = %v", err)
+	}
+	if !strings.Contains(fout.String(), `"text":"world"`) {
+		t.Errorf("logs -f --json printed %q", fout.String())
+	}
+
+	// A changed certificate is refused, with exit code 3.
+	c.Servers[a.url] = serverCred{User: "admin", Token: c.Servers[a.url].Token, Fingerprint: strings.Repeat("AB:", 31) + "AB"}
+	c.save(creds)
+	if _, _, err := runCmd(t, runLeases, "", cred...); !errors.Is(err, errAuth) || !strings.Contains(err.Error(), "fingerprint") {
+		t.Errorf("leases with a wrong pinned fingerprint = %v, want errAuth about the fingerprint", err)
+	}
+	// --fingerprint that does not match refuses to log in.
+	if _, _, err := runCmd(t, runLogin, a.password+"\n", append(cred, "--url", a.url, "--password-stdin", "--fingerprint", "00:11")...); !errors.Is(err, errAuth) {
+		t.Errorf("login with a wrong --fingerprint = %v, want errAuth", err)
+	}
+}
+
+// syncWriter lets a test read what another goroutine writes.
+type syncWriter struct {
+	// mu guards b.
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+func TestCompletion(t *testing.T) {
+	for _, shell := range []string{"bash", "zsh"} {
+		out, _, err := runCmd(t, runCompletion, "", shell)
+		if err != nil || !strings.Contains(out, "complete -F _kiln kiln") || !strings.Contains(out, "login") || !strings.Contains(out, `hosts) words="list get add rm import export"`) {
+			t.Errorf("completion %s = %v\n%s", shell, err, out)
+		}
+		if sh, err := exec.LookPath(shell); err == nil && shell == "bash" {
+			cmd := exec.Command(sh, "-n")
+			cmd.Stdin = strings.NewReader(out)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("bash -n on the completion script: %v\n%s", err, b)
+			}
+		}
+	}
+	if _, _, err := runCmd(t, runCompletion, "", "fish"); !errors.Is(err, errUsage) {
+		t.Errorf("completion fish = %v, want errUsage", err)
+	}
+}
+
+func TestPasswordCommand(t *testing.T) {
+	state := t.TempDir()
+	if _, _, err := runCmd(t, runPassword, "", "show", "--state", state); !errors.Is(err, errNotFound) {
+		t.Errorf("password show before any = %v, want errNotFound", err)
+	}
+	pw, _, _ := api.EnsureInitialPassword(state)
+	if out, _, err := runCmd(t, runPassword, "", "show", "--state", state); err != nil || !strings.Contains(out, pw) {
+		t.Errorf("password show = %q, %v, want %s", out, err, pw)
+	}
+	out, _, err := runCmd(t, runPassword, "", "reset", "--state", state)
+	if err != nil || !strings.Contains(out, "new admin password: ") || strings.Contains(out, pw) {
+		t.Errorf("password reset = %q, %v", out, err)
+	}
+	if _, _, err := runCmd(t, runPassword, "", "forget"); !errors.Is(err, errUsage) {
+		t.Errorf("password forget = %v, want errUsage", err)
+	}
+}
+
+func TestAnnounceFirstLogin(t *testing.T) {
+	state := t.TempDir()
+	cfg := config.Default()
+	var out strings.Builder
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	announceFirstLogin(&out, cfg, state, log)
+	pw, _ := api.ReadInitialPassword(state)
+	if !strings.Contains(out.String(), "kiln: admin password: "+pw+" ") || !strings.Contains(out.String(), "kiln: management certificate sha256 ") {
+		t.Errorf("first start printed %q", out.String())
+	}
+	out.Reset()
+	announceFirstLogin(&out, cfg, state, log)
+	if strings.Contains(out.String(), "admin password") || !strings.Contains(out.String(), "sha256") {
+		t.Errorf("second start printed %q, want only the fingerprint", out.String())
+	}
+	l := consoleLogin{cfg: cfg, stateDir: state}
+	if got, err := l.AdminPassword(); got != pw || err != nil {
+		t.Errorf("consoleLogin.AdminPassword() = %q, %v", got, err)
+	}
+	if fp, err := l.Fingerprint(); len(fp) != 95 || err != nil {
+		t.Errorf("consoleLogin.Fingerprint() = %q, %v", fp, err)
+	}
+}

@@ -1,0 +1,351 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// hostJSON is a host as the API returns it (the fields the CLI shows).
+type hostJSON struct {
+	Name         string   `json:"name"`
+	MACs         []string `json:"macs"`
+	Role         string   `json:"role,omitempty"`
+	BootProfile  string   `json:"boot_profile,omitempty"`
+	IPv4         string   `json:"ipv4,omitempty"`
+	Aliases      []string `json:"aliases,omitempty"`
+	ExpectedSpec string   `json:"expected_spec,omitempty"`
+	SwitchPort   string   `json:"switch_port,omitempty"`
+	Lease        *struct {
+		IP    string `json:"ip"`
+		State string `json:"state"`
+	} `json:"lease,omitempty"`
+	LastEvent *struct {
+		Kind string    `json:"kind"`
+		Time time.Time `json:"time"`
+	} `json:"last_event,omitempty"`
+}
+
+// hostsViaAPI reports whether "kiln hosts …" goes through the API: always for
+// list/get/add/rm; for import/export with --url, or when logged in and not
+// given --state (which names a local database).
+func hostsViaAPI(args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	switch args[0] {
+	case "list", "get", "add", "rm":
+		return true
+	case "import", "export":
+		has := func(name string) bool {
+			return slices.ContainsFunc(args[1:], func(a string) bool {
+				a = strings.TrimLeft(a, "-")
+				return a == name || strings.HasPrefix(a, name+"=")
+			})
+		}
+		if has("state") {
+			return false
+		}
+		if has("url") {
+			return true
+		}
+		var o apiOptions
+		for i, a := range args {
+			if v, ok := strings.CutPrefix(strings.TrimLeft(a, "-"), "credentials="); ok {
+				o.credentials = v
+			} else if strings.TrimLeft(a, "-") == "credentials" && i+1 < len(args) {
+				o.credentials = args[i+1]
+			}
+		}
+		return o.loggedIn()
+	}
+	return false
+}
+
+const hostsAPIUsage = `usage: kiln hosts list [--json]
+       kiln hosts get NAME [--json]
+       kiln hosts add NAME --mac MAC [--mac MAC…] [--profile P] [--ipv4 A] [--role R] [--spec-file F]
+       kiln hosts rm NAME…
+       kiln hosts import [--format yaml|csv] [--replace] FILE|-
+       kiln hosts export [--format yaml|csv] [FILE|-]
+  (through the API of the appliance of the last kiln login, or --url; import and export
+   with --state DIR work on a local database instead)`
+
+// runHostsAPI runs the hosts commands against the appliance's API.
+func runHostsAPI(ctx context.Context, args []string, s stdio) error {
+	verb := args[0]
+	fs := flag.NewFlagSet("hosts "+verb, flag.ContinueOnError)
+	fs.SetOutput(s.err)
+	fs.Usage = func() { fmt.Fprintln(s.err, hostsAPIUsage) }
+	var o apiOptions
+	o.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	var macs multiFlag
+	profile, ipv4, role, specFile, format := new(string), new(string), new(string), new(string), new(string)
+	replace := new(bool)
+	switch verb {
+	case "add":
+		fs.Var(&macs, "mac", "a MAC address (repeat for several)")
+		fs.StringVar(profile, "profile", "", "boot profile: local (default), vet, diskless, iscsi, kernel")
+		fs.StringVar(ipv4, "ipv4", "", "reserved IPv4 address")
+		fs.StringVar(role, "role", "", "role, e.g. worker")
+		fs.StringVar(specFile, "spec-file", "", "YAML file with the expected hardware")
+	case "import", "export":
+		fs.StringVar(format, "format", "", "yaml or csv (default: from the file name; yaml for -)")
+		if verb == "import" {
+			fs.BoolVar(replace, "replace", false, "update hosts that already exist (by name) instead of refusing")
+		}
+	}
+	// Flags may follow the positional arguments ("kiln hosts get pc-01 --json").
+	var pos []string
+	rest := args[1:]
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return fmt.Errorf("hosts %s: %v: %w", verb, err, errUsage)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	c, err := o.client()
+	if err != nil {
+		return fmt.Errorf("hosts %s: %w", verb, err)
+	}
+	switch verb {
+	case "list":
+		if len(pos) != 0 {
+			return fmt.Errorf("hosts list: unexpected argument %q: %w", pos[0], errUsage)
+		}
+		var hs []hostJSON
+		if err := c.do(ctx, "GET", "/api/v1/hosts", nil, &hs); err != nil {
+			return fmt.Errorf("hosts list: %w", err)
+		}
+		if *asJSON {
+			return printJSON(s.out, hs)
+		}
+		return printHosts(s.out, hs, time.Now())
+	case "get":
+		if len(pos) != 1 {
+			return fmt.Errorf("hosts get: name one host: %w", errUsage)
+		}
+		var h map[string]any
+		if err := c.do(ctx, "GET", "/api/v1/hosts/"+url.PathEscape(pos[0]), nil, &h); err != nil {
+			return fmt.Errorf("hosts get: %w", err)
+		}
+		if *asJSON {
+			return printJSON(s.out, h)
+		}
+		return printHost(s.out, h)
+	case "add":
+		if len(pos) != 1 {
+			return fmt.Errorf("hosts add: name one host (kiln hosts add NAME --mac MAC): %w", errUsage)
+		}
+		in := map[string]any{"name": pos[0], "macs": []string(macs), "boot_profile": *profile, "ipv4": *ipv4, "role": *role}
+		if *specFile != "" {
+			b, err := os.ReadFile(*specFile)
+			if err != nil {
+				return fmt.Errorf("hosts add: --spec-file: %w", err)
+			}
+			in["expected_spec"] = string(b)
+		}
+		if macs == nil {
+			in["macs"] = []string{}
+		}
+		var h hostJSON
+		if err := c.do(ctx, "POST", "/api/v1/hosts", in, &h); err != nil {
+			return fmt.Errorf("hosts add: %s:\n%w", pos[0], err)
+		}
+		fmt.Fprintf(s.out, "added %s (%s)\n", h.Name, strings.Join(h.MACs, ", "))
+		return nil
+	case "rm":
+		if len(pos) == 0 {
+			return fmt.Errorf("hosts rm: name the hosts to remove: %w", errUsage)
+		}
+		for _, n := range pos {
+			if err := c.do(ctx, "DELETE", "/api/v1/hosts/"+url.PathEscape(n), nil, nil); err != nil {
+				return fmt.Errorf("hosts rm: %s: %w", n, err)
+			}
+			fmt.Fprintf(s.out, "removed %s\n", n)
+		}
+		return nil
+	case "import":
+		if len(pos) != 1 {
+			return fmt.Errorf("hosts import: want one file name (or - for standard input): %w", errUsage)
+		}
+		f, err := fileFormat(*format, pos[0])
+		if err != nil {
+			return fmt.Errorf("hosts import: %w", err)
+		}
+		var r io.Reader = s.in
+		if pos[0] != "-" {
+			fh, err := os.Open(pos[0])
+			if err != nil {
+				return fmt.Errorf("hosts import: %w", err)
+			}
+			defer fh.Close()
+			r = fh
+		}
+		q := "?format=" + f
+		if *replace {
+			q += "&replace=true"
+		}
+		resp, err := c.send(ctx, "POST", "/api/v1/hosts/import"+q, r, "application/octet-stream", nil)
+		if err != nil {
+			return fmt.Errorf("hosts import: %s: nothing was imported, fix these and run again:\n%w", pos[0], err)
+		}
+		defer resp.Body.Close()
+		var res struct{ Created, Updated int }
+		if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+			return fmt.Errorf("hosts import: %w", err)
+		}
+		fmt.Fprintf(s.out, "imported %s: %d created, %d updated\n", pos[0], res.Created, res.Updated)
+		return nil
+	case "export":
+		file := "-"
+		switch len(pos) {
+		case 0:
+		case 1:
+			file = pos[0]
+		default:
+			return fmt.Errorf("hosts export: want at most one file name: %w", errUsage)
+		}
+		f, err := fileFormat(*format, file)
+		if err != nil {
+			return fmt.Errorf("hosts export: %w", err)
+		}
+		resp, err := c.send(ctx, "GET", "/api/v1/hosts/export?format="+f, nil, "", nil)
+		if err != nil {
+			return fmt.Errorf("hosts export: %w", err)
+		}
+		defer resp.Body.Close()
+		if file == "-" {
+			_, err := io.Copy(s.out, resp.Body)
+			return err
+		}
+		return writeFileAtomic(file, resp.Body)
+	}
+	fmt.Fprintln(s.err, hostsAPIUsage)
+	return fmt.Errorf("hosts: unknown command %q: %w", verb, errUsage)
+}
+
+// fileFormat is --format, or the file's extension, or yaml for -.
+func fileFormat(flagValue, file string) (string, error) {
+	switch {
+	case flagValue == "yaml" || flagValue == "csv":
+		return flagValue, nil
+	case flagValue != "":
+		return "", fmt.Errorf("--format %q: use yaml or csv: %w", flagValue, errUsage)
+	case file == "-":
+		return "yaml", nil
+	case strings.HasSuffix(strings.ToLower(file), ".csv"):
+		return "csv", nil
+	case strings.HasSuffix(strings.ToLower(file), ".yaml"), strings.HasSuffix(strings.ToLower(file), ".yml"):
+		return "yaml", nil
+	}
+	return "", fmt.Errorf("%s: unknown host file format (name it .yaml, .yml or .csv, or pass --format): %w", file, errUsage)
+}
+
+func printHosts(w io.Writer, hs []hostJSON, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tMACS\tPROFILE\tADDRESS\tLAST EVENT")
+	for _, h := range hs {
+		addr := "-"
+		switch {
+		case h.Lease != nil:
+			addr = h.Lease.IP + " (" + h.Lease.State + ")"
+		case h.IPv4 != "":
+			addr = h.IPv4 + " (reserved)"
+		}
+		last := "-"
+		if h.LastEvent != nil {
+			last = h.LastEvent.Kind + " " + roundDuration(now.Sub(h.LastEvent.Time)) + " ago"
+		}
+		macs := strings.Join(h.MACs, ",")
+		if macs == "" {
+			macs = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, macs, h.BootProfile, addr, last)
+	}
+	return tw.Flush()
+}
+
+// printHost writes one host's fields as "key: value" lines.
+func printHost(w io.Writer, h map[string]any) error {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	order := []string{"name", "macs", "boot_profile", "role", "ipv4", "aliases", "lease", "last_event"}
+	slices.SortStableFunc(keys, func(a, b string) int {
+		ia, ib := slices.Index(order, a), slices.Index(order, b)
+		if ia < 0 {
+			ia = len(order)
+		}
+		if ib < 0 {
+			ib = len(order)
+		}
+		return ia - ib
+	})
+	for _, k := range keys {
+		v := h[k]
+		switch x := v.(type) {
+		case []any:
+			parts := make([]string, len(x))
+			for i, e := range x {
+				parts[i] = fmt.Sprint(e)
+			}
+			v = strings.Join(parts, ", ")
+		case map[string]any:
+			var parts []string
+			for _, kk := range []string{"ip", "state", "kind", "detail", "time", "expires"} {
+				if vv, ok := x[kk]; ok {
+					parts = append(parts, fmt.Sprintf("%s=%v", kk, vv))
+				}
+			}
+			v = strings.Join(parts, " ")
+		case string:
+			if strings.Contains(x, "\n") {
+				v = "|\n  " + strings.ReplaceAll(strings.TrimRight(x, "\n"), "\n", "\n  ")
+			}
+		}
+		if _, err := fmt.Fprintf(w, "%s: %v\n", k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// multiFlag collects a repeated flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// writeFileAtomic copies r to file through a temporary file and a rename.
+func writeFileAtomic(file string, r io.Reader) error {
+	tmp, err := os.CreateTemp(filepath.Dir(file), ".kiln-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, r); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), file)
+}

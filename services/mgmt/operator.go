@@ -1,0 +1,93 @@
+package mgmt
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"time"
+
+	"kiln.dev/kiln/init/supervisor"
+	"kiln.dev/kiln/ota/otahttp"
+	"kiln.dev/kiln/services/api"
+	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/firewall"
+	"kiln.dev/kiln/services/store"
+	"kiln.dev/kiln/services/svc"
+)
+
+// tlsDir is where the self-signed certificate is kept.
+func tlsDir(stateDir string) string { return filepath.Join(stateDir, "mgmt", "tls") }
+
+// certificate returns the certificate to serve: the operator's
+// (api.tls_cert, api.tls_key) or the self-signed one, made on first use
+// (created reports that).
+func certificate(cfg config.Config, stateDir string) (cert tls.Certificate, created bool, err error) {
+	if cfg.API.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.API.TLSCert, cfg.API.TLSKey)
+		if err != nil {
+			return tls.Certificate{}, false, fmt.Errorf("api.tls_cert/api.tls_key: loading %s and %s: %w (check both paths and that the key belongs to the certificate, or remove both to use the self-signed certificate)",
+				cfg.API.TLSCert, cfg.API.TLSKey, err)
+		}
+		return cert, false, nil
+	}
+	return loadOrCreateCert(tlsDir(stateDir), localSubjects(cfg.Hostname), time.Now())
+}
+
+// EnsureCertificate makes the self-signed certificate if it does not exist
+// yet and returns the SHA-256 fingerprint (colon-separated hex) of the
+// certificate mgmt serves. PID 1 calls it before starting services so the
+// console can show the fingerprint operators compare on first connect.
+func EnsureCertificate(cfg config.Config, stateDir string) (fp string, created bool, err error) {
+	cert, created, err := certificate(cfg, stateDir)
+	if err != nil {
+		return "", false, err
+	}
+	return fingerprint(cert), created, nil
+}
+
+// newAPI builds the operator API served over HTTPS. Routes owned by other
+// packages (the OTA bundle upload, roll back) are added here with a.Mount,
+// so they get the API's authentication and CSRF checks and mgmt's tests
+// enumerate them with every other route.
+func newAPI(ctx context.Context, env svc.Env, db *store.Store, fp string, log *slog.Logger) (*api.Server, error) {
+	a, err := api.New(ctx, api.Options{
+		Store:       db,
+		Supervisor:  supervisor.NewClient(supervisor.SocketPath(env.RunDir)),
+		Config:      env.Config,
+		StateDir:    env.StateDir,
+		Banner:      firewallBanner{fw: firewall.New(-1), log: log},
+		Fingerprint: fp,
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the API: %w", err)
+	}
+	otahttp.ForAppliance(env.StateDir, env.RunDir, env.Config.Update.BootTries(), log).Mount(a) // update status, push, rollback
+	return a, nil
+}
+
+// firewallBanner adds repeated login failures to the firewall's ban set.
+type firewallBanner struct {
+	fw  firewall.Banner
+	log *slog.Logger
+}
+
+func (b firewallBanner) Ban(addr netip.Addr, d time.Duration) {
+	if addr.IsLoopback() {
+		return // never firewall ourselves
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	switch err := b.fw.Ban(ctx, addr, d); {
+	case errors.Is(err, firewall.ErrNotActive):
+		b.log.Info("not banning at the firewall: kiln does not manage this host's firewall", "remote", addr.String())
+	case err != nil:
+		b.log.Warn("banning at the firewall", "remote", addr.String(), "err", err)
+	default:
+		b.log.Warn("banned at the firewall", "remote", addr.String(), "for", d)
+	}
+}
