@@ -140,3 +140,30 @@ func TestConsolePartialLineSettles(t *testing.T) {
 		t.Errorf("expect() matched %q of a line still arriving, want D8E347E8-A476-59DB", got)
 	}
 }
+
+func TestCountQueries(t *testing.T) {
+	tests := []struct {
+		chunks []string
+		want   int
+	}{
+		{[]string{"\x1b[6n"}, 1},
+		{[]string{"abc\x1b[6ndef\x1b[6n"}, 2},
+		{[]string{"abc\x1b[", "6n"}, 1},
+		{[]string{"\x1b", "[", "6", "n"}, 1},
+		{[]string{"\x1b[6n", "\x1b[6n"}, 2},
+		{[]string{"\x1b[6", "m\x1b[6n"}, 1},
+		{[]string{"6n", "\x1b[5n"}, 0},
+	}
+	for _, tt := range tests {
+		var carry []byte
+		got := 0
+		for _, c := range tt.chunks {
+			var n int
+			n, carry = countQueries(carry, []byte(c))
+			got += n
+		}
+		if got != tt.want {
+			t.Errorf("countQueries over %q = %d, want %d", tt.chunks, got, tt.want)
+		}
+	}
+}

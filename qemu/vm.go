@@ -304,6 +304,19 @@ func acceptBoth(a, b net.Listener, procDone <-chan struct{}, timeout time.Durati
 // position, and cursorReport an answer to it.
 var cursorQuery, cursorReport = []byte("\x1b[6n"), []byte("\x1b[1;1R")
 
+// countQueries counts the cursor queries in chunk, including one split
+// between the previous chunk's tail (carry) and chunk, and returns the tail
+// to carry into the next call.
+func countQueries(carry, chunk []byte) (int, []byte) {
+	window := append(append([]byte(nil), carry...), chunk...)
+	n := bytes.Count(window, cursorQuery)
+	tail := window[max(0, len(window)-len(cursorQuery)+1):]
+	if bytes.HasSuffix(window, cursorQuery) {
+		tail = nil // counted already
+	}
+	return n, append([]byte(nil), tail...)
+}
+
 func (vm *VM) readSerial(c net.Conn, tee io.Writer, answer bool, done chan<- struct{}) {
 	defer close(done)
 	buf := make([]byte, 32<<10)
@@ -320,11 +333,11 @@ func (vm *VM) readSerial(c net.Conn, tee io.Writer, answer bool, done chan<- str
 			}
 			vm.con.write(buf[:n], now)
 			if answer {
-				window := append(carry, buf[:n]...)
-				for i := bytes.Count(window, cursorQuery); i > 0; i-- {
+				var queries int
+				queries, carry = countQueries(carry, buf[:n])
+				for ; queries > 0; queries-- {
 					vm.Write(cursorReport)
 				}
-				carry = append([]byte(nil), window[max(0, len(window)-len(cursorQuery)+1):]...)
 			}
 		}
 		if err != nil {

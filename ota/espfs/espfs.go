@@ -29,7 +29,9 @@ type FS interface {
 	// WriteFile creates or truncates name, writes r to it and makes the bytes
 	// durable (fsync) before returning the count.
 	WriteFile(name string, r io.Reader) (int64, error)
-	// Rename replaces newname with oldname (same directory tree).
+	// Rename replaces newname with oldname (same directory tree). When it
+	// returns, newname is durable with its bytes; the removal of oldname
+	// only after SyncDir.
 	Rename(oldname, newname string) error
 	// Remove removes a file; a missing file is not an error.
 	Remove(name string) error
@@ -114,7 +116,22 @@ func (d Dir) Rename(oldname, newname string) error {
 	if err != nil {
 		return err
 	}
-	return os.Rename(o, n)
+	if err := os.Rename(o, n); err != nil {
+		return err
+	}
+	// On vfat the new directory entry gets the file's size and first
+	// cluster only when the inode is written back; syncing the directory
+	// alone makes a zero-length entry durable (measured: a blessed boot
+	// entry came back empty after a power cut 3 s later). Fsync the file.
+	f, err := os.Open(n)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("syncing %s after renaming it: %w", n, err)
+	}
+	return nil
 }
 
 // Remove implements FS.
@@ -155,11 +172,11 @@ func (d Dir) SyncDir(dir string) error {
 	return nil
 }
 
-// ReplaceFile writes name durably without a moment where it is missing or
-// partial: the bytes go to name+".new" (durable), which is then renamed over
-// name, and the directory is synced. After a crash name holds the old or the
-// new bytes (on FAT a crash inside the rename may also leave neither, which
-// callers must survive; see package doc of ota/install).
+// ReplaceFile writes name durably: the bytes go to name+".new" (durable),
+// which is then renamed over name, and the directory is synced. After a
+// crash name holds the old or the new bytes — or, on FAT, when the crash
+// falls inside the rename, nothing or an empty file, which callers must
+// survive (they never remove the old state before ReplaceFile returned).
 func ReplaceFile(f FS, name string, r io.Reader) (int64, error) {
 	tmp := name + ".new"
 	n, err := f.WriteFile(tmp, r)

@@ -47,6 +47,12 @@ func BenchmarkBoot(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(runs)*3*BootTimeout())
 	defer cancel()
 
+	baseline := BaselineImage()
+	if baseline == "" {
+		b.Logf("no baseline image (build it with qemu/bench-boot.sh or set KILN_BASELINE_IMAGE): ratios skipped")
+	}
+	// Runs alternate between the images so that load from other processes on
+	// the machine spreads over all columns alike.
 	var first, warm, base []bootRun
 	for i := 0; i < runs; i++ {
 		overlay := NewOverlay(b, img, "2G")
@@ -58,17 +64,12 @@ func BenchmarkBoot(b *testing.B) {
 		vm.Close()
 		if err != nil {
 			b.Logf("run %d: no clean poweroff, warm boot skipped: %v", i+1, err)
-			continue
+		} else {
+			vm, r = measure(b, ctx, img, overlay, ReadyRE, KilnMarkers)
+			warm = append(warm, r)
+			vm.Close()
 		}
-		vm, r = measure(b, ctx, img, overlay, ReadyRE, KilnMarkers)
-		warm = append(warm, r)
-		vm.Close()
-	}
-	baseline := BaselineImage()
-	if baseline == "" {
-		b.Logf("no baseline image (build it with qemu/bench-boot.sh or set KILN_BASELINE_IMAGE): ratios skipped")
-	} else {
-		for i := 0; i < runs; i++ {
+		if baseline != "" {
 			vm, r := measure(b, ctx, baseline, NewOverlay(b, baseline, ""), BaselineRE, BaselineMarkers)
 			base = append(base, r)
 			vm.Close()

@@ -198,9 +198,14 @@ func NewVM(t testing.TB, ctx context.Context, image string, o VMOptions) *qemu.V
 	return vm
 }
 
-// TestLogger routes slog output to t.Log.
+// TestLogger routes slog output to t.Log (warnings and errors only for a
+// benchmark, whose log is printed with its result).
 func TestLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tlogWriter{t}, nil)).With("component", "boottest")
+	level := slog.LevelInfo
+	if _, ok := t.(*testing.B); ok {
+		level = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: level})).With("component", "boottest")
 }
 
 type tlogWriter struct{ t testing.TB }

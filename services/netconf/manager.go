@@ -117,6 +117,12 @@ func (m *Manager) Apply(ctx context.Context, c config.Config) (res Result, err e
 		return Result{}, err
 	}
 	res.Plan = plan
+	if c.Network.Configured() {
+		// From the first change on, a later config without interfaces must clean up.
+		m.mu.Lock()
+		m.managed = true
+		m.mu.Unlock()
+	}
 	if err := m.sys.Apply(plan); err != nil {
 		return res, err
 	}
@@ -125,7 +131,6 @@ func (m *Manager) Apply(ctx context.Context, c config.Config) (res Result, err e
 	}
 	m.mu.Lock()
 	m.cfg = c
-	m.managed = true
 	m.mu.Unlock()
 	if len(c.Firewall.Masquerade.Hosts) > 0 {
 		if err := m.sys.SetForwarding(); err != nil {

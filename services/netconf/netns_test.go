@@ -260,6 +260,21 @@ func TestApplyUnknownMACChangesNothing(t *testing.T) {
 	if after := tp.snapshot(t); after != before {
 		t.Errorf("a refused Apply changed the namespace:\n%s", cmp.Diff(before, after))
 	}
+
+	// A config without interfaces after a managed one: kiln's links, routes
+	// and firewall go; the NICs keep their names.
+	if _, err := m.Apply(ctx, config.Default()); err != nil {
+		t.Fatalf("Apply(default) = %v", err)
+	}
+	snap := tp.snapshot(t)
+	for _, gone := range []string{"br0", "proto 77", "table inet kiln"} {
+		if strings.Contains(snap, gone) {
+			t.Errorf("after Apply(default) %q is still there:\n%s", gone, snap)
+		}
+	}
+	if !strings.Contains(snap, "mgmt0") {
+		t.Errorf("after Apply(default) mgmt0 is gone:\n%s", snap)
+	}
 }
 
 // TestServiceRepairsAndTries runs the service loop on the namespace: it

@@ -34,11 +34,13 @@ func OpenSystem(ns netns.NsHandle) (*System, error) {
 		}
 		s.ns = netns.NsHandle(fd)
 	}
+	// Only rtnetlink: the default set includes XFRM, which a kernel without
+	// xfrm_user (the image's) refuses with EPROTONOSUPPORT.
 	var err error
 	if s.ns.IsOpen() {
-		s.h, err = netlink.NewHandleAt(s.ns)
+		s.h, err = netlink.NewHandleAt(s.ns, unix.NETLINK_ROUTE)
 	} else {
-		s.h, err = netlink.NewHandle()
+		s.h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 	}
 	if err != nil {
 		s.Close()

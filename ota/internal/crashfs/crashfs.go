@@ -4,10 +4,13 @@
 // model the OTA crash-consistency tests check install, commit and rollback
 // against. On the ESP a file's bytes are durable when WriteFile returns and a
 // directory change (create, rename, remove) when SyncDir of its directory
-// returns; a rename that is not yet durable may survive as the old name, the
-// new name, both or neither (FAT writes the new directory entry and the
-// removal of the old one as separate blocks). On the disk, blocks written
-// since the last Sync survive or not independently.
+// returns. A rename is modelled as vfat does it: it first creates the new
+// directory entry empty (size and first cluster are filled in when the inode
+// is written) and removes the old one, as separate blocks that survive a
+// crash independently; espfs.Dir then fsyncs the renamed file, which makes
+// the new entry durable with its bytes — a crash between the two steps can
+// leave the old name, an empty new one, both or neither. On the disk,
+// blocks written since the last Sync survive or not independently.
 package crashfs
 
 import (
@@ -184,7 +187,8 @@ func (e *ESP) WriteFile(name string, r io.Reader) (int64, error) {
 	return int64(len(b)), nil
 }
 
-// Rename implements espfs.FS.
+// Rename implements espfs.FS in two steps (two crash points): the
+// directory change, then the fsync of the renamed file.
 func (e *ESP) Rename(oldname, newname string) error {
 	b, ok := e.view[oldname]
 	if !ok {
@@ -195,7 +199,16 @@ func (e *ESP) Rename(oldname, newname string) error {
 	}
 	delete(e.view, oldname)
 	e.view[newname] = b
-	e.pending = append(e.pending, pending{opAdd, newname, b}, pending{opRemove, oldname, nil})
+	e.pending = append(e.pending, pending{opAdd, newname, []byte{}}, pending{opRemove, oldname, nil})
+	if err := e.c.step(); err != nil {
+		return err
+	}
+	e.durable[newname] = b // the inode written into the new entry
+	for i := range e.pending {
+		if e.pending[i].kind == opAdd && e.pending[i].name == newname {
+			e.pending[i].data = b
+		}
+	}
 	return nil
 }
 

@@ -373,8 +373,11 @@ func TestStorageReadOnly(t *testing.T) {
 		t.Fatalf("storage stage on a file = %s (%s), want PASS", res.Status, res.Summary)
 	}
 	seq := measurement(t, res, "storage.img.seq_read_mbps")
-	if seq.Value <= 0 || seq.Detail != "" {
-		t.Errorf("seq_read_mbps = %v (%q), want > 0 with O_DIRECT", seq.Value, seq.Detail)
+	if seq.Value <= 0 {
+		t.Errorf("seq_read_mbps = %v, want > 0", seq.Value)
+	}
+	if seq.Detail != "" {
+		t.Logf("the temporary directory refuses O_DIRECT (tmpfs?): %s", seq.Detail)
 	}
 	if m := measurement(t, res, "storage.img.rand_read_iops"); m.Value <= 0 {
 		t.Errorf("rand_read_iops = %v, want > 0", m.Value)
