@@ -70,8 +70,10 @@ func (s Spec) Validate() error {
 		errs = append(errs, fmt.Errorf("--busybox %s: not a readable file: build it with make out/bb (see image/busybox/README.md), or pass --busybox '' for an image without the recovery shell tools", s.Busybox))
 	}
 	for _, k := range s.OTAKeys {
-		if _, err := bundle.ReadPublicKeyFile(k); err != nil || !strings.HasSuffix(k, ".pub") {
-			errs = append(errs, fmt.Errorf("--ota-key %s: want a public key file NAME.pub from kiln keys gen (%v)", k, err))
+		if !strings.HasSuffix(k, ".pub") {
+			errs = append(errs, fmt.Errorf("--ota-key %s: want the public key file NAME.pub of kiln keys gen, not the private key", k))
+		} else if _, err := bundle.ReadPublicKeyFile(k); err != nil {
+			errs = append(errs, fmt.Errorf("--ota-key: %w", err))
 		}
 	}
 	if s.ApplianceID == "" {

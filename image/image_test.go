@@ -247,6 +247,8 @@ func TestSpecValidate(t *testing.T) {
 		{"empty id", func(s *Spec) { s.ApplianceID = "" }, "--appliance-id"},
 		{"bad version", func(s *Spec) { s.Version = "a\"b" }, "--version"},
 		{"bad compression", func(s *Spec) { s.Compression = "lz4" }, "compression"},
+		{"private key as OTA key", func(s *Spec) { s.OTAKeys = []string{bin} }, "--ota-key"},
+		{"missing OTA key", func(s *Spec) { s.OTAKeys = []string{"/nonexistent/ota.pub"} }, "--ota-key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := good

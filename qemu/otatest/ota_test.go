@@ -122,6 +122,7 @@ func TestUpdateLifecycle(t *testing.T) {
 	up := func(slot string) (*qemu.VM, *API) {
 		t.Helper()
 		vm := boottest.NewVM(t, ctx, img, boottest.VMOptions{Disk: disk})
+		t.Cleanup(func() { logOTA(t, vm) })
 		expectSlot(vm, slot)
 		expect(vm, boottest.ReadyRE, boot)
 		a := NewAPI(t, vm)
@@ -159,10 +160,16 @@ func TestUpdateLifecycle(t *testing.T) {
 	vm.Close()
 	step("QEMU killed during slot b's first boot")
 
+	bootStart := time.Now()
 	vm = boottest.NewVM(t, ctx, img, boottest.VMOptions{Disk: disk})
+	t.Cleanup(func() { logOTA(t, vm) })
 	expectSlot(vm, "b")
 	expect(vm, trialRE, boot)
-	expect(vm, committedRE, boot) // the services were ready before
+	committed, err := vm.ExpectLine(ctx, committedRE, boot) // the services were ready before
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("downtime: QEMU start (OVMF included) to generation 2 healthy and committed: %.1fs", committed.At.Sub(bootStart).Seconds())
 	if !containsLine(vm, boottest.ReadyRE) {
 		t.Error("generation 2 was committed before kiln: ready")
 	}
@@ -214,9 +221,16 @@ func TestUpdateLifecycle(t *testing.T) {
 	expect(vm, trialRE, boot)
 	expect(vm, healthBadRE, boot)
 	step("generation 3 failed its health checks")
-	expect(vm, boottest.RebootRE, time.Minute)
+	rb, err := vm.ExpectLine(ctx, boottest.RebootRE, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
 	expectSlot(vm, "b")
-	expect(vm, boottest.ReadyRE, boot)
+	ready, err := vm.ExpectLine(ctx, boottest.ReadyRE, boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("downtime: reboot after the failed health checks to generation 2 ready again: %.1fs", ready.At.Sub(rb.At).Seconds())
 	api = NewAPI(t, vm)
 	api.Login(ctx, vm, &password)
 	st = api.Status(ctx)
@@ -260,6 +274,15 @@ func TestUpdateLifecycle(t *testing.T) {
 		t.Errorf("push of the running generation 2 = %d %s, want 409", res.Code, res.Body)
 	}
 	step("fell back to generation 2 by boot counting")
+}
+
+// logOTA logs a VM's OTA console lines (the fault cases' outcomes).
+func logOTA(t *testing.T, vm *qemu.VM) {
+	for _, l := range vm.Lines() {
+		if strings.Contains(l.Text, "kiln-ota:") || stage1FailRE.MatchString(l.Text) || boottest.Stage1RE.MatchString(l.Text) {
+			t.Logf("console: %s", strings.TrimSpace(l.Text))
+		}
+	}
 }
 
 func containsLine(vm *qemu.VM, re *regexp.Regexp) bool {

@@ -131,16 +131,20 @@ func TestPXEBoot(t *testing.T) {
 		name, host string
 		cfg        qemu.Config
 		nic        func(qemu.NIC) qemu.NIC
+		chain      []*regexp.Regexp // steps of the chain seen before the script
 	}{
 		{"ovmf", "pxe-ovmf", qemu.Config{Firmware: qemu.UEFI, MemoryMiB: 512, NoWatchdog: true,
 			// No option ROM: OVMF's own virtio-net driver and UEFI PXE, so
 			// the chain goes through TFTP (ipxe.efi) before iPXE.
 			Extra: []string{"-global", "virtio-net-pci.romfile="}},
-			func(n qemu.NIC) qemu.NIC { n.MAC = ovmfMAC; return n }},
+			func(n qemu.NIC) qemu.NIC { n.MAC = ovmfMAC; return n },
+			[]*regexp.Regexp{regexp.MustCompile(`NBP filename is ipxe\.efi`), regexp.MustCompile(`NBP file downloaded successfully`),
+				regexp.MustCompile(`^Filename: http://10\.77\.0\.1:8080/boot/52-54-00-6b-6c-31\.ipxe\?token=`)}},
 		{"seabios", "pxe-bios", qemu.Config{Firmware: qemu.BIOS, MemoryMiB: 256, NoWatchdog: true,
 			// SeaBIOS copies option ROM text to the serial port without graphics.
 			Extra: []string{"-machine", "graphics=off"}},
-			func(n qemu.NIC) qemu.NIC { n.MAC, n.Model, n.ROMFile = biosMAC, "e1000", biosROM; return n }},
+			func(n qemu.NIC) qemu.NIC { n.MAC, n.Model, n.ROMFile = biosMAC, "e1000", biosROM; return n },
+			[]*regexp.Regexp{regexp.MustCompile(`^Filename: http://10\.77\.0\.1:8080/boot/52-54-00-6b-6c-32\.ipxe\?token=`)}},
 	}
 	for _, tc := range targets {
 		t.Run(tc.name, func(t *testing.T) {
@@ -160,8 +164,10 @@ func TestPXEBoot(t *testing.T) {
 			if _, err := vm.Expect(ctx, fallthroughRE, time.Minute); err != nil {
 				t.Errorf("%s target: the script's failure path did not run: %v", tc.name, err)
 			}
-			if tc.name == "ovmf" && !consoleHas(vm, regexp.MustCompile(`(?i)ipxe`)) {
-				t.Errorf("ovmf target never ran iPXE (the TFTP-loaded ipxe.efi)")
+			for _, re := range tc.chain {
+				if !consoleHas(vm, re) {
+					t.Errorf("%s target console lacks a line matching %q", tc.name, re)
+				}
 			}
 			if testing.Verbose() {
 				t.Logf("%s target console:\n%s", tc.name, vm.ConsoleTail())

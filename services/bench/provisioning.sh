@@ -62,23 +62,33 @@ ip -n "$CLI" link set "kc$$" up
 insrv() { ip netns exec "$SRV" "$@"; }
 incli() { ip netns exec "$CLI" "$@"; }
 
-# start NAME CMD... runs a server in the server namespace; its pid is $LAST.
+# start NAME CMD... runs a server in the server namespace; its pid is $LAST
+# (ip netns exec execs the server, so the pid is the server's).
 start() {
 	local name=$1
 	shift
-	insrv "$@" >"$OUT/$name.log" 2>&1 &
+	ip netns exec "$SRV" "$@" >"$OUT/$name.log" 2>&1 &
 	LAST=$!
 	PIDS+=("$LAST")
 }
+# stop PID PROTO PORT: stops a server and waits until its port is free (10 s).
 stop() {
 	kill "$1" 2>/dev/null || true
 	wait "$1" 2>/dev/null || true
+	local flag=-uln
+	[ "$2" = tcp ] && flag=-tln
+	for _ in $(seq 100); do
+		insrv ss -H $flag "sport = :$3" | grep -q . || return 0
+		sleep 0.1
+	done
+	die "$2 port $3 still in use after stopping pid $1"
 }
-# wait_port PROTO PORT: until something listens in the server namespace (10 s).
+# wait_port PROTO PORT: until the server started last listens (10 s).
 wait_port() {
 	local flag=-uln
 	[ "$1" = tcp ] && flag=-tln
 	for _ in $(seq 100); do
+		kill -0 "$LAST" 2>/dev/null || die "the server (pid $LAST) exited; see $OUT/*.log"
 		insrv ss -H $flag "sport = :$2" | grep -q . && return 0
 		sleep 0.1
 	done
@@ -147,7 +157,7 @@ dhcp_bench() {
 	pid=$LAST
 	wait_port udp 67
 	dhcp_run "$name" "$rate" >"$OUT/dhcp-$name-$rate.result"
-	stop "$pid"
+	stop "$pid" udp 67
 }
 
 echo "== DHCP: perfdhcp, $SECS s per run, 20000 new clients, relayed, no address probes"
@@ -189,14 +199,14 @@ pid=$LAST
 wait_port udp 53
 sleep 1 # the zone is built from the database just after the socket opens
 dns_run kiln >"$OUT/dns-kiln.result"
-stop "$pid"
+stop "$pid" udp 53
 start dnsmasq-dns dnsmasq --no-daemon --conf-file=/dev/null --no-resolv --no-hosts --addn-hosts="$OUT/hosts.txt" \
 	--listen-address="$SRV_IP" --bind-interfaces --auth-zone=bench.example --auth-server=bench.bench.example,"$SRV_IP" \
 	--cache-size=10000
 pid=$LAST
 wait_port udp 53
 dns_run dnsmasq >"$OUT/dns-dnsmasq.result"
-stop "$pid"
+stop "$pid" udp 53
 read -r K_QPS _ K_LAT <"$OUT/dns-kiln.result"
 read -r D_QPS _ D_LAT <"$OUT/dns-dnsmasq.result"
 printf "  %-8s %10s queries/s   average latency %s ms\n" kiln "$K_QPS" "$K_LAT" dnsmasq "$D_QPS" "$D_LAT"
@@ -236,13 +246,13 @@ pid=$LAST
 wait_port udp 69
 K_T1=$(tftp_run kiln 0)
 K_TW=$(tftp_run kiln 16)
-stop "$pid"
-start tftpd-hpa in.tftpd --foreground --listen --address "$SRV_IP:69" --secure --blocksize 1468 --user root "$OUT/tftp-root"
+stop "$pid" udp 69
+start tftpd-hpa in.tftpd -4 --foreground --listen --address "$SRV_IP:69" --secure --blocksize 1468 --user root "$OUT/tftp-root"
 pid=$LAST
 wait_port udp 69
 H_T1=$(tftp_run tftpd-hpa 0)
 H_TW=$(tftp_run tftpd-hpa 16)
-stop "$pid"
+stop "$pid" udp 69
 printf "  %-9s %8s MB/s without windowsize   %8s MB/s with windowsize 16\n" kiln "$K_T1" "$K_TW" tftpd-hpa "$H_T1" "$H_TW"
 
 echo "== Ratios (kiln / reference; above 1 means kiln is faster, for latency lower is better)"

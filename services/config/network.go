@@ -103,16 +103,20 @@ type Port struct {
 }
 
 // ProvisioningPorts are the ports the firewall opens on provisioning
-// interfaces, and only those.
-func ProvisioningPorts() []Port {
+// interfaces, and only those; DNS, TFTP and HTTP boot as p configures them.
+func ProvisioningPorts(p Provisioning) []Port {
+	port := func(listen string) int {
+		_, n, _ := splitListen(listen)
+		return n
+	}
 	return []Port{
 		{"udp", 67, "DHCP server"},
 		{"udp", 68, "DHCP client (rogue server probe)"},
 		{"udp", 4011, "proxyDHCP"},
-		{"udp", 53, "DNS"},
-		{"tcp", 53, "DNS"},
-		{"udp", 69, "TFTP"},
-		{"tcp", DefaultHTTPBootPort, "HTTP boot"},
+		{"udp", port(p.DNSListen()), "DNS"},
+		{"tcp", port(p.DNSListen()), "DNS"},
+		{"udp", port(p.TFTPListen()), "TFTP"},
+		{"tcp", p.HTTPBootPort(), "HTTP boot"},
 		{"tcp", 111, "NFS (rpcbind)"},
 		{"udp", 111, "NFS (rpcbind)"},
 		{"tcp", 2049, "NFS"},
@@ -523,7 +527,7 @@ func (c Config) validatePorts(add func(field, problem, fix string)) {
 		if p == 0 {
 			continue
 		}
-		for _, pp := range ProvisioningPorts() {
+		for _, pp := range ProvisioningPorts(c.Provisioning) {
 			if pp.Proto == "tcp" && pp.Port == p {
 				add(field, fmt.Sprintf("port %d is also the %s port of the provisioning services", p, pp.Service), "choose another management port")
 				break

@@ -495,20 +495,13 @@ type listener struct {
 	port    int
 }
 
-// listeners returns the sockets the enabled services bind, in the order
-// their conflicts are reported (a fixed port first, so the message lands on
-// a field the operator can change).
+// listeners returns the sockets the enabled provisioning services bind, in
+// the order their conflicts are reported (a fixed port first, so the message
+// lands on a field the operator can change). The management ports are
+// checked against these by validatePorts (network.go), whose list the
+// firewall opens, and against each other in Validate.
 func (c Config) listeners() []listener {
 	var ls []listener
-	if c.Enabled("mgmt", true) {
-		a, _ := netip.ParseAddr(c.Management.Listen)
-		if c.Management.HTTPSPort > 0 {
-			ls = append(ls, listener{"management.https_port", "the management HTTPS server", "tcp", a, c.Management.HTTPSPort})
-		}
-		if c.Management.HTTPPort > 0 {
-			ls = append(ls, listener{"management.http_port", "the management HTTP server", "tcp", a, c.Management.HTTPPort})
-		}
-	}
 	p := c.Provisioning
 	on := func(name string) bool { return c.Enabled(name, len(p.Subnets) > 0) }
 	if on("dhcp") {
@@ -538,8 +531,8 @@ func (c Config) listeners() []listener {
 	return ls
 }
 
-// validateListeners reports two enabled services that would bind the same
-// port on overlapping addresses.
+// validateListeners reports two enabled provisioning services that would
+// bind the same port on overlapping addresses.
 func (c Config) validateListeners(add func(field, problem, fix string)) {
 	ls := c.listeners()
 	for i, l := range ls {

@@ -6,9 +6,14 @@
 // Each subnet of the config's provisioning section has a mode:
 //
 //   - authoritative: kiln is the subnet's DHCP server. A host's reserved
-//     address (store.Host.IPv4) comes first; everyone else gets a pool address,
-//     probed with ARP before it is offered (an address that answers is set
-//     aside for declineHold). Unknown clients are enrolled as new hosts
+//     address (store.Host.IPv4) comes first; everyone else gets a pool address
+//     (its own lease, the one it asks for, the lowest never-used one, then
+//     the longest-expired one), probed with ARP (ping through a relay) before
+//     it is offered unless it is the client's own unexpired lease or the
+//     subnet sets conflict_probe: false (an address that answers is set
+//     aside for declineHold). Choosing costs a few indexed lookups: the
+//     subnet's leases are read in full only at start and when no never-used
+//     address is left. Unknown clients are enrolled as new hosts
 //     ("unknown-525400aabbcc"). Leases live in the store, so a restart keeps
 //     them. Before serving, kiln broadcasts a DISCOVER (repeated every second)
 //     and listens 4 s for another server's OFFER — dnsmasq answers a new

@@ -5,7 +5,7 @@
 //
 // The ruleset accepts, per interface role: management — the API/UI ports;
 // provisioning — DHCP, proxyDHCP, DNS, TFTP, HTTP boot, NFS, iSCSI and syslog
-// (config.ProvisioningPorts); upstream — nothing new. Everywhere: loopback,
+// (config.ProvisioningPorts, with the configured DNS, TFTP and HTTP boot ports); upstream — nothing new. Everywhere: loopback,
 // replies to connections kiln opened (TFTP data flows this way: kiln's server
 // sends from a new port, and the client's acknowledgements are replies to
 // that), IPv6 neighbour discovery and rate-limited ICMP echo. Everything else

@@ -106,7 +106,7 @@ func Render(c config.Config) (*Ruleset, error) {
 			mgmtRules = append(mgmtRules, rule(dport("tcp", p), accept()))
 		}
 	}
-	for _, p := range config.ProvisioningPorts() {
+	for _, p := range config.ProvisioningPorts(c.Provisioning) {
 		provRules = append(provRules, rule(dport(p.Proto, p.Port), accept()))
 	}
 
