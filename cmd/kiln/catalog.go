@@ -43,6 +43,20 @@ func serviceCatalog() []catalogEntry {
 	}
 }
 
+// checkServiceNames refuses services.<name> entries for services kiln does not have.
+func checkServiceNames(cfg config.Config) error {
+	for name := range cfg.Services {
+		if _, ok := findService(name); !ok {
+			return fmt.Errorf("%w:\n%w", config.ErrInvalid, &config.FieldError{
+				Field:   "services." + name,
+				Problem: fmt.Sprintf("kiln has no service %q", name),
+				Fix:     "use one of: " + strings.Join(serviceNames(), ", "),
+			})
+		}
+	}
+	return nil
+}
+
 func always(config.Config) bool { return true }
 
 // networkManaged: netconf runs when the config lists interfaces (otherwise
@@ -72,14 +86,8 @@ func serviceNames() []string {
 // service runs "kiln service <name> --config F --state DIR --run DIR". Paths
 // must be absolute (services run in /).
 func serviceSpecs(cfg config.Config, configPath, stateDir, runDir string) ([]supervisor.Spec, error) {
-	for name := range cfg.Services {
-		if _, ok := findService(name); !ok {
-			return nil, fmt.Errorf("%w:\n%w", config.ErrInvalid, &config.FieldError{
-				Field:   "services." + name,
-				Problem: fmt.Sprintf("kiln has no service %q", name),
-				Fix:     "use one of: " + strings.Join(serviceNames(), ", "),
-			})
-		}
+	if err := checkServiceNames(cfg); err != nil {
+		return nil, err
 	}
 	for _, p := range []string{configPath, stateDir, runDir} {
 		if p != "" && !filepath.IsAbs(p) {

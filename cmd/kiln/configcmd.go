@@ -24,11 +24,15 @@ func runConfig(_ context.Context, args []string, s stdio) error {
 	if *path == "" || fs.NArg() != 0 {
 		return fmt.Errorf("config validate: want --config FILE: %w", errUsage)
 	}
+	var cfg config.Config
 	var err error
 	if *path == "-" {
-		_, err = config.Parse(s.in)
+		cfg, err = config.Parse(s.in)
 	} else {
-		_, err = config.Load(*path)
+		cfg, err = config.Load(*path)
+	}
+	if err == nil {
+		err = checkServiceNames(cfg)
 	}
 	if err != nil {
 		return fmt.Errorf("config validate: %w", err)

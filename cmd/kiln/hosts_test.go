@@ -78,6 +78,9 @@ func TestConfigValidate(t *testing.T) {
 	if _, _, err := runCmd(t, runConfig, "hostname: -x\n", "validate", "--config", "-"); err == nil || !strings.Contains(err.Error(), "hostname") {
 		t.Errorf("config validate - = %v, want hostname error", err)
 	}
+	if _, _, err := runCmd(t, runConfig, "services:\n  bogus: {enabled: true}\n", "validate", "--config", "-"); err == nil || !strings.Contains(err.Error(), `services.bogus: kiln has no service "bogus"`) {
+		t.Errorf("config validate unknown service = %v, want the services.bogus error", err)
+	}
 	if _, _, err := runCmd(t, runConfig, "", "validate"); !errors.Is(err, errUsage) {
 		t.Errorf("config validate (no --config) = %v, want errUsage", err)
 	}

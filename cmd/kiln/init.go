@@ -111,7 +111,7 @@ func (w *initWiring) console(ctx context.Context, tty string, b *pid1.Boot) erro
 		Management: b.Config.Management,
 		Net:        console.NetInterfaces{},
 		Data:       b.Control,
-		Shell:      console.ExecShell{},
+		Shell:      console.ExecShell{Starter: b.Reaper}, // PID 1's children go through the reaper
 		Power:      b.Control,
 		Login:      consoleLogin{cfg: b.Config, stateDir: b.StateDir},
 		Logger:     b.Log.With("tty", tty),

@@ -500,7 +500,7 @@ func (w *initWiring) otaPrepare(b *pid1.Boot) {
 			return
 		}
 		w.ota.sys = sys
-		o := commit.Options{Running: sys.Slot, Deadline: b.Config.Update.Deadline(), Log: b.Log}
+		o := commit.Options{Running: sys.Slot, Deadline: b.Config.Update.Deadline(), LockPath: sys.LockPath, Log: b.Log}
 		if sys.ESP != nil {
 			o.ESP = sys.ESP
 		}

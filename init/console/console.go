@@ -85,6 +85,8 @@ type session struct {
 	tty io.ReadWriter
 	out io.Writer
 	in  *lineReader
+	// reopenFailing is set while reopening the terminal fails, to log it once.
+	reopenFailing bool
 }
 
 func (s *session) logger() *slog.Logger {
@@ -135,7 +137,9 @@ func (s *session) run(ctx context.Context) {
 }
 
 // idle waits before the next read of a terminal that gave no input, longer after
-// each consecutive failure, so a hung-up or closed terminal costs nothing.
+// each consecutive failure, so a hung-up or closed terminal costs nothing. A
+// terminal that can be reopened is reopened after the wait: a hung-up file never
+// reads again, a fresh one does (an operator's Ctrl-D costs a harmless reopen).
 func (s *session) idle(ctx context.Context) {
 	d := s.c.RetryDelay
 	if d <= 0 {
@@ -149,8 +153,25 @@ func (s *session) idle(ctx context.Context) {
 	defer t.Stop()
 	select {
 	case <-t.C:
+		s.reopen() // no read is pending: the last one ended in errNoInput
 	case <-ctx.Done():
 	}
+}
+
+// reopen reopens the terminal if it can be reopened, and reports whether the
+// terminal is usable. The caller must have no read pending. Only the first
+// failure in a row is logged: a terminal that stays gone stays quiet.
+func (s *session) reopen() bool {
+	r, ok := s.tty.(reopener)
+	if !ok {
+		return true
+	}
+	err := r.Reopen()
+	if err != nil && !s.reopenFailing {
+		s.logger().Warn("cannot reopen the terminal; retrying while idle", "err", err)
+	}
+	s.reopenFailing = err != nil
+	return err == nil
 }
 
 // item is one menu entry.

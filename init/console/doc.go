@@ -22,4 +22,11 @@
 // hangup, a closed pipe) returns to a silent wait that retries with growing
 // delays, so a dead terminal never makes the console spin; Run only returns when
 // its context is done.
+//
+// Hangups: when the shell exits, the kernel hangs up a serial line or virtual
+// console it controlled, and every open file of it (the menu's too) reads only
+// end of input from then on. So after the shell, and after each silent wait,
+// the menu reopens a terminal that can be reopened ([TTY.Reopen]). It does so
+// only between reads (the reader has no read pending then), so the swap never
+// races a read and a hung-up file's end of input never reaches a prompt.
 package console

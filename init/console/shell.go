@@ -14,6 +14,13 @@ type ShellRunner interface {
 	RunShell(ctx context.Context, tty io.ReadWriter) error
 }
 
+// reopener is a terminal that can be opened afresh ([TTY]). A shell that
+// controlled a serial line or a virtual console hangs it up when it exits, and
+// the menu's own file then reads only end of input until it is reopened.
+type reopener interface {
+	Reopen() error
+}
+
 // ErrNoShell is returned by a ShellRunner whose shell binary is missing.
 var ErrNoShell = errors.New("no shell")
 
@@ -28,6 +35,11 @@ func (s *session) shell(ctx context.Context) error {
 	s.printf("starting a shell; type exit to come back to this menu.\n")
 	s.logger().Info("operator started a shell")
 	err := s.c.Shell.RunShell(ctx, s.tty)
+	// No read is pending (the menu took its last line before running this item),
+	// so the terminal can be swapped under the reader.
+	if !s.reopen() {
+		return errNoInput // the menu goes idle, which retries the reopen
+	}
 	var exit *exec.ExitError
 	switch {
 	case errors.Is(err, ErrNoShell):

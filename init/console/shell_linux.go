@@ -11,8 +11,21 @@ import (
 	"time"
 )
 
+// Starter starts a process and waits for it. PID 1's reaper (*reap.Reaper) is
+// one: every child of PID 1 must go through it, or the reaper may collect the
+// child's exit status before Wait does.
+type Starter interface {
+	Start(cmd *exec.Cmd) error
+	Wait(cmd *exec.Cmd) error
+}
+
 // ExecShell runs a shell binary on the terminal in a new session with the
 // terminal as its controlling tty, so job control and Ctrl-C work in it.
+//
+// When the shell (the session leader) exits, the kernel hangs up a terminal
+// that is not a pseudo-terminal (a serial line, a virtual console): every open
+// file of it, the console's own included, then reads only end of input. The
+// console's menu therefore reopens a [TTY] after the shell (see [TTY.Reopen]).
 type ExecShell struct {
 	// Path of the shell; "" means DefaultShell.
 	Path string
@@ -22,6 +35,9 @@ type ExecShell struct {
 	Env []string
 	// Dir is the working directory; "" means "/".
 	Dir string
+	// Starter starts the shell and waits for it; nil means cmd.Start and
+	// cmd.Wait. PID 1 passes its reaper.
+	Starter Starter
 }
 
 // RunShell implements ShellRunner. tty must be a *TTY (or an *os.File, which
@@ -42,14 +58,14 @@ func (e ExecShell) RunShell(ctx context.Context, tty io.ReadWriter) error {
 		f = t
 	case *TTY:
 		var err error
-		if f, err = t.reopen(); err != nil {
+		if f, err = t.openForChild(); err != nil {
 			return err
 		}
 		defer f.Close()
 		if err := t.shellMode(); err != nil {
 			return err
 		}
-		defer t.consoleMode()
+		defer t.consoleMode() // fails on a hung-up file; the menu then reopens t
 	default:
 		return fmt.Errorf("a shell needs a real terminal, not a %T", tty)
 	}
@@ -69,9 +85,18 @@ func (e ExecShell) RunShell(ctx context.Context, tty io.ReadWriter) error {
 	// On shutdown hang up the shell's whole session, then kill it if it lingers.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGHUP) }
 	cmd.WaitDelay = 3 * time.Second
-	err := cmd.Run()
+	start, wait := cmd.Start, cmd.Wait
+	if e.Starter != nil {
+		start = func() error { return e.Starter.Start(cmd) }
+		wait = func() error { return e.Starter.Wait(cmd) }
+	}
+	if err := start(); err != nil {
+		return err
+	}
+	err := wait()
 	if errors.Is(err, syscall.ECHILD) {
-		// PID 1's zombie reaper collected the shell before Wait could.
+		// A zombie reaper that the shell did not go through (no Starter)
+		// collected it before Wait could.
 		return nil
 	}
 	return err

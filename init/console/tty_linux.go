@@ -3,6 +3,7 @@ package console
 import (
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -10,13 +11,18 @@ import (
 
 // TTY is a terminal opened for the console. Read, Write and SetReadDeadline
 // go to the terminal; ExecShell switches its line discipline for the shell and
-// gives the shell a file of its own.
+// gives the shell a file of its own; Reopen replaces a hung-up file.
 type TTY struct {
-	f *os.File
+	// path is the terminal's device, for Reopen and the shell's file.
+	path string
 	// menu is the line discipline for the menu: canonical, echo, Ctrl-C ends a line.
 	menu unix.Termios
 	// shell is the same with signals on, for a shell that owns the terminal.
 	shell unix.Termios
+
+	// mu guards f, which Reopen replaces.
+	mu sync.Mutex
+	f  *os.File
 }
 
 // OpenTTY opens a terminal (e.g. /dev/ttyS0 or /dev/tty1) without making it
@@ -29,7 +35,7 @@ func OpenTTY(path string) (*TTY, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening terminal %s: %w", path, err)
 	}
-	t := &TTY{f: f}
+	t := &TTY{path: path, f: f}
 	var cur *unix.Termios
 	if err := t.control(func(fd int) (err error) {
 		cur, err = unix.IoctlGetTermios(fd, unix.TCGETS)
@@ -72,8 +78,18 @@ func lineModes(cur unix.Termios) (menu, shell unix.Termios) {
 	return m, shell
 }
 
-func (t *TTY) control(fn func(fd int) error) error {
-	rc, err := t.f.SyscallConn() // not Fd(): that would make reads blocking and deadlines useless
+// file returns the terminal's current file.
+func (t *TTY) file() *os.File {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.f
+}
+
+func (t *TTY) control(fn func(fd int) error) error { return control(t.file(), fn) }
+
+// control runs fn on f's descriptor.
+func control(f *os.File, fn func(fd int) error) error {
+	rc, err := f.SyscallConn() // not Fd(): that would make reads blocking and deadlines useless
 	if err != nil {
 		return err
 	}
@@ -84,36 +100,66 @@ func (t *TTY) control(fn func(fd int) error) error {
 	return ferr
 }
 
-func (t *TTY) set(tio *unix.Termios) error {
-	if err := t.control(func(fd int) error { return unix.IoctlSetTermios(fd, unix.TCSETS, tio) }); err != nil {
-		return fmt.Errorf("setting the line discipline of %s: %w", t.f.Name(), err)
+// setMode sets the line discipline tio on f.
+func setMode(f *os.File, tio *unix.Termios) error {
+	if err := control(f, func(fd int) error { return unix.IoctlSetTermios(fd, unix.TCSETS, tio) }); err != nil {
+		return fmt.Errorf("setting the line discipline of %s: %w", f.Name(), err)
 	}
 	return nil
 }
 
 // consoleMode sets the menu's line discipline.
-func (t *TTY) consoleMode() error { return t.set(&t.menu) }
+func (t *TTY) consoleMode() error { return setMode(t.file(), &t.menu) }
 
 // shellMode sets the shell's line discipline (Ctrl-C is a signal again).
-func (t *TTY) shellMode() error { return t.set(&t.shell) }
+func (t *TTY) shellMode() error { return setMode(t.file(), &t.shell) }
 
 // Read reads from the terminal.
-func (t *TTY) Read(p []byte) (int, error) { return t.f.Read(p) }
+func (t *TTY) Read(p []byte) (int, error) { return t.file().Read(p) }
 
 // Write writes to the terminal.
-func (t *TTY) Write(p []byte) (int, error) { return t.f.Write(p) }
+func (t *TTY) Write(p []byte) (int, error) { return t.file().Write(p) }
 
 // SetReadDeadline makes a pending and future Reads return at tm (zero: never).
-func (t *TTY) SetReadDeadline(tm time.Time) error { return t.f.SetReadDeadline(tm) }
+func (t *TTY) SetReadDeadline(tm time.Time) error { return t.file().SetReadDeadline(tm) }
 
-// reopen opens the terminal again for a child process. The child must not get
-// t's own file: handing an *os.File to a child (via Fd) makes its open file
+// Reopen opens the terminal afresh in the menu's line discipline, makes the new
+// file the one Read, Write and SetReadDeadline use, and closes the old one.
+//
+// It is how the console survives a hangup: when a session leader whose
+// controlling terminal is not a pseudo-terminal exits (the recovery shell on
+// ttyS0 or tty1), the kernel hangs up every open file of that terminal, the
+// console's included. A hung-up file reads only end of input and fails writes
+// with EIO for good; a new open of the device works again. The old file's
+// deadline is not carried over.
+//
+// The caller must not have a Read pending: it would end with an error from the
+// closed file. Run reopens only between reads (see doc.go).
+func (t *TTY) Reopen() error {
+	f, err := os.OpenFile(t.path, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return fmt.Errorf("reopening terminal %s: %w", t.path, err)
+	}
+	if err := setMode(f, &t.menu); err != nil {
+		f.Close()
+		return err
+	}
+	t.mu.Lock()
+	old := t.f
+	t.f = f
+	t.mu.Unlock()
+	old.Close()
+	return nil
+}
+
+// openForChild opens the terminal again for a child process. The child must not
+// get t's own file: handing an *os.File to a child (via Fd) makes its open file
 // description blocking, and a blocked read ignores deadlines, so Run could not
 // release its pending read on return.
-func (t *TTY) reopen() (*os.File, error) {
-	f, err := os.OpenFile(t.f.Name(), os.O_RDWR|unix.O_NOCTTY, 0)
+func (t *TTY) openForChild() (*os.File, error) {
+	f, err := os.OpenFile(t.path, os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
-		return nil, fmt.Errorf("opening terminal %s for the shell: %w", t.f.Name(), err)
+		return nil, fmt.Errorf("opening terminal %s for the shell: %w", t.path, err)
 	}
 	return f, nil
 }
@@ -121,5 +167,5 @@ func (t *TTY) reopen() (*os.File, error) {
 // Close leaves the terminal in the shell's line discipline (signals on) and closes it.
 func (t *TTY) Close() error {
 	_ = t.shellMode()
-	return t.f.Close()
+	return t.file().Close()
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -183,5 +186,147 @@ func TestRunOnARealTerminal(t *testing.T) {
 	buf := make([]byte, 1)
 	if _, err := tty.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("Read after Run returned = %v, want the deadline Run set", err)
+	}
+}
+
+// countingStarter starts and waits like os/exec and counts the calls, to show
+// ExecShell goes through its Starter (PID 1's reaper).
+type countingStarter struct {
+	// mu guards starts and waits.
+	mu            sync.Mutex
+	starts, waits int
+}
+
+func (c *countingStarter) Start(cmd *exec.Cmd) error {
+	c.mu.Lock()
+	c.starts++
+	c.mu.Unlock()
+	return cmd.Start()
+}
+
+func (c *countingStarter) Wait(cmd *exec.Cmd) error {
+	c.mu.Lock()
+	c.waits++
+	c.mu.Unlock()
+	return cmd.Wait()
+}
+
+// vhangup hangs up every open file of the terminal at path, as the kernel does
+// when a session leader whose controlling terminal is a serial line exits
+// (pseudo-terminals are spared that, so the test does it by hand).
+func vhangup(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return control(f, func(fd int) error { return unix.IoctlSetInt(fd, unix.TIOCVHANGUP, 0) })
+}
+
+// hangingShell runs the shell, then hangs the terminal up as the shell's exit
+// would on ttyS0, and checks the console's own file is dead before the menu
+// reopens it.
+type hangingShell struct {
+	ExecShell
+	path string
+	// deadErr is the error writing the console's file after the hangup.
+	deadErr chan error
+}
+
+func (h hangingShell) RunShell(ctx context.Context, tty io.ReadWriter) error {
+	err := h.ExecShell.RunShell(ctx, tty)
+	if herr := vhangup(h.path); herr != nil {
+		return herr
+	}
+	_, werr := tty.Write([]byte("lost\n"))
+	h.deadErr <- werr
+	return err
+}
+
+// TestRunSurvivesAHangup: after the shell exits and the terminal is hung up,
+// the menu reopens it and works on it again; the shell was started and waited
+// for through the Starter.
+func TestRunSurvivesAHangup(t *testing.T) {
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skipf("no /bin/sh to play the shell: %v", err)
+	}
+	m, slave := openPTY(t)
+	if err := vhangup(slave); err != nil {
+		t.Skipf("cannot hang up a terminal here (TIOCVHANGUP needs CAP_SYS_ADMIN): %v", err)
+	}
+	tty, err := OpenTTY(slave)
+	if err != nil {
+		t.Fatalf("OpenTTY(%s) error: %v", slave, err)
+	}
+	defer tty.Close()
+	out := screen(t, m)
+
+	starter := &countingStarter{}
+	shell := hangingShell{
+		ExecShell: ExecShell{Path: "/bin/sh", Args: []string{"-c", "exit 0"}, Starter: starter},
+		path:      slave,
+		deadErr:   make(chan error, 1),
+	}
+	c := &Console{Hostname: "pty", Shell: shell, RetryDelay: 10 * time.Millisecond}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, tty) }()
+
+	wait := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(out.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("terminal never showed %q; screen:\n%s", want, out.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	wait("press Enter for the recovery menu\r\n")
+	m.WriteString("\r")
+	wait("choice [1-8, q]: ")
+	m.WriteString("6\r")
+	// (The hangup flushes what the pty master has not read yet, so the
+	// shell's own output is not checked.)
+	select {
+	case err := <-shell.deadErr:
+		if !errors.Is(err, unix.EIO) {
+			t.Fatalf("writing the console's file after the hangup = %v, want EIO (the hangup did not happen)", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the shell never ran and hung up the terminal; screen:\n%s", out.String())
+	}
+	wait("the shell exited.\r\n")
+	// waitAfter waits until the screen shows want after the shell's exit.
+	waitAfter := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(after(out.String(), "the shell exited.\r\n"), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("terminal never showed %q after the shell; screen:\n%s", want, out.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitAfter("choice [1-8, q]: ")
+	m.WriteString("q\r") // read from the reopened file
+	waitAfter("press Enter for the recovery menu\r\n")
+	if got := termios(t, tty); got.Lflag&unix.ISIG != 0 || got.Cc[unix.VEOL] != ctrlC {
+		t.Errorf("after the hangup the terminal is not in menu mode: lflag %#x, VEOL %d", got.Lflag, got.Cc[unix.VEOL])
+	}
+	starter.mu.Lock()
+	if starter.starts != 1 || starter.waits != 1 {
+		t.Errorf("Starter calls: %d starts, %d waits; want 1 and 1", starter.starts, starter.waits)
+	}
+	starter.mu.Unlock()
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run() = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel on a reopened terminal")
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"kiln.dev/kiln/ota/bootentry"
 	"kiln.dev/kiln/ota/espfs"
+	"kiln.dev/kiln/ota/oplock"
 	"kiln.dev/kiln/ota/slots"
 	"kiln.dev/kiln/partitions"
 )
@@ -40,6 +41,10 @@ type Options struct {
 	State *slots.Store
 	// Data is the database to keep across versions (zero: none).
 	Data Data
+	// LockPath is the OTA operations lock (install, rollback): the verdict
+	// is written under it, so an operator's rollback during the checks wins.
+	// Empty: no lock.
+	LockPath string
 	// Checks all pass for a trial boot to be committed.
 	Checks []Check
 	// Deadline bounds a trial boot's health checks; Poll is the pause
@@ -170,6 +175,17 @@ func Commit(ctx context.Context, o Options, e bootentry.Entry) (Result, error) {
 		case <-t.C:
 		}
 	}
+	if o.LockPath != "" {
+		l, err := acquire(ctx, o.LockPath)
+		if err != nil {
+			return Result{}, err
+		}
+		defer l.Release()
+	}
+	if entries, _, err := slots.Scan(o.ESP); err == nil && !hasEntry(entries, e) {
+		log.Warn("the trial entry changed during the health checks (an operator rolled back?); leaving it as it is", "entry", e.FileName())
+		return Result{Committed: false}, fmt.Errorf("boot entry %s changed during the health checks (rolled back?): nothing decided", e.FileName())
+	}
 	now := o.now()
 	if reason == "" {
 		blessed, err := retry(ctx, func() (bootentry.Entry, error) { return slots.Bless(o.ESP, e) })
@@ -198,6 +214,32 @@ func Commit(ctx context.Context, o Options, e bootentry.Entry) (Result, error) {
 	}
 	log.Warn("not committed: rebooting into the previous generation", "reason", reason, "entry", bad.FileName())
 	return Result{Reason: reason}, nil
+}
+
+func hasEntry(entries []bootentry.Entry, e bootentry.Entry) bool {
+	for _, x := range entries {
+		if x.FileName() == e.FileName() && x.Slot == e.Slot {
+			return true
+		}
+	}
+	return false
+}
+
+// acquire takes the OTA lock, waiting up to a minute for an operation that
+// holds it.
+func acquire(ctx context.Context, path string) (*oplock.Lock, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		l, err := oplock.Acquire(path, "boot commit")
+		if err == nil || !errors.Is(err, oplock.ErrBusy) || time.Now().After(deadline) {
+			return l, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // runChecks runs every check (each bounded by timeout) and returns what

@@ -209,3 +209,31 @@ func TestPrepareData(t *testing.T) {
 		t.Error("restore kept the newer generation's -shm index")
 	}
 }
+
+// TestRollbackDuringTrialWins: an operator rolls back while the health
+// checks run; the commit must not bless the entry afterwards.
+func TestRollbackDuringTrialWins(t *testing.T) {
+	trial := ent(2, b, &bootentry.Counter{Left: 2, Done: 1})
+	f := esp(ent(1, a, nil), trial)
+	lock := filepath.Join(t.TempDir(), "ota.lock")
+	rolled := false
+	o := Options{ESP: f, Running: b, LockPath: lock, Deadline: 5 * time.Second, Poll: time.Millisecond,
+		Checks: []Check{{"services", func(context.Context) error {
+			if !rolled {
+				rolled = true
+				c := &slots.Controller{ESP: f, Running: b, LockPath: lock}
+				if err := c.RollBack(context.Background(), a); err != nil {
+					t.Fatal(err)
+				}
+				return errors.New("starting")
+			}
+			return nil
+		}}}}
+	res, err := Commit(context.Background(), o, trial)
+	if err == nil || res.Committed {
+		t.Fatalf("Commit after a rollback = %+v, %v; want nothing decided", res, err)
+	}
+	if next, _ := crashfs.Boot(f); next.Slot != a {
+		t.Errorf("after the rollback during the trial systemd-boot boots %s, want slot a", next.FileName())
+	}
+}

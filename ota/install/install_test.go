@@ -314,10 +314,10 @@ func TestCrashConsistency(t *testing.T) {
 	if _, err := pm.installer().Install(context.Background(), bytes.NewReader(data), Request{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("an install is %d write operations; crashing at each with 24 outcomes", total.Ops)
+	t.Logf("an install is %d write operations; crashing at each with 16 outcomes", total.Ops)
 	sawNew, sawOld := 0, 0
 	for at := 0; at <= total.Ops; at++ {
-		for seed := int64(0); seed < 24; seed++ {
+		for seed := int64(0); seed < 16; seed++ {
 			c := crashfs.NewCrasher(at)
 			m := newMachine(t, c)
 			_, err := m.installer().Install(context.Background(), bytes.NewReader(data), Request{})

@@ -111,10 +111,10 @@ func TestBootReady(t *testing.T) {
 }
 
 // TestDataSurvivesReboot writes a file to /data from the recovery shell,
-// asks PID 1 for an orderly reboot (`kiln init reboot`, as an operator at the
-// shell would) and reads the file back from the shell after the reboot; the
-// management TLS certificate, generated on first boot under /data, must also
-// be the same after the reboot.
+// leaves the shell (the menu must come back on the serial line the shell's
+// exit hung up), reboots with menu item 7 and reads the file back from the
+// shell after the reboot; the management TLS certificate, generated on first
+// boot under /data, must also be the same after the reboot.
 func TestDataSurvivesReboot(t *testing.T) {
 	img := Image(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*BootTimeout())
@@ -130,7 +130,8 @@ func TestDataSurvivesReboot(t *testing.T) {
 	r.Menu()
 	r.Shell()
 	r.Run("echo kiln-persist-$((6*7)) > /data/kiln-persist.txt; sync")
-	r.Type("/sbin/kiln init reboot\r")
+	r.ExitShell()
+	r.Reboot()
 	if _, err := vm.Expect(ctx, RebootRE, time.Minute); err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,10 @@ func NewRecovery(t testing.TB, ctx context.Context, vm *qemu.VM) *Recovery {
 var (
 	choiceRE = regexp.MustCompile(`choice \[1-8, q\]:`)
 	shellRE  = regexp.MustCompile(`starting a shell`)
-	promptRE = regexp.MustCompile(`^[#$>] `)
+	// exitedRE is the menu's line after the shell, printed on the reopened terminal.
+	exitedRE  = regexp.MustCompile(`the shell exited`)
+	confirmRE = regexp.MustCompile(`reboot .*\? \[y/N\]:`)
+	promptRE  = regexp.MustCompile(`^[#$>] `)
 )
 
 func (r *Recovery) expect(re *regexp.Regexp, timeout time.Duration) string {
@@ -106,14 +109,26 @@ func (r *Recovery) Run(cmd string) {
 	r.expect(promptRE, 30*time.Second)
 }
 
-// ExitShell leaves the shell and waits for the menu prompt again. (As of
-// this writing the menu does not come back after the shell exits; the tests
-// do not rely on it.)
+// ExitShell leaves the shell and waits for the menu prompt again. On ttyS0
+// the shell's exit hangs up the serial line (the kernel does that when a
+// session leader's controlling terminal is not a pty); the menu reopens it.
 func (r *Recovery) ExitShell() {
 	r.t.Helper()
 	r.settle()
 	r.send("exit\r")
+	start := time.Now()
+	r.expect(exitedRE, 30*time.Second)
 	r.expect(choiceRE, 30*time.Second)
+	r.t.Logf("menu back %.1fs after exit", time.Since(start).Seconds())
+}
+
+// Reboot chooses reboot in the menu and confirms it (the menu must be
+// showing its prompt); the caller waits for the reboot itself.
+func (r *Recovery) Reboot() {
+	r.t.Helper()
+	r.Choose("7")
+	r.expect(confirmRE, 30*time.Second)
+	r.send("y\r")
 }
 
 // Type types s at the shell once its prompt has settled (for a last command

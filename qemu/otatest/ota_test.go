@@ -162,7 +162,8 @@ func TestUpdateLifecycle(t *testing.T) {
 
 	bootStart := time.Now()
 	vm = boottest.NewVM(t, ctx, img, boottest.VMOptions{Disk: disk})
-	t.Cleanup(func() { logOTA(t, vm) })
+	trialVM := vm
+	t.Cleanup(func() { logOTA(t, trialVM) })
 	expectSlot(vm, "b")
 	expect(vm, trialRE, boot)
 	committed, err := vm.ExpectLine(ctx, committedRE, boot) // the services were ready before

@@ -13,7 +13,9 @@
 // a newer kiln (a version this code does not know) is refused with
 // ErrSchemaNewer rather than guessed at. Several processes (dhcp, dns, api) may
 // open the same file; SQLite serializes writers, and every write here is a
-// single short IMMEDIATE transaction.
+// single short IMMEDIATE transaction. Within one process writers queue on a
+// mutex instead of SQLite's busy handler, which sleeps in steps of up to
+// 100 ms.
 //
 // The SQL is kept portable (standard types, INSERT … RETURNING, ON CONFLICT …
 // DO UPDATE, no triggers, times as integer milliseconds since the epoch) so a

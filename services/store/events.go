@@ -42,7 +42,10 @@ func (s *Store) AddBootEvent(ctx context.Context, e BootEvent) error {
 		e.Time = s.now()
 	}
 	// A plain statement, not s.tx: events are single rows and must not wait
-	// behind the IMMEDIATE lock longer than the busy timeout anyway.
+	// behind the IMMEDIATE lock longer than the busy timeout anyway. It still
+	// queues behind this process's other writers (see Store.writeMu).
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	if _, err := s.db.ExecContext(ctx, `INSERT INTO boot_events (mac, host, kind, detail, time_ms) VALUES (?, ?, ?, ?, ?)`,
 		n, e.Host, e.Kind, e.Detail, ms2int(e.Time)); err != nil {
 		return fmt.Errorf("storing boot event: %w", err)

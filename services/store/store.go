@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -41,6 +42,11 @@ var migrationFS embed.FS
 type Store struct {
 	db  *sql.DB
 	now func() time.Time
+	// writeMu serializes this process's writes. Without it goroutines
+	// writing at once wait in SQLite's busy handler, which sleeps in steps of
+	// up to 100 ms; the mutex hands the write lock over as soon as it is
+	// free. Other processes still meet the busy timeout.
+	writeMu sync.Mutex
 }
 
 // Option configures Open.
@@ -147,6 +153,8 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // tx runs fn in one write transaction, rolled back if fn fails.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("starting transaction: %w", err)

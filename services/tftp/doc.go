@@ -15,7 +15,7 @@
 // Each request is answered from a new socket (the transfer ID) bound to the
 // address the client sent the request to (IP_PKTINFO), so a multi-homed
 // appliance answers from the address the client knows. A request
-// retransmitted while its transfer runs (same address and port) is ignored.
+// retransmitted while its transfer runs (same address, port and bytes) is ignored.
 //
 //   - blksize (RFC 2348) is capped at the MTU of the interface the request
 //     arrived on minus 32 (IPv4 20 + UDP 8 + TFTP 4 bytes), so DATA packets

@@ -123,9 +123,17 @@ type Server struct {
 
 	// mu guards active.
 	mu sync.Mutex
-	// active are the clients (address and port) with a transfer running: a
-	// retransmitted request does not start a second one.
-	active map[netip.AddrPort]bool
+	// active holds the requests (client address and port, and the request's
+	// bytes) whose transfer is running: a retransmitted request does not start
+	// a second one, while a different request from the same port (a PXE ROM
+	// asking again with other options after aborting a tsize query) does.
+	active map[activeKey]bool
+}
+
+// activeKey identifies a running transfer by its request.
+type activeKey struct {
+	client  netip.AddrPort
+	request string
 }
 
 // New opens the root directory and returns a server. events may be nil.
@@ -139,7 +147,7 @@ func New(o Options, events EventSink, log *slog.Logger) (*Server, error) {
 		opts: o, root: root, events: events, log: log,
 		limit:    newLimiter(o.MaxTransfers, o.MaxPerClient),
 		handlers: make(chan struct{}, o.MaxTransfers+32),
-		active:   map[netip.AddrPort]bool{},
+		active:   map[activeKey]bool{},
 	}, nil
 }
 
@@ -216,9 +224,10 @@ func (s *Server) handle(ctx context.Context, pkt []byte, from netip.AddrPort, lo
 	}
 	ev.File = req.filename
 
+	key := activeKey{from, string(pkt)}
 	s.mu.Lock()
-	dup := s.active[from]
-	s.active[from] = true
+	dup := s.active[key]
+	s.active[key] = true
 	s.mu.Unlock()
 	if dup {
 		s.log.Debug("TFTP request retransmitted; the transfer is already running", "client", from, "file", req.filename)
@@ -226,7 +235,7 @@ func (s *Server) handle(ctx context.Context, pkt []byte, from netip.AddrPort, lo
 	}
 	defer func() {
 		s.mu.Lock()
-		delete(s.active, from)
+		delete(s.active, key)
 		s.mu.Unlock()
 	}()
 

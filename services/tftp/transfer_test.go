@@ -296,6 +296,27 @@ func TestTransferEdges(t *testing.T) {
 			t.Errorf("a retransmitted request got %s, want nothing (its transfer runs)", describe(p))
 		}
 	})
+	t.Run("another request from the same port starts a transfer", func(t *testing.T) {
+		// PXE ROMs ask for tsize, abort, and ask again with other options.
+		root, _ := randomRoot(t, "f", 2000)
+		srv := startServer(t, Options{Root: root, Timeout: 5 * time.Second})
+		c := newRawClient(t, srv.addr)
+		c.send(rawRRQ("f", "tsize", "0"))
+		parseOACK(t, c.recv(5*time.Second))
+		c.tid = netip.AddrPort{}
+		c.send(rawRRQ("f", "blksize", "1024"))
+		c.tid = netip.AddrPort{}
+		for {
+			p := c.recv(5 * time.Second)
+			if p == nil {
+				t.Fatal("no OACK for the second request")
+			}
+			if got := parseOACK(t, p); got["blksize"] == "1024" {
+				break
+			}
+			c.tid = netip.AddrPort{} // the first transfer resent its OACK
+		}
+	})
 	t.Run("netascii", func(t *testing.T) {
 		root := t.TempDir()
 		os.WriteFile(filepath.Join(root, "cfg"), []byte("a\nb\r"), 0o644)
