@@ -38,11 +38,13 @@ deps:
 	fi
 
 # The recovery shell's u-root busybox lives in its own module (image/busybox) so the
-# commands' dependencies stay out of kiln's go.mod.
+# commands' dependencies stay out of kiln's go.mod. gosh is built with goshsmall: a plain
+# line-at-a-time prompt that a serial console drives reliably (the full-screen editor
+# queries the terminal and drops keys typed while it starts).
 BB_CMDS := $(shell sed 's|^|github.com/u-root/u-root/cmds/core/|' image/busybox-commands.txt)
 $(OUT)/bb: image/busybox/go.mod image/busybox-commands.txt
 	@mkdir -p $(OUT)
-	cd image/busybox && $(GO) tool makebb -o $(CURDIR)/$(OUT)/bb $(BB_CMDS)
+	cd image/busybox && $(GO) tool makebb -go-build-tags goshsmall -o $(CURDIR)/$(OUT)/bb $(BB_CMDS)
 
 $(OUT)/hello: image/hello/main.go
 	$(GO) build $(GOFLAGS_BUILD) -o $@ ./image/hello

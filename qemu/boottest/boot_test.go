@@ -185,13 +185,22 @@ func status(t *testing.T, ctx context.Context, vm *qemu.VM) apiStatus {
 	return st
 }
 
+// severalServices turns on services that need no provisioning NIC, so the
+// kill test has bystanders whose PIDs must not change.
+const severalServices = `hostname: kiln
+services:
+  dns: {enabled: true}
+  tftp: {enabled: true}
+  httpboot: {enabled: true}
+`
+
 // TestServiceRestartAfterKill kills one service with SIGKILL from the
 // recovery shell; the supervisor restarts it and the others keep their PIDs.
 func TestServiceRestartAfterKill(t *testing.T) {
 	img := Image(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*BootTimeout())
 	defer cancel()
-	vm := NewVM(t, ctx, img, VMOptions{})
+	vm := NewVM(t, ctx, img, VMOptions{Config: severalServices})
 	bootToReady(t, ctx, vm)
 
 	before := status(t, ctx, vm)
@@ -207,8 +216,8 @@ func TestServiceRestartAfterKill(t *testing.T) {
 			victim = s.Name
 		}
 	}
-	if victim == "" {
-		t.Fatalf("no running service to kill: %+v", before)
+	if victim == "" || len(pids) < 3 {
+		t.Fatalf("want at least 3 running services (one to kill, bystanders to watch): %+v", before)
 	}
 	t.Logf("killing %s (pid %d); running: %v", victim, pids[victim], pids)
 

@@ -142,6 +142,9 @@ type VMOptions struct {
 	MemoryMiB int
 	// NICs are extra NICs.
 	NICs []qemu.NIC
+	// Config, when set, is an appliance config (YAML) passed through QEMU's
+	// fw_cfg as opt/kiln/config, which PID 1 prefers over the image's default.
+	Config string
 }
 
 // NewOverlay creates a qcow2 overlay on base in a temp dir of t.
@@ -180,6 +183,13 @@ func NewVM(t testing.TB, ctx context.Context, image string, o VMOptions) *qemu.V
 		Disks:     []qemu.Disk{{Path: disk}},
 		Mgmt:      &qemu.Mgmt{Pcap: os.Getenv("KILN_MGMT_PCAP")},
 		NICs:      o.NICs,
+	}
+	if o.Config != "" {
+		path := filepath.Join(work, "kiln.yaml")
+		if err := os.WriteFile(path, []byte(o.Config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Extra = append(cfg.Extra, "-fw_cfg", "name=opt/kiln/config,file="+path)
 	}
 	vm, err := qemu.Start(ctx, cfg, qemu.Options{Logger: TestLogger(t), AnswerCursorQueries: true})
 	if err != nil {

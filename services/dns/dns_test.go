@@ -132,6 +132,11 @@ func TestBuildZoneWarnings(t *testing.T) {
 	if _, _, err := BuildZone(ZoneSpec{Domain: "bad..domain"}, nil); err == nil {
 		t.Errorf("BuildZone(domain bad..domain) = nil error, want error")
 	}
+	// No site domain (DNS enabled without provisioning.domain): the relative
+	// default name server name must not stop the service.
+	if _, _, err := BuildZone(ZoneSpec{NSName: "kiln", Subnets: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/24")}}, nil); err != nil {
+		t.Errorf("BuildZone(no domain, NSName kiln) = %v, want nil", err)
+	}
 }
 
 // fakeUpstream answers from a table and counts questions.

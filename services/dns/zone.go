@@ -96,7 +96,9 @@ func BuildZone(spec ZoneSpec, records []Record) (*Zone, []string, error) {
 	})
 
 	nsName := ""
-	if spec.NSName != "" {
+	// Without a site domain a relative NSName cannot be qualified: the server
+	// then only has reverse zones, named by localhost.
+	if spec.NSName != "" && (domain != "" || dns.IsFqdn(spec.NSName)) {
 		var ok bool
 		nsName, ok = qualify(spec.NSName, domain)
 		if !ok {
