@@ -40,6 +40,11 @@ func runImage(ctx context.Context, args []string, s stdio) error {
 }
 
 func runImageBuild(ctx context.Context, args []string, s stdio) error {
+	return imageBuild(ctx, args, s, image.HostStatfs)
+}
+
+// imageBuild is runImageBuild with the free-space check's Statfs passed in.
+func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs) error {
 	fs := flag.NewFlagSet("image build", flag.ContinueOnError)
 	fs.SetOutput(s.err)
 	out := fs.String("out", "out/kiln.img", "raw disk image to write")
@@ -78,24 +83,36 @@ func runImageBuild(ctx context.Context, args []string, s stdio) error {
 	if err := spec.Validate(); err != nil {
 		return fmt.Errorf("image build:\n%w", err)
 	}
-	if err := hosttool.Check(image.RequiredTools(*qcow2 != "" && *payloads == "")...); err != nil {
-		return fmt.Errorf("image build:\n%w", err)
-	}
 	start := time.Now()
 	work, err := os.MkdirTemp("", "kiln-image-")
 	if err != nil {
-		return fmt.Errorf("creating work dir: %w", err)
+		needs := []image.SpaceNeed{{Dir: os.TempDir(), Flag: "TMPDIR"}}
+		return fmt.Errorf("image build: creating work dir: %w", image.NoSpace(err, needs, statfs))
 	}
 	defer os.RemoveAll(work)
 	spec.WorkDir = work
+	outPath := *out
+	if *payloads != "" {
+		outPath = *payloads
+	}
+	needs := image.SpaceNeeds(spec, outPath, *qcow2, work, *payloads != "")
+	if err := image.CheckSpace(needs, statfs); err != nil {
+		return fmt.Errorf("image build: %w", err)
+	}
+	if err := hosttool.Check(image.RequiredTools(*qcow2 != "" && *payloads == "")...); err != nil {
+		return fmt.Errorf("image build:\n%w", err)
+	}
 
 	if *payloads != "" {
 		p, err := image.BuildPayloads(ctx, spec, work)
 		if err != nil {
-			return err
+			return image.NoSpace(err, needs, statfs)
 		}
 		if err := image.WritePayloads(p, *payloads); err != nil {
-			return err
+			for _, name := range []string{image.PayloadKernel, image.PayloadInitrd, image.PayloadRoot} {
+				os.Remove(filepath.Join(*payloads, name)) // partial payloads are useless
+			}
+			return image.NoSpace(err, needs, statfs)
 		}
 		for _, name := range []string{image.PayloadKernel, image.PayloadInitrd, image.PayloadRoot} {
 			if err := printSum(s, filepath.Join(*payloads, name)); err != nil {
@@ -105,15 +122,16 @@ func runImageBuild(ctx context.Context, args []string, s stdio) error {
 		fmt.Fprintf(s.out, "payloads for kernel %s built in %s\n", p.KernelRelease, time.Since(start).Round(time.Millisecond))
 		return nil
 	}
-	res, err := image.Build(ctx, spec, *out)
+	res, err := image.Build(ctx, spec, *out) // removes its partial output itself
 	if err != nil {
-		return err
+		return image.NoSpace(err, needs, statfs)
 	}
 	fmt.Fprintf(s.out, "%s  %s  (%d bytes; root squashfs %d bytes, initrd %d bytes, kernel %s)\n",
 		res.SHA256, res.Path, res.Size, res.Payloads.RootSize, len(res.Payloads.Initrd), res.Payloads.KernelRelease)
 	if *qcow2 != "" {
 		if err := image.ConvertQcow2(ctx, *out, *qcow2); err != nil {
-			return err
+			os.Remove(*qcow2) // a partial qcow2 must not look like an image
+			return image.NoSpace(err, needs, statfs)
 		}
 		if err := printSum(s, *qcow2); err != nil {
 			return err

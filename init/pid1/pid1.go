@@ -303,6 +303,12 @@ func (p *Init) Run(ctx context.Context) error {
 		case b.DataErr == nil:
 			mounted = append(mounted, "/data")
 			p.log.Info("data partition mounted", "device", b.Data.Device, "formatted", b.Data.Formatted, "grew_bytes", b.Data.GrewBy)
+			full := p.checkDataSpace("/data", datapart.HostStatfs, false)
+			p.goSafe("data space", func() {
+				t := time.NewTicker(time.Minute)
+				defer t.Stop()
+				p.watchDataSpace(ctx, "/data", datapart.HostStatfs, t.C, full)
+			})
 		case errors.Is(b.DataErr, datapart.ErrRebootRequired):
 			p.problem("%v", b.DataErr)
 			fmt.Fprintln(p.o.Out, "kiln-init: rebooting in 5 s so the repaired file system is used")
@@ -420,6 +426,38 @@ func (p *Init) Run(ctx context.Context) error {
 		}
 	}
 	return plan.Run(context.WithoutCancel(ctx), action)
+}
+
+// checkDataSpace reports a problem when the data partition mounted at
+// mountpoint has just become full (wasFull is the previous result) and
+// returns whether it is full now. It never changes the partition.
+func (p *Init) checkDataSpace(mountpoint string, statfs datapart.Statfs, wasFull bool) bool {
+	sp, err := statfs(mountpoint)
+	if err != nil {
+		p.log.Warn("checking data partition space", "err", err)
+		return wasFull
+	}
+	full := sp.Full()
+	switch {
+	case full && !wasFull:
+		p.problem("%s", sp.FullProblem(mountpoint))
+	case !full && wasFull:
+		p.log.Info("data partition has room again", "free_mib", sp.Free>>20, "total_mib", sp.Total>>20)
+	}
+	return full
+}
+
+// watchDataSpace re-checks the data partition's space on every tick until
+// ctx ends, reporting each time it becomes full.
+func (p *Init) watchDataSpace(ctx context.Context, mountpoint string, statfs datapart.Statfs, tick <-chan time.Time, full bool) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+			full = p.checkDataSpace(mountpoint, statfs, full)
+		}
+	}
 }
 
 // modules reads the module index, loads modules for present devices and

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -165,19 +166,28 @@ func (w *rotatingFile) Close() error {
 	return err
 }
 
+// fileRetry is how long a sink leaves its log file alone after a failed
+// write (a full data partition) before trying again.
+const fileRetry = 30 * time.Second
+
 // sink is where one service's log lines go: its ring, its file and the echo writer.
 type sink struct {
 	name  string
 	ring  *Ring
-	file  *rotatingFile // nil when logs are not persisted
-	echo  io.Writer     // nil unless Options.Echo; gets the service's own output
+	file  io.WriteCloser // nil when logs are not persisted
+	echo  io.Writer      // nil unless Options.Echo; gets the service's own output
 	clock Clock
-	// onFileError reports the first failed file write.
+	// onFileError reports the first failed file write of an outage.
 	onFileError func(error)
 
-	// mu serialises writes so file and echo order match Seq order, and guards fileErr.
-	mu      sync.Mutex
-	fileErr bool
+	// mu serialises writes so file and echo order match Seq order, and
+	// guards the fields below.
+	mu sync.Mutex
+	// retryAt is when to try the file again after a failed write; zero
+	// while writes succeed.
+	retryAt time.Time
+	// unwritten counts the lines of the current outage that are only in the ring.
+	unwritten int
 }
 
 func (s *sink) add(stream, text string) {
@@ -185,15 +195,42 @@ func (s *sink) add(stream, text string) {
 	defer s.mu.Unlock()
 	l := s.ring.Append(Line{Time: s.clock.Now(), Stream: stream, Text: text})
 	if s.file != nil {
-		if _, err := io.WriteString(s.file, l.String()+"\n"); err != nil && !s.fileErr {
-			s.fileErr = true
-			s.onFileError(err)
-		} else if err == nil {
-			s.fileErr = false
-		}
+		s.persist(l)
 	}
 	if s.echo != nil && stream != StreamSupervisor { // the supervisor's events go to its Logger
 		fmt.Fprintf(s.echo, "%s: %s\n", s.name, text)
+	}
+}
+
+// persist writes l to the log file. A failed write is reported once, as an
+// event in the ring and through onFileError; the file is then left alone for
+// fileRetry (the ring keeps every line) and a note says how many lines only
+// the ring holds once writing works again.
+func (s *sink) persist(l Line) {
+	if !s.retryAt.IsZero() && l.Time.Before(s.retryAt) {
+		s.unwritten++
+		return
+	}
+	_, err := io.WriteString(s.file, l.String()+"\n")
+	if err != nil {
+		if s.retryAt.IsZero() {
+			s.onFileError(err)
+			why := err.Error()
+			if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+				why = "data partition full"
+			}
+			s.ring.Append(Line{Time: l.Time, Stream: StreamSupervisor,
+				Text: fmt.Sprintf("log file not written: %s; lines stay in memory, retrying every %s", why, fileRetry)})
+		}
+		s.unwritten++
+		s.retryAt = l.Time.Add(fileRetry)
+		return
+	}
+	if !s.retryAt.IsZero() {
+		note := s.ring.Append(Line{Time: l.Time, Stream: StreamSupervisor,
+			Text: fmt.Sprintf("log file written again; %d earlier lines were kept only in memory", s.unwritten)})
+		io.WriteString(s.file, note.String()+"\n")
+		s.retryAt, s.unwritten = time.Time{}, 0
 	}
 }
 

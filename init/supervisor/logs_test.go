@@ -1,10 +1,12 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,5 +90,72 @@ func TestLineString(t *testing.T) {
 	l := Line{Seq: 7, Time: time.Date(2025, 3, 4, 5, 6, 7, 890e6, time.UTC), Stream: StreamSupervisor, Text: "started pid 42"}
 	if got, want := l.String(), "2025-03-04T05:06:07.890Z [supervisor] started pid 42"; got != want {
 		t.Errorf("Line.String() = %q, want %q", got, want)
+	}
+}
+
+// stepClock is a Clock whose time moves only when the test says so.
+type stepClock struct{ now time.Time }
+
+func (c *stepClock) Now() time.Time                         { return c.now }
+func (c *stepClock) After(d time.Duration) <-chan time.Time { return make(chan time.Time) }
+
+// fullFile is a log file that fails with ENOSPC while full is set.
+type fullFile struct {
+	full  bool
+	lines []string
+}
+
+func (f *fullFile) Write(p []byte) (int, error) {
+	if f.full {
+		return 0, &os.PathError{Op: "write", Path: "/data/log/x.log", Err: syscall.ENOSPC}
+	}
+	f.lines = append(f.lines, strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+func (f *fullFile) Close() error { return nil }
+
+func TestSinkFullDisk(t *testing.T) {
+	clock := &stepClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	file := &fullFile{}
+	var reported []error
+	s := &sink{name: "x", ring: NewRing(100), file: file, clock: clock, onFileError: func(err error) { reported = append(reported, err) }}
+	texts := func(ls []Line) []string {
+		var out []string
+		for _, l := range ls {
+			out = append(out, l.Text)
+		}
+		return out
+	}
+
+	s.add(StreamStdout, "one")
+	file.full = true
+	for _, text := range []string{"two", "three"} {
+		s.add(StreamStdout, text)
+		clock.now = clock.now.Add(time.Second)
+	}
+	clock.now = clock.now.Add(fileRetry) // retried: still full, no new report
+	s.add(StreamStdout, "four")
+	file.full = false
+	s.add(StreamStdout, "five") // within the new retry interval: memory only
+	clock.now = clock.now.Add(fileRetry)
+	s.add(StreamStdout, "six")
+
+	ring, _ := s.ring.Since(0)
+	wantRing := []string{"one", "two", "log file not written: data partition full; lines stay in memory, retrying every 30s",
+		"three", "four", "five", "six", "log file written again; 4 earlier lines were kept only in memory"}
+	if diff := cmp.Diff(wantRing, texts(ring)); diff != "" {
+		t.Errorf("ring after a full disk (-want +got):\n%s", diff)
+	}
+	var fileTexts []string
+	for _, l := range file.lines {
+		fileTexts = append(fileTexts, l[strings.Index(l, "] ")+2:])
+	}
+	wantFile := []string{"one", "six", "log file written again; 4 earlier lines were kept only in memory"}
+	if diff := cmp.Diff(wantFile, fileTexts); diff != "" {
+		t.Errorf("file after a full disk (-want +got):\n%s", diff)
+	}
+	if len(reported) != 1 || !errors.Is(reported[0], syscall.ENOSPC) {
+		t.Errorf("onFileError calls = %v, want one ENOSPC", reported)
 	}
 }

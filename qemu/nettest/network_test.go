@@ -42,7 +42,9 @@ var (
 // fw_cfg, and checks from outside: the management NIC (renamed mgmt0 by MAC,
 // DHCP) serves HTTPS; the provisioning NIC (prov0 by MAC) has 10.9.0.1,
 // answers ping, and drops TCP to the management port and to closed ports
-// (no RST: the firewall's default drop); netconf is ready in the status API.
+// (no RST: the firewall's default drop); netconf is ready in the status API;
+// logged in as admin, GET /api/v1/network shows both NICs' addresses, the
+// DHCP lease and the ruleset firewall.Render makes from the same config.
 func TestImageNetwork(t *testing.T) {
 	image := boottest.Image(t)
 	ctx, cancel := context.WithTimeout(context.Background(), boottest.BootTimeout()+time.Minute)
@@ -124,6 +126,9 @@ func TestImageNetwork(t *testing.T) {
 	if netconf != "ready" {
 		t.Errorf("netconf in /api/v1/status = %q, want ready:\n%s", netconf, body)
 	}
+	// The same, read through the operator API as an operator would: links,
+	// leases and the ruleset in the kernel.
+	checkNetworkAPI(t, ctx, vm, base)
 
 	// Provisioning: prov0 answers ARP for 10.9.0.1 with its own MAC.
 	var vmMAC net.HardwareAddr

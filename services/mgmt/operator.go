@@ -15,6 +15,7 @@ import (
 	"kiln.dev/kiln/services/api"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/firewall"
+	"kiln.dev/kiln/services/netconf"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
 )
@@ -50,7 +51,7 @@ func EnsureCertificate(cfg config.Config, stateDir string) (fp string, created b
 }
 
 // newAPI builds the operator API served over HTTPS. Routes owned by other
-// packages (the OTA bundle upload, roll back) are added here with a.Mount,
+// packages (the OTA bundle upload, roll back, the network status) are added here with a.Mount,
 // so they get the API's authentication and CSRF checks and mgmt's tests
 // enumerate them with every other route.
 func newAPI(ctx context.Context, env svc.Env, db *store.Store, fp string, log *slog.Logger) (*api.Server, error) {
@@ -67,6 +68,8 @@ func newAPI(ctx context.Context, env svc.Env, db *store.Store, fp string, log *s
 		return nil, fmt.Errorf("starting the API: %w", err)
 	}
 	otahttp.ForAppliance(env.StateDir, env.RunDir, env.Config.Update.BootTries(), log).Mount(a) // update status, push, rollback
+	// Links, leases, the firewall's ruleset and a pending network trial.
+	a.Mount("GET /api/v1/network", api.ScopeRead, netconf.StatusHandler(env.RunDir))
 	return a, nil
 }
 

@@ -38,11 +38,13 @@ func TestEveryAPIRouteNeedsCredentials(t *testing.T) {
 	srv := httptest.NewServer(h.api())
 	defer srv.Close()
 	n := 0
+	mounted := map[string]bool{}
 	for _, rt := range a.Routes() {
 		if rt.Scope == api.ScopePublic {
 			continue
 		}
 		n++
+		mounted[rt.Pattern()] = true
 		path := strings.NewReplacer("{name}", "x", "{id}", "1", "{ip}", "10.0.0.1").Replace(rt.Path)
 		req, _ := http.NewRequest(rt.Method, srv.URL+path, strings.NewReader("{}"))
 		req.Header.Set("Content-Type", "application/json")
@@ -59,6 +61,11 @@ func TestEveryAPIRouteNeedsCredentials(t *testing.T) {
 	}
 	if n < 20 {
 		t.Errorf("only %d protected routes found", n)
+	}
+	for _, p := range []string{"GET /api/v1/update/status", "GET /api/v1/network"} {
+		if !mounted[p] {
+			t.Errorf("the API lacks the mounted route %s", p)
+		}
 	}
 	// mgmt's own routes still answer, and / leads to the UI.
 	for path, want := range map[string]int{"/healthz": 200, "/api/v1/status": 200, "/ui/": 200} {

@@ -315,9 +315,12 @@ type LinkStatus struct {
 // FirewallStatus is the kiln table's state.
 type FirewallStatus struct {
 	// Ruleset is the hash of the ruleset in the kernel ("" : no kiln table).
-	Ruleset string              `json:"ruleset,omitempty"`
-	Bans    []firewall.BanEntry `json:"bans,omitempty"`
-	Error   string              `json:"error,omitempty"`
+	Ruleset string `json:"ruleset,omitempty"`
+	// Text is that ruleset in nft(8) syntax, rendered from the applied config
+	// ("" when the kernel holds a ruleset other than the config's).
+	Text  string              `json:"text,omitempty"`
+	Bans  []firewall.BanEntry `json:"bans,omitempty"`
+	Error string              `json:"error,omitempty"`
 }
 
 // Status reads the links and firewall now.
@@ -341,6 +344,9 @@ func (m *Manager) Status() (Status, error) {
 	if m.fw != nil && st.Managed {
 		h, err := m.fw.Applied()
 		st.Firewall.Ruleset = h
+		if r, rerr := firewall.Render(cfg); rerr == nil && h != "" && r.Hash() == h {
+			st.Firewall.Text = r.Text()
+		}
 		if err == nil {
 			st.Firewall.Bans, err = m.fw.Bans()
 		}

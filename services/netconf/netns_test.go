@@ -241,6 +241,13 @@ func TestApplyTwiceIsNoop(t *testing.T) {
 		!strings.Contains(strings.Join(mgmt.Addresses, " "), "192.168.1.10/24") || st.Firewall.Ruleset == "" {
 		t.Errorf("Status() mgmt0 = %+v, firewall %+v; want role management, carrier, up, mtu 1400, 192.168.1.10/24 and a ruleset", mgmt, st.Firewall)
 	}
+	want, err := firewall.Render(parse(t, tp.config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Firewall.Ruleset != want.Hash() || st.Firewall.Text != want.Text() {
+		t.Errorf("Status().Firewall = %s\n%s\nwant the config's ruleset %s:\n%s", st.Firewall.Ruleset, st.Firewall.Text, want.Hash(), want.Text())
+	}
 }
 
 func TestApplyUnknownMACChangesNothing(t *testing.T) {
