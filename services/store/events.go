@@ -62,23 +62,8 @@ func (s *Store) BootEvents(ctx context.Context, mac string, limit int) ([]BootEv
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, mac, host, kind, detail, time_ms FROM boot_events
+	return s.queryBootEvents(ctx, `SELECT id, mac, host, kind, detail, time_ms FROM boot_events
 		WHERE mac = ? ORDER BY time_ms DESC, id DESC LIMIT ?`, n, limit)
-	if err != nil {
-		return nil, fmt.Errorf("querying boot events: %w", err)
-	}
-	defer rows.Close()
-	var out []BootEvent
-	for rows.Next() {
-		var e BootEvent
-		var t int64
-		if err := rows.Scan(&e.ID, &e.MAC, &e.Host, &e.Kind, &e.Detail, &t); err != nil {
-			return nil, fmt.Errorf("reading boot event: %w", err)
-		}
-		e.Time = int2time(t)
-		out = append(out, e)
-	}
-	return out, rows.Err()
 }
 
 // PruneBootEvents deletes events older than before and returns how many.
