@@ -70,14 +70,21 @@ func startUpstream(t *testing.T) string {
 // startServer runs the DNS service on loopback and returns its port.
 func startServer(t *testing.T, src Source, upstream string) string {
 	t.Helper()
+	return startServerAt(t, src, upstream, "127.0.0.1:0", netip.MustParsePrefix("127.0.0.1/32"))
+}
+
+// startServerAt runs the DNS service on listen, forwarding only for allow,
+// and returns its port.
+func startServerAt(t *testing.T, src Source, upstream, listen string, allow netip.Prefix) string {
+	t.Helper()
 	o := Options{
-		Listen:         "127.0.0.1:0",
+		Listen:         listen,
 		Domain:         "lab.example",
 		Subnets:        testSpec.Subnets,
 		NSName:         "kiln",
 		NSAddrs:        testSpec.NSAddrs,
 		Upstreams:      []string{upstream},
-		AllowRecursion: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		AllowRecursion: []netip.Prefix{allow},
 		PollInterval:   50 * time.Millisecond,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -116,10 +123,17 @@ func startServer(t *testing.T, src Source, upstream string) string {
 
 func dig(t *testing.T, port string, args ...string) string {
 	t.Helper()
+	return digVia(t, nil, "127.0.0.1", port, args...)
+}
+
+// digVia runs dig against server:port, prefixed by wrap (e.g. ip netns exec NS).
+func digVia(t *testing.T, wrap []string, server, port string, args ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	all := append([]string{"@127.0.0.1", "-p", port, "+time=2", "+tries=1", "+nocmd", "+noall", "+comments", "+answer", "+authority"}, args...)
-	out, err := exec.CommandContext(ctx, "dig", all...).CombinedOutput()
+	all := append([]string{"@" + server, "-p", port, "+time=2", "+tries=1", "+nocmd", "+noall", "+comments", "+answer", "+authority"}, args...)
+	cmd := append(append(append([]string(nil), wrap...), "dig"), all...)
+	out, err := exec.CommandContext(ctx, cmd[0], cmd[1:]...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dig %s: %v\n%s", strings.Join(all, " "), err, out)
 	}
