@@ -1,14 +1,11 @@
 package dns
 
 import (
-	"context"
 	"fmt"
+	"kiln.dev/kiln/services/internal/netnstest"
 	"net/netip"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
-	"time"
 )
 
 // TestDigNetns (tier 3) asks from a client in its own network namespace over
@@ -17,42 +14,11 @@ import (
 // subnet, and REFUSED forwarding (but authoritative answers) for a source
 // address outside it.
 func TestDigNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	for _, tool := range []string{"ip", "dig"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install iproute2 bind9-dnsutils)", tool)
-		}
-	}
-	id := os.Getpid() % 10000
-	ns := fmt.Sprintf("kiln-dns-%d", id)
-	hostIf, nsIf := fmt.Sprintf("kdn%dh", id), fmt.Sprintf("kdn%dn", id)
+	netnstest.Require(t, "dig")
 	octet := 1 + os.Getpid()%250
 	hostIP := fmt.Sprintf("10.253.%d.1", octet)
 	inside, outside := fmt.Sprintf("10.253.%d.2", octet), fmt.Sprintf("10.253.%d.3", octet)
-
-	run := func(args ...string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Skipf("setting up the namespace: %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("ip", "netns", "add", ns)
-	t.Cleanup(func() {
-		exec.Command("ip", "link", "del", hostIf).Run()
-		exec.Command("ip", "netns", "del", ns).Run()
-	})
-	run("ip", "link", "add", hostIf, "type", "veth", "peer", "name", nsIf)
-	run("ip", "link", "set", nsIf, "netns", ns)
-	run("ip", "addr", "add", hostIP+"/24", "dev", hostIf)
-	run("ip", "link", "set", hostIf, "up")
-	run("ip", "-n", ns, "addr", "add", inside+"/24", "dev", nsIf)
-	run("ip", "-n", ns, "addr", "add", outside+"/24", "dev", nsIf)
-	run("ip", "-n", ns, "link", "set", nsIf, "up")
-	run("ip", "-n", ns, "link", "set", "lo", "up")
+	ns := netnstest.NewHostLink(t, "kiln-dns-", 0, hostIP+"/24", inside+"/24", outside+"/24").Name
 
 	src := &fakeSource{version: 1, records: testRecords}
 	port := startServerAt(t, src, startUpstream(t), hostIP+":0", netip.MustParsePrefix(inside+"/32"))

@@ -139,3 +139,44 @@ func Veth(t testing.TB, a *NS, aName string, b *NS, bName string) {
 	a.IP("link", "set", aName, "up")
 	b.IP("link", "set", bName, "up")
 }
+
+// HostLink is a namespace joined to the host's own namespace by a veth pair,
+// for servers that run in the test process (in the host namespace) and
+// clients that run inside the namespace.
+type HostLink struct {
+	*NS
+	HostIf, NSIf string // veth ends: HostIf in the host, NSIf in NS
+}
+
+// NewHostLink creates a namespace (see New) and a veth pair with the given
+// MTU (0: the default) whose host end gets hostAddr and namespace end nsAddrs
+// (CIDR notation); both ends are up and removed when the test ends.
+func NewHostLink(t testing.TB, prefix string, mtu int, hostAddr string, nsAddrs ...string) *HostLink {
+	t.Helper()
+	n := New(t, prefix)
+	id := seq.Add(1)
+	l := &HostLink{NS: n, HostIf: fmt.Sprintf("kh%d-%d", os.Getpid()%100000, id), NSIf: fmt.Sprintf("kn%d-%d", os.Getpid()%100000, id)}
+	args := []string{"link", "add", l.HostIf}
+	if mtu > 0 {
+		args = append(args, "mtu", fmt.Sprint(mtu))
+	}
+	args = append(args, "type", "veth", "peer", "name", l.NSIf, "netns", n.Name)
+	if mtu > 0 {
+		args = append(args, "mtu", fmt.Sprint(mtu))
+	}
+	host := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	host(args...)
+	t.Cleanup(func() { exec.Command("ip", "link", "del", l.HostIf).Run() })
+	host("addr", "add", hostAddr, "dev", l.HostIf)
+	host("link", "set", l.HostIf, "up")
+	for _, a := range nsAddrs {
+		n.IP("addr", "add", a, "dev", l.NSIf)
+	}
+	n.IP("link", "set", l.NSIf, "up")
+	return l
+}
