@@ -105,7 +105,9 @@ func (r *Recovery) Run(cmd string) {
 	r.n++
 	r.settle()
 	r.send(fmt.Sprintf("%s; echo kiln-done-$((%d+1))\r", cmd, r.n-1))
-	r.expect(regexp.MustCompile(`^kiln-done-`+strconv.Itoa(r.n)+`\b`), time.Minute)
+	// Not \b: a kernel or supervisor line can follow the marker on the same
+	// console line ("kiln-done-1time=…"), as both write to the serial port.
+	r.expect(regexp.MustCompile(`^kiln-done-`+strconv.Itoa(r.n)+`(\D|$)`), time.Minute)
 	r.expect(promptRE, 30*time.Second)
 }
 
