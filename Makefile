@@ -11,10 +11,10 @@ export CGO_ENABLED := 0
 # Debian packages the build and the tests need on the host.
 HOST_PACKAGES := qemu-system-x86 qemu-utils ovmf systemd-boot-efi squashfs-tools gdisk dosfstools \
 	e2fsprogs libc-bin ipxe ipxe-qemu mtools cpio kmod iproute2 curl udhcpc isc-dhcp-client dnsmasq \
-	bind9-dnsutils atftp tftp-hpa nftables chromium tftpd-hpa kea-admin dnsperf
+	bind9-dnsutils atftp tftp-hpa nftables chromium tftpd-hpa kea-admin dnsperf openssh-client
 # Commands whose absence means the packages above are not installed yet.
 HOST_COMMANDS := qemu-system-x86_64 qemu-img mksquashfs unsquashfs sgdisk fsck.vfat mcopy e2fsck \
-	dpkg-deb udhcpc dnsmasq dig atftp nft chromium tftp in.tftpd perfdhcp dnsperf
+	dpkg-deb udhcpc dnsmasq dig atftp nft chromium tftp in.tftpd perfdhcp dnsperf ssh
 
 .PHONY: all build deps image image-baseline lock run test test-unit bench clean
 
@@ -57,7 +57,7 @@ $(OUT)/ota-dev.pub: | build
 
 image: deps build $(OUT)/bb $(OTA_KEY).pub
 	$(OUT)/kiln image build --lock image/packages.lock --cache $(OUT)/cache/debs \
-		--kiln $(OUT)/kiln --stage1 $(OUT)/kiln-stage1 --busybox $(OUT)/bb \
+		--kiln $(OUT)/kiln --stage1 $(OUT)/kiln-stage1 --busybox $(OUT)/bb --agent $(OUT)/kiln-agent \
 		--appliance-id $(APPLIANCE_ID) --version $(VERSION) --ota-key $(OTA_KEY).pub \
 		--out $(OUT)/kiln.img --qcow2 $(OUT)/kiln.qcow2
 
@@ -70,8 +70,11 @@ image-baseline: deps build $(OUT)/hello
 lock: deps build
 	$(OUT)/kiln image lock --lock image/packages.lock --cache $(OUT)/cache/debs
 
+# TARGETS vetting target VMs network-boot from the appliance on a private
+# segment and are vetted on their first boot (TARGETS=0: the appliance alone).
+TARGETS ?= 1
 run: image
-	$(OUT)/kiln vm run --image $(OUT)/kiln.qcow2 --state $(OUT)/vm
+	$(OUT)/kiln vm run --image $(OUT)/kiln.qcow2 --state $(OUT)/vm --targets $(TARGETS)
 
 test-unit:
 	$(GO) vet ./...

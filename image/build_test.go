@@ -46,13 +46,15 @@ func TestBuildImage(t *testing.T) {
 	// Any static binary serves as /init here; stage 1 is tested by booting.
 	hello := testBinary(t, "KILN_STAGE1", "kiln.dev/kiln/image/hello", bins)
 	kiln := testBinary(t, "KILN_BIN", "kiln.dev/kiln/cmd/kiln", bins)
+	agent := testBinary(t, "KILN_AGENT", "kiln.dev/kiln/cmd/kiln-agent", bins)
 	spec := Spec{
-		Lock: lock, CacheDir: cacheDir(), Kiln: kiln, Stage1: hello, Busybox: os.Getenv("KILN_BUSYBOX"),
+		Lock: lock, CacheDir: cacheDir(), Kiln: kiln, Stage1: hello, Busybox: os.Getenv("KILN_BUSYBOX"), Agent: agent,
 		ApplianceID: "kiln-test", Version: "test", Generation: 3,
 	}
 	ctx := context.Background()
 	var sums []string
 	var imgs []string
+	var firstVet []byte
 	for i := range 2 {
 		dir := t.TempDir()
 		s := spec
@@ -68,6 +70,7 @@ func TestBuildImage(t *testing.T) {
 		sums = append(sums, res.SHA256)
 		imgs = append(imgs, out)
 		if i == 0 {
+			firstVet = res.Payloads.VetInitrd
 			payloads := filepath.Join(dir, "payloads")
 			if err := WritePayloads(res.Payloads, payloads); err != nil {
 				t.Fatal(err)
@@ -110,11 +113,19 @@ func TestBuildImage(t *testing.T) {
 			continue
 		}
 		for _, want := range []string{"/sbin/kiln", "/sbin/init", "/sbin/modprobe", "/etc/kiln/kiln.yaml",
-			"/lib/modules/", "/modules.dep", "/usr/share/kiln/ipxe/ipxe.efi", "/sbin/mke2fs", "/lib64/ld-linux-x86-64.so.2"} {
+			"/lib/modules/", "/modules.dep", "/usr/share/kiln/ipxe/ipxe.efi", "/sbin/mke2fs", "/lib64/ld-linux-x86-64.so.2",
+			VetDir + "/" + VetKernel, VetDir + "/" + VetInitrd} {
 			if !strings.Contains(string(out), want) {
 				t.Errorf("root %s lacks %s", role, want)
 			}
 		}
+	}
+
+	// The root carries the vetting initrd the build made (httpboot serves it).
+	rootA, _ := partitions.ByRole(partitions.RoleRootA)
+	out, err = exec.Command("unsquashfs", "-o", strconv.FormatUint(rootA.Start, 10), "-cat", img, VetDir+"/"+VetInitrd).Output()
+	if err != nil || len(firstVet) == 0 || !bytes.Equal(out, firstVet) {
+		t.Errorf("unsquashfs -cat %s/%s: %d bytes (%v), want the build's %d-byte vetting initrd", VetDir, VetInitrd, len(out), err, len(firstVet))
 	}
 
 	data, _ := partitions.ByRole(partitions.RoleData)

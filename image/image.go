@@ -39,6 +39,7 @@ type Spec struct {
 	Stage1      string    // stage-1 binary → /init of the initramfs
 	Busybox     string    // u-root busybox → /bin/bb (optional: no recovery shell tools without it)
 	HelloInit   string    // when set, /init of the initramfs is this program instead (baseline image)
+	Agent       string    // kiln-agent → /init of the vetting live image (optional: no live image without it)
 	OTAKeys     []string  // update signing public keys (*.pub) → /etc/kiln/ota-keys/ (several: key rotation)
 	ApplianceID string    // seeds the disk GUID and partition UUIDs
 	Version     string    // release string shown in the boot menu and os-release
@@ -66,6 +67,9 @@ func (s Spec) Validate() error {
 		need("stage1", s.Stage1)
 	}
 	need("kiln", s.Kiln)
+	if s.Agent != "" && !fileExists(s.Agent) {
+		errs = append(errs, fmt.Errorf("--agent %s: not a readable file: build it with make build (out/kiln-agent), or pass --agent '' for an image without the vetting live image", s.Agent))
+	}
 	if s.Busybox != "" && !fileExists(s.Busybox) {
 		errs = append(errs, fmt.Errorf("--busybox %s: not a readable file: build it with make out/bb (see image/busybox/README.md), or pass --busybox '' for an image without the recovery shell tools", s.Busybox))
 	}
@@ -128,6 +132,7 @@ type Payloads struct {
 	RootPath      string // root squashfs file (in the work dir)
 	RootSize      int64
 	BootEFI       []byte // systemd-bootx64.efi
+	VetInitrd     []byte // the vetting live image's initrd (gzip newc cpio); nil without Spec.Agent
 }
 
 // File names of payloads written by WritePayloads.
@@ -183,7 +188,18 @@ func BuildPayloads(ctx context.Context, s Spec, work string) (*Payloads, error) 
 	if err != nil {
 		return nil, fmt.Errorf("initramfs module closure: %w", err)
 	}
-	if err := k.keepModules(rootMods, initMods); err != nil {
+	var vetMods []*kmod.Module
+	if s.Agent == "" && s.HelloInit == "" {
+		log.Warn("no --agent: the image has no vetting live image (make image passes out/kiln-agent)")
+	}
+	if s.Agent != "" {
+		var vetSkipped []string
+		if vetMods, vetSkipped, err = k.tree.Closure(vetModules, vetOptionalModules); err != nil {
+			return nil, fmt.Errorf("vetting image module closure: %w", err)
+		}
+		log.Info("vetting image modules", "modules", len(vetMods), "skipped_builtin_or_absent", strings.Join(vetSkipped, ","))
+	}
+	if err := k.keepModules(rootMods, initMods, vetMods); err != nil {
 		return nil, err
 	}
 	log.Info("kernel read", "release", k.release, "root_modules", len(rootMods), "initramfs_modules", len(initMods),
@@ -220,6 +236,16 @@ func BuildPayloads(ctx context.Context, s Spec, work string) (*Payloads, error) 
 	}
 	p.Initrd = ibuf.Bytes()
 	log.Info("initramfs written", "bytes", len(p.Initrd), "took", time.Since(t0).Round(time.Millisecond))
+	if s.Agent != "" {
+		t0 = time.Now()
+		if s.Busybox == "" {
+			log.Warn("no --busybox: the vetting image's SSH hold has no shell")
+		}
+		if p.VetInitrd, err = vetInitrd(s, k, vetMods); err != nil {
+			return nil, err
+		}
+		log.Info("vetting initrd written", "bytes", len(p.VetInitrd), "took", time.Since(t0).Round(time.Millisecond))
+	}
 
 	// Root filesystem.
 	t0 = time.Now()
@@ -229,6 +255,10 @@ func BuildPayloads(ctx context.Context, s Spec, work string) (*Payloads, error) 
 	}
 	for src, name := range ipxeFiles {
 		rt.file("/usr/share/kiln/ipxe/"+name, 0o644, ipxe[src])
+	}
+	if p.VetInitrd != nil {
+		rt.file(VetDir+"/"+VetKernel, 0o644, p.Kernel)
+		rt.file(VetDir+"/"+VetInitrd, 0o644, p.VetInitrd)
 	}
 	stage := filepath.Join(work, "rootfs")
 	if err := os.RemoveAll(stage); err != nil {

@@ -79,32 +79,44 @@ func mibs(b uint64) string { return fmt.Sprintf("%d MiB", b>>20) }
 // payload directory when payloads is set), qcow2 the optional qcow2 copy, work
 // the staging directory. The raw image is sparse: only the ESP's files and the
 // two root copies take room; a root squashfs is at most the binaries it holds
-// plus modules and tools (rootExtra), never more than its partition.
+// plus modules and tools (rootExtra), never more than its partition. With
+// Spec.Agent the root also holds the vetting live image (the kernel again
+// and an initrd of the agent, busybox and vetExtra of modules), which is
+// also written to vet/ next to the raw image.
 func SpaceNeeds(s Spec, out, qcow2, work string, payloads bool) []SpaceNeed {
 	const (
 		rootExtra = 48 << 20 // kernel modules, e2fsprogs, iPXE, file system overhead
 		kernel    = 16 << 20 // vmlinuz, with room
 		initrd    = 16 << 20 // stage 1 + modules, with room
+		vetExtra  = 16 << 20 // the live image's modules (~10 MiB compressed), with room
 	)
+	size := func(p string) uint64 {
+		if st, err := os.Stat(p); p != "" && err == nil {
+			return uint64(st.Size())
+		}
+		return 0
+	}
 	var bins uint64
 	for _, p := range []string{s.Kiln, s.Busybox, s.Stage1, s.HelloInit} {
-		if st, err := os.Stat(p); p != "" && err == nil {
-			bins += uint64(st.Size())
-		}
+		bins += size(p)
 	}
-	root := min(bins+rootExtra, partitions.RootSize)
+	var vet uint64 // the live image's kernel and initrd
+	if s.Agent != "" {
+		vet = kernel + size(s.Agent) + size(s.Busybox) + vetExtra
+	}
+	root := min(bins+rootExtra+vet, partitions.RootSize)
 	var esp uint64 = 2 * (kernel + initrd)
 	var needs []SpaceNeed
 	if payloads {
 		needs = append(needs, SpaceNeed{Dir: out, Flag: "--payloads", Bytes: root + kernel + initrd})
 	} else {
-		needs = append(needs, SpaceNeed{Dir: filepath.Dir(out), Flag: "--out", Bytes: esp + 2*root})
+		needs = append(needs, SpaceNeed{Dir: filepath.Dir(out), Flag: "--out", Bytes: esp + 2*root + vet})
 		if qcow2 != "" {
 			needs = append(needs, SpaceNeed{Dir: filepath.Dir(qcow2), Flag: "--qcow2", Bytes: esp + 2*root})
 		}
 	}
 	// Staging: the uncompressed root tree and the squashfs made from it.
-	needs = append(needs, SpaceNeed{Dir: work, Flag: "TMPDIR", Bytes: 2*bins + 2*rootExtra + root})
+	needs = append(needs, SpaceNeed{Dir: work, Flag: "TMPDIR", Bytes: 2*bins + 2*rootExtra + 2*vet + root})
 	var missing uint64
 	for _, p := range s.Lock.Pins {
 		if m, _ := filepath.Glob(filepath.Join(s.CacheDir, p.Name+"_*.deb")); len(m) == 0 {

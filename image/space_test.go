@@ -91,6 +91,22 @@ func TestSpaceNeeds(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("SpaceNeeds() in MiB = %v, want %v", got, want)
 	}
+
+	// The vetting live image: kernel 16 + agent 10 + modules 16 = 42 MiB,
+	// in the root and once more in vet/ next to the image.
+	agent := filepath.Join(dir, "kiln-agent")
+	if err := os.WriteFile(agent, make([]byte, 10<<20), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.Agent = agent
+	got = map[string]uint64{}
+	for _, n := range SpaceNeeds(s, "o/kiln.img", "q/kiln.qcow2", "w", false) {
+		got[n.Flag] = n.Bytes >> 20
+	}
+	want = map[string]uint64{"--out": 64 + 2*110 + 42, "--qcow2": 64 + 2*110, "TMPDIR": 40 + 96 + 84 + 110, "--cache": 96}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("SpaceNeeds() with an agent in MiB = %v, want %v", got, want)
+	}
 }
 
 func TestNoSpace(t *testing.T) {

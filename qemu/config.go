@@ -59,6 +59,10 @@ type Config struct {
 
 	// NoWatchdog leaves out the i6300esb watchdog device.
 	NoWatchdog bool
+	// FwCfg are files handed to the guest through QEMU's firmware
+	// configuration device (the appliance reads opt/kiln/<name>, see
+	// init/pid1/fwcfg.go).
+	FwCfg []FwCfg
 	// SerialLog is where the serial console is captured; WorkDir/serial.log
 	// if empty. It is truncated when the VM starts.
 	SerialLog string
@@ -76,6 +80,16 @@ type Disk struct {
 	ReadOnly bool
 	// Snapshot discards every write when QEMU exits (QEMU's snapshot=on).
 	Snapshot bool
+	// Serial is the serial number the guest reads (virtio-blk holds at most
+	// 20 bytes); none if empty. Give every disk a serial or none: the two
+	// kinds are created in different passes, which may change their order.
+	Serial string
+}
+
+// FwCfg is one fw_cfg file: the guest sees File's contents under Name
+// (e.g. "opt/kiln/config").
+type FwCfg struct {
+	Name, File string
 }
 
 // Mgmt is the management NIC: QEMU user networking (slirp) with the guest's
@@ -213,7 +227,16 @@ func Args(c Config, serialSock, qmpSock string) ([]string, error) {
 		if f != "qcow2" && f != "raw" {
 			return nil, fmt.Errorf("%w: Disks[%d].Format %q: use qcow2 or raw", ErrConfig, i, f)
 		}
-		opt := fmt.Sprintf("file=%s,if=virtio,format=%s", optEscape(d.Path), f)
+		// QEMU 7.2 takes a serial only on the device: a drive without one
+		// (if=none) and a virtio-blk device for it.
+		if len(d.Serial) > 20 {
+			return nil, fmt.Errorf("%w: Disks[%d].Serial %q: virtio-blk serials hold at most 20 bytes", ErrConfig, i, d.Serial)
+		}
+		iface := "virtio"
+		if d.Serial != "" {
+			iface = fmt.Sprintf("none,id=disk%d", i)
+		}
+		opt := fmt.Sprintf("file=%s,if=%s,format=%s", optEscape(d.Path), iface, f)
 		if d.ReadOnly {
 			opt += ",readonly=on"
 		}
@@ -221,6 +244,9 @@ func Args(c Config, serialSock, qmpSock string) ([]string, error) {
 			opt += ",snapshot=on"
 		}
 		a = append(a, "-drive", opt)
+		if d.Serial != "" {
+			a = append(a, "-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,serial=%s", i, optEscape(d.Serial)))
+		}
 	}
 	if m := c.Mgmt; m != nil {
 		mac := m.MAC
@@ -256,6 +282,12 @@ func Args(c Config, serialSock, qmpSock string) ([]string, error) {
 		}
 		a = append(a, "-netdev", nd, "-device", n.device(fmt.Sprintf("net%d", i)))
 		a = appendPcap(a, fmt.Sprintf("net%d", i), n.Pcap)
+	}
+	for i, f := range c.FwCfg {
+		if !strings.HasPrefix(f.Name, "opt/") || strings.Contains(f.Name, ",") || f.File == "" {
+			return nil, fmt.Errorf("%w: FwCfg[%d] %q (%s): want a name below opt/ without commas and a file", ErrConfig, i, f.Name, f.File)
+		}
+		a = append(a, "-fw_cfg", "name="+f.Name+",file="+optEscape(f.File))
 	}
 	a = append(a, c.Extra...)
 	return a, nil

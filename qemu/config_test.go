@@ -56,12 +56,13 @@ func TestArgs(t *testing.T) {
 			"pxe target on BIOS",
 			Config{
 				WorkDir: "/w", Firmware: BIOS, NoWatchdog: true,
-				Disks: []Disk{{Path: "/d/blank.img", Snapshot: true}},
+				Disks: []Disk{{Path: "/d/blank.img", Snapshot: true, Serial: "kiln-t1"}},
 				NICs: []NIC{{Kind: Dgram, LocalPort: 47001, RemotePort: 47002, MAC: "52:54:00:00:00:02",
 					Model: "e1000", ROMFile: "/usr/lib/ipxe/qemu/pxe-e1000.rom", Boot: true}},
 			},
 			cat(base, chardevs, []string{
-				"-drive", "file=/d/blank.img,if=virtio,format=raw,snapshot=on",
+				"-drive", "file=/d/blank.img,if=none,id=disk0,format=raw,snapshot=on",
+				"-device", "virtio-blk-pci,drive=disk0,serial=kiln-t1",
 				"-netdev", "dgram,id=net0,local.type=inet,local.host=127.0.0.1,local.port=47001," +
 					"remote.type=inet,remote.host=127.0.0.1,remote.port=47002",
 				"-device", "e1000,netdev=net0,mac=52:54:00:00:00:02,romfile=/usr/lib/ipxe/qemu/pxe-e1000.rom,bootindex=1",
@@ -73,6 +74,7 @@ func TestArgs(t *testing.T) {
 				WorkDir: "/w",
 				Mgmt:    &Mgmt{HTTPSPort: 9443, HTTPPort: -1, Outbound: true, MAC: "52:54:00:aa:bb:cc"},
 				NICs:    []NIC{{Kind: Mcast, Group: "230.0.0.1:47010", MAC: "52:54:00:00:00:03", Pcap: "/w/net0.pcap"}},
+				FwCfg:   []FwCfg{{Name: "opt/kiln/config", File: "/w/a,b.yaml"}},
 			},
 			cat(base, uefi, chardevs, wd, []string{
 				"-netdev", "user,id=mgmt,hostfwd=tcp:127.0.0.1:9443-:443",
@@ -80,6 +82,7 @@ func TestArgs(t *testing.T) {
 				"-netdev", "socket,id=net0,mcast=230.0.0.1:47010,localaddr=127.0.0.1",
 				"-device", "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:03",
 				"-object", "filter-dump,id=dump-net0,netdev=net0,file=/w/net0.pcap",
+				"-fw_cfg", "name=opt/kiln/config,file=/w/a,,b.yaml",
 			}),
 		},
 	}
@@ -106,6 +109,8 @@ func TestArgsErrors(t *testing.T) {
 		{"tiny memory", Config{WorkDir: "/w", MemoryMiB: 64}, "MemoryMiB"},
 		{"bad firmware", Config{WorkDir: "/w", Firmware: "coreboot"}, "Firmware"},
 		{"bad format", Config{WorkDir: "/w", Disks: []Disk{{Path: "x", Format: "vmdk"}}}, "Disks[0].Format"},
+		{"fw_cfg name", Config{WorkDir: "/w", FwCfg: []FwCfg{{Name: "kiln/config", File: "/x"}}}, "FwCfg[0]"},
+		{"long serial", Config{WorkDir: "/w", Disks: []Disk{{Path: "x", Serial: "123456789012345678901"}}}, "Disks[0].Serial"},
 		{"unresolved port", Config{WorkDir: "/w", Mgmt: &Mgmt{}}, "unresolved"},
 		{"nic without mac", Config{WorkDir: "/w", NICs: []NIC{{Kind: Dgram, LocalPort: 1, RemotePort: 2}}}, "NICs[0]: MAC"},
 		{"unicast group", Config{WorkDir: "/w", NICs: []NIC{{Kind: Mcast, Group: "127.0.0.1:5", MAC: "52:54:00:00:00:01"}}}, "multicast"},

@@ -7,6 +7,11 @@
 // It prints "kiln-agent: run <id> verdict <STATUS>" on success, one
 // "kiln-agent: finding: …" line per reason, and exits 0 when a report was
 // sent (whatever the verdict), 1 when none could be, 2 on bad usage.
+//
+// As PID 1 (the /init of the vetting live image, see live.go) it brings the
+// machine up first and powers it off, reboots or stays up afterwards; run
+// as modprobe (the image's /sbin/modprobe link) it answers the kernel's
+// module requests.
 package main
 
 import (
@@ -18,9 +23,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
+	"kiln.dev/kiln/init/kmod"
 	"kiln.dev/kiln/services/vetting/agent"
 )
 
@@ -30,6 +37,18 @@ var version = "dev"
 var errUsage = errors.New("usage")
 
 func main() {
+	if filepath.Base(os.Args[0]) == "modprobe" {
+		if err := kmod.Modprobe(os.Args[1:], "", os.Stdout, os.Stderr); err != nil {
+			if !errors.Is(err, kmod.ErrNotFound) {
+				fmt.Fprintln(os.Stderr, err)
+			}
+			os.Exit(1)
+		}
+		return
+	}
+	if os.Getpid() == 1 {
+		liveMain(version)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

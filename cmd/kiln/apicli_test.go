@@ -21,6 +21,7 @@ import (
 	"kiln.dev/kiln/services/api"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
+	"kiln.dev/kiln/services/vetting/orchestrator"
 )
 
 // stubSupervisor answers the API's service routes with fixed data.
@@ -65,8 +66,9 @@ func newAppliance(t *testing.T) *appliance {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	srv, err := api.New(context.Background(), api.Options{Store: db, Supervisor: stubSupervisor{}, Config: config.Default(), StateDir: dir,
-		BcryptCost: bcrypt.MinCost, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		BcryptCost: bcrypt.MinCost, Logger: log, Vetting: orchestrator.New(db, config.Vetting{}, dir, log)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +80,9 @@ func newAppliance(t *testing.T) *appliance {
 	}
 	return &appliance{url: ts.URL, state: dir, password: pw, db: db}
 }
+
+// cpuSpec is an expected spec (see services/vetting/spec).
+const cpuSpec = "expect:\n  - fact: cpu.threads\n    min: 4\n"
 
 func TestCLIThroughTheAPI(t *testing.T) {
 	a := newAppliance(t)
@@ -111,7 +116,7 @@ func TestCLIThroughTheAPI(t *testing.T) {
 
 	// Hosts.
 	spec := filepath.Join(t.TempDir(), "spec.yaml")
-	os.WriteFile(spec, []byte("cpus: 4\n"), 0o644)
+	os.WriteFile(spec, []byte(cpuSpec), 0o644)
 	if out, _, err := runCmd(t, runHosts, "", append([]string{"add", "pc-01", "--mac", "52:54:00:00:00:01", "--profile", "vet", "--spec-file", spec}, cred...)...); err != nil || !strings.Contains(out, "added pc-01") {
 		t.Fatalf("hosts add = %q, %v", out, err)
 	}
@@ -126,7 +131,7 @@ func TestCLIThroughTheAPI(t *testing.T) {
 	}
 	out, _, err = runCmd(t, runHosts, "", append([]string{"get", "pc-01", "--json"}, cred...)...)
 	var h hostJSON
-	if err != nil || json.Unmarshal([]byte(out), &h) != nil || h.BootProfile != "vet" || h.ExpectedSpec != "cpus: 4\n" {
+	if err != nil || json.Unmarshal([]byte(out), &h) != nil || h.BootProfile != "vet" || h.ExpectedSpec != cpuSpec {
 		t.Errorf("hosts get --json = %q, %v", out, err)
 	}
 	if _, _, err := runCmd(t, runHosts, "", append([]string{"get", "nope"}, cred...)...); !errors.Is(err, errNotFound) {

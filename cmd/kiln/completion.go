@@ -16,6 +16,7 @@ var subcommands = map[string][]string{
 	"password":   {"show", "reset"},
 	"completion": {"bash", "zsh"},
 	"init":       {"reboot", "poweroff"},
+	"vet":        {"start", "list", "show", "stop", "release", "report", "ssh", "tunnel"},
 }
 
 // runCompletion prints a shell completion script: "kiln completion bash|zsh".

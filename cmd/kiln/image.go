@@ -54,6 +54,7 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 	kiln := fs.String("kiln", "out/kiln", "kiln binary for /sbin/kiln")
 	stage1 := fs.String("stage1", "out/kiln-stage1", "stage-1 binary for the initramfs /init")
 	busybox := fs.String("busybox", "out/bb", "u-root busybox for /bin (empty: none; build with make out/bb)")
+	agent := fs.String("agent", "", "kiln-agent binary: builds the vetting live image into the root and vet/ next to --out (make image passes out/kiln-agent; empty: no vetting image)")
 	applianceID := fs.String("appliance-id", "kiln-dev", "appliance ID: seeds the disk GUID and partition UUIDs")
 	version := fs.String("version", "dev", "release string shown in the boot menu and /etc/os-release")
 	generation := fs.Int("generation", 1, "OTA generation of the image's boot entry")
@@ -76,7 +77,7 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 		return err
 	}
 	spec := image.Spec{
-		Lock: l, CacheDir: *cache, Kiln: *kiln, Stage1: *stage1, Busybox: *busybox, HelloInit: *helloInit,
+		Lock: l, CacheDir: *cache, Kiln: *kiln, Stage1: *stage1, Busybox: *busybox, HelloInit: *helloInit, Agent: *agent,
 		ApplianceID: *applianceID, Version: *version, Generation: *generation, Compression: *comp, OTAKeys: otaKeys,
 		Logger: slog.New(slog.NewTextHandler(s.err, nil)),
 	}
@@ -128,6 +129,18 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 	}
 	fmt.Fprintf(s.out, "%s  %s  (%d bytes; root squashfs %d bytes, initrd %d bytes, kernel %s)\n",
 		res.SHA256, res.Path, res.Size, res.Payloads.RootSize, len(res.Payloads.Initrd), res.Payloads.KernelRelease)
+	if res.Payloads.VetInitrd != nil {
+		// The vetting live image, for a host-mode appliance (kiln serve) to hand out.
+		vet := filepath.Join(filepath.Dir(*out), "vet")
+		if err := image.WriteVet(res.Payloads, vet); err != nil {
+			return image.NoSpace(err, needs, statfs)
+		}
+		for _, name := range []string{image.VetKernel, image.VetInitrd} {
+			if err := printSum(s, filepath.Join(vet, name)); err != nil {
+				return err
+			}
+		}
+	}
 	if *qcow2 != "" {
 		if err := image.ConvertQcow2(ctx, *out, *qcow2); err != nil {
 			os.Remove(*qcow2) // a partial qcow2 must not look like an image

@@ -52,6 +52,10 @@ type vmRunOptions struct {
 	outbound        bool
 	readyTimeout    time.Duration
 	shutdownTimeout time.Duration
+	// config is an appliance config handed to the guest through fw_cfg.
+	config string
+	// targets is the number of vetting target VMs (see vmtargets.go).
+	targets int
 }
 
 type stringList []string
@@ -87,6 +91,8 @@ func parseVMRunFlags(args []string, errOut io.Writer) (vmRunOptions, error) {
 	fs.BoolVar(&o.outbound, "outbound", false, "let the guest reach networks beyond this host over the management NIC")
 	fs.DurationVar(&o.readyTimeout, "ready-timeout", 10*time.Minute, "how long to wait for \"kiln: ready\" before giving up on announcing the URL")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 60*time.Second, "on SIGINT/SIGTERM, how long the guest gets to power off before QEMU is stopped")
+	fs.StringVar(&o.config, "config", "", "appliance config (YAML) passed to the guest through fw_cfg; it wins over the one on the image's data partition (with --targets: the base the targets' segment is added to; default the image's)")
+	fs.IntVar(&o.targets, "targets", 0, fmt.Sprintf("vetting target VMs (0-%d) network-booting from the appliance on a private segment; each is vetted on its first boot", maxTargets))
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -109,6 +115,12 @@ func parseVMRunFlags(args []string, errOut io.Writer) (vmRunOptions, error) {
 		if p.v < -1 || p.v > 65535 {
 			return o, fmt.Errorf("vm run: %s %d: use a port, 0 to pick one, or -1 for none: %w", p.name, p.v, errUsage)
 		}
+	}
+	if o.targets < 0 || o.targets > maxTargets {
+		return o, fmt.Errorf("vm run: --targets %d: use 0 (none) to %d (each target is a 2 GiB TCG guest): %w", o.targets, maxTargets, errUsage)
+	}
+	if o.targets > 0 && o.noImage {
+		return o, fmt.Errorf("vm run: --targets needs the appliance image: drop --no-image: %w", errUsage)
 	}
 	for i, n := range nics {
 		nic, err := qemu.ParseNIC(n, i)
@@ -143,6 +155,23 @@ func runVMRun(ctx context.Context, args []string, s stdio) error {
 	}
 	if err := qemu.Available(cfg); err != nil {
 		return fmt.Errorf("vm run: %w", err)
+	}
+	var targets []qemu.Target
+	if o.targets > 0 {
+		var nic qemu.NIC
+		if cfg.FwCfg, nic, targets, err = prepareTargets(o); err != nil {
+			return fmt.Errorf("vm run: %w", err)
+		}
+		cfg.NICs = append(cfg.NICs, nic)
+	} else if o.config != "" {
+		abs, err := filepath.Abs(o.config)
+		if err != nil {
+			return fmt.Errorf("vm run: --config: %w", err)
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("vm run: --config: %w", err)
+		}
+		cfg.FwCfg = []qemu.FwCfg{{Name: "opt/kiln/config", File: abs}}
 	}
 	if !o.noImage {
 		disk, cleanup, err := prepareDisk(ctx, o, s.err)
@@ -185,6 +214,19 @@ func runVMRun(ctx context.Context, args []string, s stdio) error {
 	}
 	say("booting %s in QEMU (TCG, %s); serial log %s\nCtrl-A x quits, Ctrl-A p presses the power button, Ctrl-A h help",
 		what, o.firmware, filepath.Join(o.state, "serial.log"))
+	var ts *vmTargets
+	if len(targets) > 0 {
+		ts = newVMTargets(targets, logger, say)
+		defer ts.close()
+		var lines []string
+		for i, tg := range targets {
+			lines = append(lines, fmt.Sprintf("  %s  %s  %s  serial log %s", targetName(i+1), tg.NIC.MAC, targetAddr(i+1),
+				filepath.Join(tg.Dir, "serial.log")))
+		}
+		say("%d vetting target(s) on a private segment (subnet %s on the appliance's %s, config and hosts file in %s);\n"+
+			"they power on once the appliance is ready:\n%s", len(targets), targetsPrefix, targetsIface,
+			filepath.Dir(targets[0].Dir), strings.Join(lines, "\n"))
+	}
 
 	go func() {
 		rctx, cancel := context.WithTimeout(ctx, o.readyTimeout)
@@ -204,10 +246,20 @@ func runVMRun(ctx context.Context, args []string, s stdio) error {
 		} else {
 			say("ready")
 		}
+		if ts != nil {
+			if p := vm.HTTPSPort(); p > 0 {
+				say("watch the vetting in the web UI: https://localhost:%d/ (user admin, the password is on the console above)", p)
+			}
+			ts.powerOn(ctx)
+		}
 	}()
 
 	quit := make(chan string, 1)
-	go relayInput(ctx, s.in, vm, quit, say)
+	var powerOnTargets func()
+	if ts != nil {
+		powerOnTargets = func() { ts.powerOn(ctx) }
+	}
+	go relayInput(ctx, s.in, vm, quit, say, powerOnTargets)
 
 	select {
 	case <-vm.Exited():
@@ -232,8 +284,8 @@ func runVMRun(ctx context.Context, args []string, s stdio) error {
 }
 
 // relayInput copies the terminal to the serial console and handles the Ctrl-A
-// escapes.
-func relayInput(ctx context.Context, in io.Reader, vm *qemu.VM, quit chan<- string, say func(string, ...any)) {
+// escapes; powerOnTargets (Ctrl-A t) is nil without targets.
+func relayInput(ctx context.Context, in io.Reader, vm *qemu.VM, quit chan<- string, say func(string, ...any), powerOnTargets func()) {
 	const ctrlA = 0x01
 	buf := make([]byte, 1024)
 	escaped := false
@@ -262,8 +314,18 @@ func relayInput(ctx context.Context, in io.Reader, vm *qemu.VM, quit chan<- stri
 					say("power button pressed")
 				}
 				cancel()
+			case 't', 'T':
+				if powerOnTargets == nil {
+					say("Ctrl-A t: no vetting targets (kiln vm run --targets N)")
+				} else {
+					go powerOnTargets()
+				}
 			case 'h', 'H', '?':
-				say("Ctrl-A x  stop QEMU now\nCtrl-A p  press the power button (orderly poweroff)\nCtrl-A a  send Ctrl-A")
+				help := "Ctrl-A x  stop QEMU now\nCtrl-A p  press the power button (orderly poweroff)\nCtrl-A a  send Ctrl-A"
+				if powerOnTargets != nil {
+					help += "\nCtrl-A t  power on the vetting targets that are off"
+				}
+				say("%s", help)
 			case ctrlA, 'a':
 				out = append(out, ctrlA)
 			default:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -37,6 +38,15 @@ func TestParseVMRunFlags(t *testing.T) {
 			}
 			return cmp.Diff(want, o.nics)
 		}},
+		{name: "targets and config", args: []string{"--targets", "2", "--config", "my.yaml"}, check: func(o vmRunOptions) string {
+			if o.targets != 2 || o.config != "my.yaml" {
+				return fmt.Sprintf("targets %d, config %q; want 2 and my.yaml", o.targets, o.config)
+			}
+			return ""
+		}},
+		{name: "negative targets", args: []string{"--targets", "-1"}, wantErr: "--targets -1"},
+		{name: "too many targets", args: []string{"--targets", "9"}, wantErr: "--targets 9"},
+		{name: "targets without image", args: []string{"--targets", "1", "--no-image"}, wantErr: "--no-image"},
 		{name: "bad nic", args: []string{"--nic", "tap:x"}, wantErr: "--nic"},
 		{name: "bad firmware", args: []string{"--firmware", "grub"}, wantErr: "--firmware"},
 		{name: "bad port", args: []string{"--https-port", "70000"}, wantErr: "--https-port"},

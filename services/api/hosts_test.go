@@ -18,7 +18,7 @@ func TestHostLifecycle(t *testing.T) {
 	ts := newTestServer(t)
 	a := ts.admin()
 	in := hostInput{Name: "PC-01", MACs: []string{"52-54-00-00-00-01"}, BootProfile: "vet", IPv4: "10.0.0.11",
-		ExpectedSpec: "cpus: 8\nmemory_gib: 32\n", Role: "worker", Kernel: "custom/vmlinuz", Cmdline: "console=ttyS0"}
+		ExpectedSpec: "expect:\n  - fact: cpu.threads\n    min: 8\n", Role: "worker", Kernel: "custom/vmlinuz", Cmdline: "console=ttyS0"}
 	r := ts.do(req{method: "POST", path: "/api/v1/hosts", as: a, body: in})
 	if r.code != http.StatusCreated || r.header.Get("Location") != "/api/v1/hosts/pc-01" {
 		t.Fatalf("POST hosts = %d %s (Location %q)", r.code, r.body, r.header.Get("Location"))
@@ -26,7 +26,7 @@ func TestHostLifecycle(t *testing.T) {
 	var got hostJSON
 	json.Unmarshal(r.body, &got)
 	want := hostInput{Name: "pc-01", MACs: []string{"52:54:00:00:00:01"}, BootProfile: "vet", IPv4: "10.0.0.11",
-		ExpectedSpec: "cpus: 8\nmemory_gib: 32\n", Role: "worker", Kernel: "custom/vmlinuz", Cmdline: "console=ttyS0"}
+		ExpectedSpec: "expect:\n  - fact: cpu.threads\n    min: 8\n", Role: "worker", Kernel: "custom/vmlinuz", Cmdline: "console=ttyS0"}
 	if diff := cmp.Diff(want, got.hostInput); diff != "" {
 		t.Errorf("created host (-want +got):\n%s", diff)
 	}
@@ -102,6 +102,7 @@ func TestHostBadInput(t *testing.T) {
 		{"name taken", "/api/v1/hosts", hostInput{Name: "pc-07", MACs: []string{"52:54:00:00:00:01"}}, "", 409, CodeConflict, "name"},
 		{"bad spec YAML", "/api/v1/hosts", hostInput{Name: "pc-01", ExpectedSpec: "cpus: [8\nmemory: 3"}, "", 422, CodeInvalid, "expected_spec"},
 		{"spec not a mapping", "/api/v1/hosts", hostInput{Name: "pc-01", ExpectedSpec: "- cpus\n- ram\n"}, "", 422, CodeInvalid, "expected_spec"},
+		{"spec not a vetting spec", "/api/v1/hosts", hostInput{Name: "pc-01", ExpectedSpec: "cpus: 8\n"}, "", 422, CodeInvalid, "expected_spec"},
 		{"bad address and MAC", "/api/v1/hosts", hostInput{Name: "pc-01", IPv4: "10.0.0.300", MACs: []string{"x"}}, "", 422, CodeInvalid, "ipv4"},
 		{"kernel profile without a kernel", "/api/v1/hosts", hostInput{Name: "pc-01", BootProfile: "kernel"}, "", 422, CodeInvalid, "kernel"},
 		{"oversized", "/api/v1/hosts", big, "", 413, CodeTooLarge, ""},

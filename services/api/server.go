@@ -18,6 +18,7 @@ import (
 	"kiln.dev/kiln/init/supervisor"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
+	"kiln.dev/kiln/services/vetting/orchestrator"
 )
 
 // Scope is what a route needs from its caller.
@@ -79,6 +80,8 @@ type Options struct {
 	Now func() time.Time
 	// BcryptCost defaults to bcrypt.DefaultCost; tests use bcrypt.MinCost.
 	BcryptCost int
+	// Vetting runs vetting (the /api/v1/vetting routes); nil makes them 503.
+	Vetting *orchestrator.Orchestrator
 	// PollInterval is how often event streams look for changes; 0 means 1s.
 	PollInterval time.Duration
 }
@@ -167,7 +170,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if err := s.bootstrap(ctx); err != nil {
 		return nil, err
 	}
-	for _, r := range s.apiRoutes() {
+	for _, r := range append(s.apiRoutes(), s.vetRoutes()...) {
 		s.add(r)
 	}
 	s.mux.HandleFunc("/api/", s.notFound)

@@ -26,6 +26,7 @@ type Config struct {
 	Firewall     Firewall           `yaml:"firewall"`
 	API          API                `yaml:"api"`
 	Update       Update             `yaml:"update"`
+	Vetting      Vetting            `yaml:"vetting"`
 }
 
 // Management configures the management endpoint.
@@ -134,6 +135,7 @@ func (c Config) Validate() error {
 	c.validateNetwork(add)
 	c.API.validate(add)
 	c.Update.validate(add)
+	c.Vetting.validate(add)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -71,7 +71,14 @@ type HTTPBootService struct {
 	// Root is the directory of boot artifacts served under /files/; empty
 	// means <state>/boot.
 	Root string `yaml:"root"`
+	// VetImage is the directory of the vetting live image (vmlinuz,
+	// initrd) served as /files/vet/…; empty means the image's own,
+	// DefaultVetImage.
+	VetImage string `yaml:"vet_image"`
 }
+
+// DefaultVetImage is where the appliance image keeps its vetting live image.
+const DefaultVetImage = "/usr/lib/kiln/vet"
 
 // Subnet modes.
 const (
@@ -313,7 +320,7 @@ func (p Provisioning) validate(add func(field, problem, fix string)) {
 		}
 	}
 	for _, r := range []struct{ field, val string }{
-		{"provisioning.tftp.root", p.TFTP.Root}, {"provisioning.http_boot.root", p.HTTPBoot.Root}, {"provisioning.hosts_file", p.HostsFile},
+		{"provisioning.tftp.root", p.TFTP.Root}, {"provisioning.http_boot.root", p.HTTPBoot.Root}, {"provisioning.http_boot.vet_image", p.HTTPBoot.VetImage}, {"provisioning.hosts_file", p.HostsFile},
 	} {
 		if r.val != "" && !filepath.IsAbs(r.val) {
 			add(r.field, fmt.Sprintf("%q is not an absolute path", r.val), "use a path starting with /")

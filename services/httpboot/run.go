@@ -12,6 +12,8 @@ import (
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
+	"kiln.dev/kiln/services/vetting/orchestrator"
+	"kiln.dev/kiln/services/vetting/protocol"
 )
 
 // Run is the HTTP boot service's entry point: scripts from the machine
@@ -40,6 +42,13 @@ func Run(ctx context.Context, env svc.Env) error {
 			o.IPXERoot = ""
 		}
 	}
+	orch := orchestrator.New(st, env.Config.Vetting, env.StateDir, env.Logger)
+	o.Runs = vetRuns{st, orch}
+	o.Agent = protocol.NewHandler(protocol.Options{Tokens: orch, Backend: orch, Logger: env.Logger.With("component", "vetting-agent-api")})
+	if _, err := os.Stat(o.VetImageRoot); err != nil {
+		env.Logger.Warn("no vetting live image to serve; vet hosts need provisioning.http_boot.vet_image or their own kernel and initrd", "missing", o.VetImageRoot)
+		o.VetImageRoot = ""
+	}
 	s, err := New(o, storeHosts{st}, storeEvents{st}, env.Logger)
 	if err != nil {
 		return err
@@ -64,11 +73,16 @@ func OptionsFromConfig(c config.Config, stateDir string) Options {
 	if ipxe == "" {
 		ipxe = config.DefaultTFTPRoot
 	}
+	vet := c.Provisioning.HTTPBoot.VetImage
+	if vet == "" {
+		vet = config.DefaultVetImage
+	}
 	return Options{
-		Listen:    c.Provisioning.HTTPBootListen(),
-		FilesRoot: files,
-		IPXERoot:  ipxe,
-		Profiles:  DefaultProfiles(),
+		Listen:       c.Provisioning.HTTPBootListen(),
+		FilesRoot:    files,
+		IPXERoot:     ipxe,
+		VetImageRoot: vet,
+		Profiles:     DefaultProfiles(),
 		BaseURL: func(client netip.Addr) string {
 			for _, s := range subnets {
 				if s.Boot.HTTPBase != "" && s.Prefix().Contains(client) {
@@ -92,6 +106,24 @@ func (s storeHosts) HostByMAC(ctx context.Context, mac string) (Host, error) {
 		return Host{}, err
 	}
 	return Host{Name: h.Name, Profile: string(h.BootProfile), Token: h.Token, Kernel: h.Kernel, Initrd: h.Initrd, Cmdline: h.Cmdline}, nil
+}
+
+// vetRuns starts vet hosts' runs through the orchestrator.
+type vetRuns struct {
+	st   *store.Store
+	orch *orchestrator.Orchestrator
+}
+
+func (v vetRuns) RunToken(ctx context.Context, name string) (string, error) {
+	h, err := v.st.HostByName(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	_, tok, err := v.orch.BootToken(ctx, h)
+	if errors.Is(err, orchestrator.ErrNoRun) {
+		return "", fmt.Errorf("%w: %w", ErrNoRun, err)
+	}
+	return tok, err
 }
 
 // storeEvents stores boot events; downloads that name no MAC are attributed

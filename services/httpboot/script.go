@@ -30,6 +30,9 @@ type Host struct {
 	Profile string
 	// Token authenticates the host's script URL; empty never matches.
 	Token string
+	// RunToken is the bearer token of the host's vetting run (profile vet),
+	// put on the live image's kernel command line.
+	RunToken string
 	// Kernel, Initrd and Cmdline are the kernel profile's artifacts (a path
 	// below /files/ or an http(s) URL) and command line; for vet and diskless
 	// they override the defaults of Options.
@@ -42,8 +45,9 @@ type Host struct {
 
 // Profiles carries the site-wide settings of the boot profiles.
 type Profiles struct {
-	// VetKernel and VetInitrd are the vetting live image below FilesRoot;
-	// VetCmdline is added to its command line.
+	// VetKernel and VetInitrd are the vetting live image below FilesRoot
+	// (files missing there come from Options.VetImageRoot: the image's own
+	// live image); VetCmdline is added to its command line.
 	VetKernel, VetInitrd, VetCmdline string
 	// DisklessKernel and DisklessInitrd are used when the host sets none;
 	// NFSServer ("" = the script URL's host) exports NFSExportRoot/<name>
@@ -142,11 +146,11 @@ func RenderScript(h Host, mac, base string, p Profiles) ([]byte, error) {
 		if d.InitrdURL, err = artifact("initrd", or(h.Initrd, p.VetInitrd)); err != nil {
 			return nil, err
 		}
-		if h.Token == "" || !validToken(h.Token) {
+		if h.RunToken == "" || !validToken(h.RunToken) {
 			return nil, errRecord{fmt.Sprintf("host %s has no usable run token", h.Name)}
 		}
 		d.Cmdline = join("initrd=initrd", "kiln.mode=vet", "kiln.server="+base, "kiln.host="+h.Name,
-			"kiln.mac="+mac, "kiln.token="+h.Token, p.Console, p.VetCmdline, h.Cmdline)
+			"kiln.mac="+mac, "kiln.token="+h.RunToken, p.Console, p.VetCmdline, h.Cmdline)
 	case ProfileLocal:
 	case ProfileDiskless:
 		if d.KernelURL, err = artifact("kernel", or(h.Kernel, p.DisklessKernel)); err != nil {

@@ -59,8 +59,8 @@ func TestGoldenScripts(t *testing.T) {
 		golden string
 		host   Host
 	}{
-		{"vet.ipxe", Host{Name: "node1", Profile: ProfileVet, Token: "tok-123"}},
-		{"vet-extra-cmdline.ipxe", Host{Name: "node1", Profile: ProfileVet, Token: "tok-123", Cmdline: "kiln.stages=cpu,memory"}},
+		{"vet.ipxe", Host{Name: "node1", Profile: ProfileVet, Token: "host-tok", RunToken: "tok-123"}},
+		{"vet-extra-cmdline.ipxe", Host{Name: "node1", Profile: ProfileVet, Token: "host-tok", RunToken: "tok-123", Cmdline: "kiln.stages=cpu,memory"}},
 		{"local.ipxe", Host{Name: "node1", Profile: ProfileLocal, Token: "tok-123"}},
 		{"diskless.ipxe", Host{Name: "node2", Profile: ProfileDiskless, Token: "t"}},
 		{"diskless-override.ipxe", Host{Name: "node2", Profile: ProfileDiskless, Token: "t",
@@ -111,7 +111,7 @@ func TestRenderScriptRefusals(t *testing.T) {
 		{"absolute path", Host{Name: "n", Profile: ProfileKernel, Kernel: "/etc/shadow"}, "host n: its kernel is not a path below the files root"},
 		{"URL with spaces", Host{Name: "n", Profile: ProfileKernel, Kernel: "http://x/a b"}, "host n: its kernel URL contains spaces"},
 		{"vet without token", Host{Name: "n", Profile: ProfileVet}, "host n has no usable run token"},
-		{"vet with odd token", Host{Name: "n", Profile: ProfileVet, Token: "a b"}, "host n has no usable run token"},
+		{"vet with odd token", Host{Name: "n", Profile: ProfileVet, Token: "t", RunToken: "a b"}, "host n has no usable run token"},
 		{"diskless bad nfs root", Host{Name: "n", Profile: ProfileDiskless, NFSRoot: "nopath"}, `host n: nfs root "nopath" is not server:/path`},
 		{"no name", Host{Profile: ProfileLocal}, "host record has no usable name"},
 	} {
@@ -152,7 +152,7 @@ func FuzzRenderScript(f *testing.F) {
 	f.Add("n", "diskless", "t", "", "", "", "1.2.3.4:/x", "")
 	f.Add("n", "iscsi", "t", "", "", "", "", "iqn.x:y")
 	f.Fuzz(func(t *testing.T, name, profile, token, kernel, initrd, cmdline, nfs, iqn string) {
-		h := Host{Name: name, Profile: profile, Token: token, Kernel: kernel, Initrd: initrd, Cmdline: cmdline, NFSRoot: nfs, ISCSITarget: iqn}
+		h := Host{Name: name, Profile: profile, Token: token, RunToken: token, Kernel: kernel, Initrd: initrd, Cmdline: cmdline, NFSRoot: nfs, ISCSITarget: iqn}
 		b, err := RenderScript(h, testMAC, testBase, DefaultProfiles())
 		if err != nil {
 			b = RenderDenied(err.Error())

@@ -28,6 +28,17 @@ type Hosts interface {
 	HostByMAC(ctx context.Context, mac string) (Host, error)
 }
 
+// ErrNoRun is wrapped by VetRuns errors for a vet host with no run to boot.
+var ErrNoRun = errors.New("no vetting run")
+
+// VetRuns hands out the tokens of vetting runs.
+type VetRuns interface {
+	// RunToken returns the bearer token of host's vetting run, which is now
+	// booting, or an error wrapping ErrNoRun (its message is shown on the
+	// host's console).
+	RunToken(ctx context.Context, host string) (string, error)
+}
+
 // Event kinds.
 const (
 	KindScript = "script"        // a script was served
@@ -65,6 +76,13 @@ type Options struct {
 	BaseURL func(client netip.Addr) string
 	// Profiles are the site-wide profile settings.
 	Profiles Profiles
+	// VetImageRoot holds the appliance's own vetting live image (vmlinuz,
+	// initrd), served as /files/vet/<name> unless FilesRoot has that file.
+	VetImageRoot string
+	// Runs gives vet hosts their run's token; nil: vet hosts are refused.
+	Runs VetRuns
+	// Agent serves the vetting agent protocol under /vet/v1/; nil: 404.
+	Agent http.Handler
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -74,6 +92,7 @@ type Server struct {
 	opts   Options
 	root   *os.Root
 	ipxe   *os.Root // nil without Options.IPXERoot
+	vet    *os.Root // nil without Options.VetImageRoot
 	hosts  Hosts
 	events EventSink
 	log    *slog.Logger
@@ -104,13 +123,22 @@ func New(o Options, hosts Hosts, events EventSink, log *slog.Logger) (*Server, e
 			return nil, fmt.Errorf("opening the iPXE directory %s: %w (install the iPXE binaries there or set provisioning.tftp.root)", o.IPXERoot, err)
 		}
 	}
+	if o.VetImageRoot != "" {
+		if s.vet, err = os.OpenRoot(o.VetImageRoot); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("opening the vetting live image directory %s: %w", o.VetImageRoot, err)
+		}
+	}
 	return s, nil
 }
 
-// Close releases the files root and the iPXE directory.
+// Close releases the files root and the iPXE and live image directories.
 func (s *Server) Close() error {
 	if s.ipxe != nil {
 		s.ipxe.Close()
+	}
+	if s.vet != nil {
+		s.vet.Close()
 	}
 	return s.root.Close()
 }
@@ -118,6 +146,10 @@ func (s *Server) Close() error {
 // ServeHTTP routes /boot/ and /files/ without http.ServeMux, which would
 // redirect unclean paths.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/vet/v1/") && s.opts.Agent != nil {
+		s.opts.Agent.ServeHTTP(w, r)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -128,6 +160,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveDefault(w, r)
 	case strings.HasPrefix(p, "/boot/") && strings.HasSuffix(p, ".ipxe"):
 		s.serveScript(w, r, strings.TrimSuffix(strings.TrimPrefix(p, "/boot/"), ".ipxe"))
+	case strings.HasPrefix(p, "/files/vet/") && s.vet != nil && !s.hasFile(strings.TrimPrefix(p, "/files/")):
+		s.serveFile(w, r, s.vet, "vet/", strings.TrimPrefix(p, "/files/vet/"))
 	case strings.HasPrefix(p, "/files/"):
 		s.serveFile(w, r, s.root, "", strings.TrimPrefix(p, "/files/"))
 	case strings.HasPrefix(p, "/ipxe/") && s.ipxe != nil:
@@ -138,6 +172,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// hasFile reports whether the files root has p (the operator's own live
+// image wins over the appliance's).
+func (s *Server) hasFile(p string) bool {
+	name, err := cleanFilePath(p)
+	if err != nil {
+		return true // let serveFile refuse it
+	}
+	_, err = s.root.Stat(name)
+	return err == nil
 }
 
 func clientAddr(r *http.Request) netip.Addr {
@@ -223,6 +268,23 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 		}
 		deny("no network boot for "+mac+": unknown machine or wrong token", detail)
 		return
+	}
+	if h.Profile == ProfileVet {
+		if s.opts.Runs == nil {
+			deny("vetting is not available on this appliance", "no vetting orchestrator")
+			return
+		}
+		tok, err := s.opts.Runs.RunToken(ctx, h.Name)
+		if errors.Is(err, ErrNoRun) {
+			deny(err.Error(), "no vetting run")
+			return
+		}
+		if err != nil {
+			s.log.Error("starting the vetting run", "host", h.Name, "err", err)
+			deny("kiln could not start the vetting run of "+h.Name+"; see the httpboot log", err.Error())
+			return
+		}
+		h.RunToken = tok
 	}
 	b, err := RenderScript(h, mac, s.base(r), s.opts.Profiles)
 	if err != nil {

@@ -76,11 +76,13 @@ func (r *recorder) take() []Event {
 const (
 	macA = "52:54:00:00:00:0a"
 	macB = "52:54:00:00:00:0b"
+	macC = "52:54:00:00:00:0c"
 )
 
 var testHosts = fakeHosts{byMAC: map[string]Host{
 	macA: {Name: "node-a", Profile: ProfileVet, Token: "token-a"},
 	macB: {Name: "node-b", Profile: ProfileLocal, Token: "token-b"},
+	macC: {Name: "node-c", Profile: ProfileVet, Token: "token-c"},
 }}
 
 // filesRoot builds an artifact root: a kernel, a subdirectory, a FIFO and a
@@ -105,11 +107,22 @@ func filesRoot(t *testing.T) (string, []byte) {
 	return root, kernel
 }
 
+// fakeRuns gives each host in tokens a run token; others have no run.
+type fakeRuns map[string]string
+
+func (f fakeRuns) RunToken(_ context.Context, host string) (string, error) {
+	if tok, ok := f[host]; ok {
+		return tok, nil
+	}
+	return "", fmt.Errorf("%w queued for %s; start one in the UI", ErrNoRun, host)
+}
+
 func newTestServer(t *testing.T, hosts Hosts) (*Server, *recorder, []byte) {
 	t.Helper()
 	root, kernel := filesRoot(t)
 	rec := &recorder{}
-	s, err := New(Options{FilesRoot: root, Now: func() time.Time { return time.Unix(1_700_000_000, 0) }}, hosts, rec, testLogger(t))
+	s, err := New(Options{FilesRoot: root, Now: func() time.Time { return time.Unix(1_700_000_000, 0) },
+		Runs: fakeRuns{"node-a": "run-token-a"}}, hosts, rec, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +151,9 @@ func TestScripts(t *testing.T) {
 	denied := func(mac string) string {
 		return string(RenderDenied("no network boot for " + mac + ": unknown machine or wrong token"))
 	}
-	vetA, err := RenderScript(testHosts.byMAC[macA], macA, "http://example.com", DefaultProfiles())
+	hostA := testHosts.byMAC[macA]
+	hostA.RunToken = "run-token-a"
+	vetA, err := RenderScript(hostA, macA, "http://example.com", DefaultProfiles())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,6 +174,9 @@ func TestScripts(t *testing.T) {
 			Event{MAC: macA, Host: "node-a", Kind: KindDenied, Detail: "no token in URL"}},
 		{"unknown MAC", "/boot/52:54:00:00:00:ff.ipxe?token=token-a", denied("52:54:00:00:00:ff"),
 			Event{MAC: "52:54:00:00:00:ff", Kind: KindDenied, Detail: "unknown MAC"}},
+		{"vet host without a run", "/boot/" + macC + ".ipxe?token=token-c",
+			string(RenderDenied("no vetting run queued for node-c; start one in the UI")),
+			Event{MAC: macC, Host: "node-c", Kind: KindDenied, Detail: "no vetting run"}},
 		{"malformed MAC", "/boot/not-a-mac.ipxe?token=token-a",
 			string(RenderDenied("this URL does not name a MAC address (use /boot/${net0/mac}.ipxe)")),
 			Event{Kind: KindDenied, Detail: "malformed MAC in URL"}},
@@ -338,7 +356,9 @@ func TestCurlLoopback(t *testing.T) {
 	})
 	t.Run("script", func(t *testing.T) {
 		hdr, b := curl(base + "/boot/" + macA + ".ipxe?token=token-a")
-		want, _ := RenderScript(testHosts.byMAC[macA], macA, base, DefaultProfiles())
+		h := testHosts.byMAC[macA]
+		h.RunToken = "run-token-a"
+		want, _ := RenderScript(h, macA, base, DefaultProfiles())
 		if !strings.Contains(hdr, " 200 ") || string(b) != string(want) {
 			t.Errorf("curl script = %q\n%s\nwant 200\n%s", firstLine(hdr), b, want)
 		}

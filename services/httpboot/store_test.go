@@ -10,6 +10,7 @@ import (
 
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
+	"kiln.dev/kiln/services/vetting/orchestrator"
 )
 
 func TestKindsMatchStore(t *testing.T) {
@@ -17,7 +18,7 @@ func TestKindsMatchStore(t *testing.T) {
 		t.Errorf("event kinds %q/%q, want the store's %q/%q", KindScript, KindFile, store.EventScript, store.EventKernel)
 	}
 	for _, p := range store.BootProfiles {
-		if _, err := RenderScript(Host{Name: "n", Profile: string(p), Token: "t", Kernel: "k"}, testMAC, testBase, DefaultProfiles()); err != nil {
+		if _, err := RenderScript(Host{Name: "n", Profile: string(p), Token: "t", RunToken: "t", Kernel: "k"}, testMAC, testBase, DefaultProfiles()); err != nil {
 			t.Errorf("RenderScript(profile %q from the store) = %v, want a script", p, err)
 		}
 	}
@@ -43,15 +44,21 @@ func TestStoreAdapters(t *testing.T) {
 		t.Fatal(err)
 	}
 	root, _ := filesRoot(t)
-	s, err := New(Options{FilesRoot: root}, storeHosts{st}, storeEvents{st}, testLogger(t))
+	orch := orchestrator.New(st, config.Vetting{}, t.TempDir(), testLogger(t))
+	s, err := New(Options{FilesRoot: root, Runs: vetRuns{st, orch}}, storeHosts{st}, storeEvents{st}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 
+	// node1 was never vetted: its first network boot creates a run (auto_run).
 	resp := get(s, http.MethodGet, "http://10.0.0.1:8080/boot/"+macA+".ipxe?token="+h.Token)
-	if b := body(resp); !strings.Contains(b, "kiln.token="+h.Token) || !strings.Contains(b, "profile vet") {
-		t.Errorf("script for node1 from the store =\n%s\nwant the vet profile with its token", b)
+	runs, err := st.ListVetRuns(ctx, store.VetRunFilter{Host: "node1"})
+	if err != nil || len(runs) != 1 || runs[0].State != orchestrator.StateBooting || runs[0].Token == "" {
+		t.Fatalf("runs of node1 after its script = %+v, %v; want one booting run with a token", runs, err)
+	}
+	if b := body(resp); !strings.Contains(b, "kiln.token="+runs[0].Token+" ") || strings.Contains(b, h.Token) || !strings.Contains(b, "profile vet") {
+		t.Errorf("script for node1 from the store =\n%s\nwant the vet profile with its run's token and not the host's", b)
 	}
 	if b := body(get(s, http.MethodGet, "/boot/52:54:00:00:00:ff.ipxe?token="+h.Token)); !strings.Contains(b, "unknown machine") {
 		t.Errorf("script for an unknown MAC =\n%s\nwant a refusal", b)
@@ -69,6 +76,23 @@ func TestStoreAdapters(t *testing.T) {
 	want := []string{"kernel/node1/vet/vmlinuz", "script/node1/profile vet"}
 	if strings.Join(kinds, ",") != strings.Join(want, ",") {
 		t.Errorf("stored boot events = %q, want %q (newest first)", kinds, want)
+	}
+
+	// Once its run is over, node1 boots on to its disk until an operator
+	// starts another run.
+	if _, err := orch.Stop(ctx, runs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	b := body(get(s, http.MethodGet, "http://10.0.0.1:8080/boot/"+macA+".ipxe?token="+h.Token))
+	if !strings.Contains(b, "no vetting run queued for node1") || !strings.HasSuffix(b, "exit 1\n") {
+		t.Errorf("script for node1 after its run =\n%s\nwant a fall-through naming the missing run", b)
+	}
+	r, err := orch.Start(ctx, orchestrator.StartRequest{Host: "node1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := body(get(s, http.MethodGet, "http://10.0.0.1:8080/boot/"+macA+".ipxe?token="+h.Token)); !strings.Contains(b, "kiln.token="+r.Token+" ") {
+		t.Errorf("script for node1 with a started run =\n%s\nwant its token %s", b, r.Token)
 	}
 }
 

@@ -65,7 +65,7 @@ func Run(ctx context.Context, env svc.Env) error {
 		return fmt.Errorf("opening the machine database: %w", err)
 	}
 	defer db.Close()
-	a, err := newAPI(ctx, env, db, fp, log)
+	a, orch, err := newAPI(ctx, env, db, fp, log)
 	if err != nil {
 		return err
 	}
@@ -110,6 +110,7 @@ func Run(ctx context.Context, env svc.Env) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { runOrchestrator(gctx, orch, log); return nil })
 	for i, srv := range servers {
 		ln := lns[i]
 		g.Go(func() error {

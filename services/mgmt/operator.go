@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"kiln.dev/kiln/init/supervisor"
@@ -18,6 +19,8 @@ import (
 	"kiln.dev/kiln/services/netconf"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
+	"kiln.dev/kiln/services/vetting/orchestrator"
+	"kiln.dev/kiln/services/vetting/wol"
 )
 
 // tlsDir is where the self-signed certificate is kept.
@@ -54,8 +57,10 @@ func EnsureCertificate(cfg config.Config, stateDir string) (fp string, created b
 // packages (the OTA bundle upload, roll back, the network status) are added here with a.Mount,
 // so they get the API's authentication and CSRF checks and mgmt's tests
 // enumerate them with every other route.
-func newAPI(ctx context.Context, env svc.Env, db *store.Store, fp string, log *slog.Logger) (*api.Server, error) {
+func newAPI(ctx context.Context, env svc.Env, db *store.Store, fp string, log *slog.Logger) (*api.Server, *orchestrator.Orchestrator, error) {
+	orch := newOrchestrator(env, db, log)
 	a, err := api.New(ctx, api.Options{
+		Vetting:     orch,
 		Store:       db,
 		Supervisor:  supervisor.NewClient(supervisor.SocketPath(env.RunDir)),
 		Config:      env.Config,
@@ -65,12 +70,67 @@ func newAPI(ctx context.Context, env svc.Env, db *store.Store, fp string, log *s
 		Logger:      log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("starting the API: %w", err)
+		return nil, nil, fmt.Errorf("starting the API: %w", err)
 	}
 	otahttp.ForAppliance(env.StateDir, env.RunDir, env.Config.Update.BootTries(), log).Mount(a) // update status, push, rollback
 	// Links, leases, the firewall's ruleset and a pending network trial.
 	a.Mount("GET /api/v1/network", api.ScopeRead, netconf.StatusHandler(env.RunDir))
-	return a, nil
+	return a, orch, nil
+}
+
+// newOrchestrator returns the vetting orchestrator mgmt drives: it wakes
+// hosts with magic packets to the broadcast address of every provisioning
+// subnet and sends notifications.
+func newOrchestrator(env svc.Env, db *store.Store, log *slog.Logger) *orchestrator.Orchestrator {
+	orch := orchestrator.New(db, env.Config.Vetting, env.StateDir, log)
+	var targets []netip.AddrPort
+	for _, sn := range env.Config.Provisioning.Subnets {
+		if b, err := wol.Broadcast(sn.Prefix()); err == nil {
+			targets = append(targets, netip.AddrPortFrom(b, wol.Port))
+		}
+	}
+	orch.WoL = func(ctx context.Context, mac string) error { return wol.Send(ctx, mac, targets) }
+	orch.Notify = notifier
+	host, port := env.Config.Hostname, env.Config.Management.HTTPSPort
+	orch.ReportURL = func(id int64) string {
+		if port == 0 {
+			return ""
+		}
+		base := "https://" + host
+		if port != 443 {
+			base += ":" + strconv.Itoa(port)
+		}
+		return fmt.Sprintf("%s/api/v1/vetting/runs/%d/report.html", base, id)
+	}
+	return orch
+}
+
+// tickEvery is how often the orchestrator wakes hosts, times runs out and
+// delivers notifications; pruneEvery how often retention applies.
+const (
+	tickEvery  = 2 * time.Second
+	pruneEvery = time.Hour
+)
+
+// runOrchestrator ticks orch until ctx ends.
+func runOrchestrator(ctx context.Context, orch *orchestrator.Orchestrator, log *slog.Logger) {
+	t := time.NewTicker(tickEvery)
+	defer t.Stop()
+	lastPrune := time.Time{}
+	for {
+		prune := time.Since(lastPrune) > pruneEvery
+		if err := orch.Tick(ctx, prune); err != nil && ctx.Err() == nil {
+			log.Warn("vetting orchestrator", "err", err)
+		}
+		if prune {
+			lastPrune = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // firewallBanner adds repeated login failures to the firewall's ban set.

@@ -30,7 +30,7 @@ func TestEveryAPIRouteNeedsCredentials(t *testing.T) {
 	}
 	defer db.Close()
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	a, err := newAPI(context.Background(), svc.Env{Config: config.Default(), StateDir: dir, RunDir: dir}, db, "", log)
+	a, _, err := newAPI(context.Background(), svc.Env{Config: config.Default(), StateDir: dir, RunDir: dir}, db, "", log)
 	if err != nil {
 		t.Fatal(err)
 	}

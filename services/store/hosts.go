@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"kiln.dev/kiln/services/vetting/spec"
 )
 
 // BootProfile says what a host boots into when it network-boots.
@@ -114,6 +116,8 @@ func (h *Host) normalize() Errors {
 		var v any
 		if err := yaml.Unmarshal([]byte(h.ExpectedSpec), &v); err != nil {
 			es.invalid("expected_spec", "not valid YAML: %v", err)
+		} else if _, err := spec.Parse([]byte(h.ExpectedSpec)); err != nil {
+			es.invalid("expected_spec", "not a vetting spec (expect: a list of {fact, min|max|exact|regex|in|contains}; see docs/vetting.md): %v", err)
 		}
 	}
 	if h.WoLMAC != "" {

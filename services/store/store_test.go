@@ -316,8 +316,8 @@ const hallYAML = `hosts:
     circuit_id: sw1/1
     ipxe_binary: snponly.efi
     expected_spec:
-      cpus: 8
-      memory_gib: 32
+      expect:
+        - {fact: cpu.threads, min: 8}
   - name: pc-02
     macs: [52:54:00:00:02:01]
     switch_port: sw1 gi0/2
@@ -415,7 +415,7 @@ func TestImportExportRoundTrip(t *testing.T) {
 			if diff := cmp.Diff(ha, hb, ignore, addrEq); diff != "" {
 				t.Errorf("hosts after round trip differ (-a +b):\n%s", diff)
 			}
-			if ha[0].ExpectedSpec != "cpus: 8\nmemory_gib: 32\n" {
+			if ha[0].ExpectedSpec != "expect:\n    - {fact: cpu.threads, min: 8}\n" {
 				t.Errorf("structured expected_spec stored as %q", ha[0].ExpectedSpec)
 			}
 		})

@@ -48,10 +48,14 @@
 //  4. The agent judges the run (verdict.Run) and sends protocol.Report:
 //     verdict, findings (each naming what failed, e.g. "memory.installed_bytes:
 //     expected ≥ 64 GiB, got 2 GiB"), stages, inventory, diff.
-//  5. If the verdict is FAIL and HoldOnFailure is set, agent.Options.Hold is
-//     called (the live image's hook to start an SSH server with the run's
-//     key — not built yet); otherwise kiln-agent exits 0 and prints
-//     "kiln-agent: run <id> verdict <STATUS>" on stdout.
+//  5. If the verdict is FAIL and HoldOnFailure is set with a HoldKey,
+//     agent.Options.Hold is called: in the live image sshhold.Hold serves
+//     SSH on :22 (an ephemeral ed25519 host key, root with the run's key
+//     only, exec/shell/pty), announces it (EventHolding with Addr and
+//     HostKey, repeated every HoldHeartbeat) and returns when the
+//     orchestrator answers 410. kiln-agent prints "kiln-agent: run <id>
+//     verdict <STATUS>" and then, as PID 1 of the live image, does
+//     Assignment.After (see cmd/kiln-agent/live.go and docs/image.md).
 //
 // The orchestrator stops a run by answering the agent with
 // protocol.ErrRunOver from its Backend (HTTP 410): the agent cancels its
@@ -120,6 +124,34 @@
 //	    min: 64GiB
 //
 // reports "memory.installed_bytes: expected ≥ 64 GiB, got 2 GiB".
+//
+// # Reports and notifications
+//
+// These two packages run on the appliance only (the agent never imports
+// them).
+//
+//   - report: report.Run is plain data the orchestrator fills from its
+//     database — run metadata and state, the agent's protocol.Report (nil
+//     when it never arrived: the protocol.Inventory and the stage events
+//     then stand in), the events, and the host's earlier runs.
+//     report.JSON renders the versioned report.Document (schema
+//     "kiln.vetting.report", SchemaVersion) for tooling: verdict, findings,
+//     spec diff with outcomes, stages with measurements, validators and
+//     baseline deltas, inventory summary, hold address, history.
+//     report.HTML renders one self-contained page — inline CSS and SVG
+//     (stage timeline, per-stage measurements against their limits and
+//     baseline mean, the host's verdict history), no scripts, readable on a
+//     phone and in print; serve it with report.ContentSecurityPolicy.
+//     report.Summarize gives the headline and finding lines a notification
+//     carries.
+//   - notify: targets (webhook, ntfy, SMTP) as configured under
+//     vetting.notify (notify.Validate names the bad field and the fix);
+//     notify.Send makes one bounded attempt for a notify.Message and
+//     returns an *notify.Error saying whether it is permanent and what
+//     Retry-After the server asked for; notify.Delay(attempt, err) spaces
+//     retries (10 s doubling to 30 min, notify.MaxAttempts) for the
+//     orchestrator's durable outbox. Target.Wants filters by outcome (pass,
+//     fail, …, held, stopped, timed_out).
 //
 // # Tests
 //

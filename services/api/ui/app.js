@@ -1,7 +1,8 @@
-// kiln web UI: session, router, live updates. Views live in views.js and hosts.js.
+// kiln web UI: session, router, live updates. Views live in views.js, hosts.js and vetting.js.
 import { api, setCSRF, h, fill } from './api.js';
 import { loginView, dashboardView, leasesView, logsView, settingsView, usersView } from './views.js';
 import { hostsView, hostView, hostFormView } from './hosts.js';
+import { vettingView } from './vetting.js';
 
 const main = document.getElementById('main');
 const state = { session: null, info: null };
@@ -15,6 +16,7 @@ const routes = [
   [/^#\/hosts\/new$/, hostFormView, 'New host'],
   [/^#\/hosts\/([^/]+)\/edit$/, hostFormView, 'Edit host'],
   [/^#\/hosts\/([^/]+)$/, hostView, 'Host'],
+  [/^#\/vetting(?:\/([^/]+))?$/, vettingView, 'Vetting'],
   [/^#\/leases$/, leasesView, 'Leases'],
   [/^#\/logs(?:\/([^/]+))?$/, logsView, 'Logs'],
   [/^#\/settings$/, settingsView, 'Settings'],

@@ -124,7 +124,7 @@ const fields = [
   ['boot_profile', 'Boot profile', 'select', 'What the host boots into over the network'],
   ['role', 'Role', 'text', 'Free text, e.g. worker'],
   ['ipv4', 'Reserved IPv4 address', 'text', 'Empty: an address from the pool'],
-  ['expected_spec', 'Expected hardware (YAML)', 'textarea', 'A mapping, e.g. "cpus: 8" and "memory_gib: 32" on their own lines; checked as you type'],
+  ['expected_spec', 'Expected hardware (YAML)', 'textarea', 'A list under "expect:", e.g. "- fact: memory.installed_bytes" with "min: 32GiB" (see docs/vetting.md); checked as you type'],
 ];
 const advanced = [
   ['kernel', 'Kernel', 'text', 'Profile kernel: a path below the HTTP boot files root (e.g. custom/vmlinuz) or an http(s) URL'],

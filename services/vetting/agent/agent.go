@@ -55,9 +55,20 @@ type Options struct {
 	// HelloTimeout bounds how long hello is retried while the appliance is
 	// unreachable (default 10 minutes).
 	HelloTimeout time.Duration
-	// Hold is called with the report when the run failed and the assignment
-	// asks to hold the host (an SSH server for the operator); nil returns.
-	Hold func(ctx context.Context, r protocol.Report) error
+	// Hold is called when the run failed and the assignment asks to hold
+	// the host: it serves SSH with the run's key, announces itself and
+	// returns once req.Wait does (the operator released the host). Nil:
+	// no hold.
+	Hold func(ctx context.Context, req HoldRequest) error
+	// HoldHeartbeat is how often a holding agent repeats its holding event
+	// (default protocol.HoldHeartbeat).
+	HoldHeartbeat time.Duration
+	// Addrs lists the machine's IPv4 addresses with prefix for Hello
+	// (default InterfaceAddrs).
+	Addrs func() []string
+	// Assigned, when set, is called with the assignment once hello
+	// succeeded: the live image learns Assignment.After from it.
+	Assigned func(protocol.Assignment)
 }
 
 // ErrOptions is wrapped by errors about missing or malformed options.
@@ -94,6 +105,9 @@ func (o *Options) defaults() error {
 	if o.Version == "" {
 		o.Version = "dev"
 	}
+	if o.Addrs == nil {
+		o.Addrs = InterfaceAddrs
+	}
 	return nil
 }
 
@@ -116,7 +130,8 @@ func Run(ctx context.Context, o Options) (protocol.Report, error) {
 
 	client := &protocol.Client{BaseURL: o.ServerURL, Token: o.Token, HTTP: o.HTTPClient}
 	hello := protocol.Hello{AgentVersion: o.Version, Host: o.Host, MAC: o.MAC, Kernel: inv.Kernel,
-		BootID: readTrim(filepath.Join(o.Root, "proc/sys/kernel/random/boot_id"))}
+		BootID: readTrim(filepath.Join(o.Root, "proc/sys/kernel/random/boot_id")),
+		Model:  strings.TrimSpace(inv.System.Manufacturer + " " + inv.System.Product), Addrs: o.Addrs()}
 	for _, n := range inv.NICs {
 		hello.MACs = append(hello.MACs, n.MAC)
 	}
@@ -128,6 +143,9 @@ func Run(ctx context.Context, o Options) (protocol.Report, error) {
 	}
 	log = log.With("run", a.RunID)
 	log.Info("assigned", "profile", a.Profile, "wipeable", a.Wipeable, "deadline", a.Deadline)
+	if o.Assigned != nil {
+		o.Assigned(a)
+	}
 
 	// Everything below runs under a context the event sender can cancel when
 	// the orchestrator says the run is over.
@@ -201,9 +219,11 @@ func Run(ctx context.Context, o Options) (protocol.Report, error) {
 	if err := client.Send(fctx, &report); err != nil {
 		return report, err
 	}
-	if status == verdict.Fail && a.HoldOnFailure && o.Hold != nil {
+	if status == verdict.Fail && a.HoldOnFailure && o.Hold != nil && a.HoldKey != "" {
 		log.Info("holding the host for the operator")
-		return report, o.Hold(ctx, report)
+		h := newHolder(events, o.HoldHeartbeat)
+		events.stop = h.release
+		return report, o.Hold(ctx, HoldRequest{Report: report, AuthorizedKey: a.HoldKey, Announce: h.announce, Wait: h.wait})
 	}
 	return report, nil
 }

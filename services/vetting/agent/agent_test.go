@@ -24,8 +24,9 @@ import (
 // keeps every message.
 type orchestrator struct {
 	assignment protocol.Assignment
-	// goneAfter, when > 0, answers ErrRunOver from that many event batches on.
-	goneAfter int
+	// goneAfter, when > 0, answers ErrRunOver from that many event batches on;
+	// goneAfterHolding from that many holding events on.
+	goneAfter, goneAfterHolding int
 
 	mu sync.Mutex
 	// hello, inventory, events, batches and report are guarded by mu.
@@ -33,6 +34,7 @@ type orchestrator struct {
 	inventory *protocol.Inventory
 	events    []protocol.Event
 	batches   int
+	holding   int
 	report    *protocol.Report
 }
 
@@ -52,6 +54,14 @@ func (o *orchestrator) Record(_ context.Context, run string, m protocol.Message)
 	case *protocol.Events:
 		o.batches++
 		if o.goneAfter > 0 && o.batches >= o.goneAfter {
+			return protocol.ErrRunOver
+		}
+		for _, e := range m.Events {
+			if e.Kind == protocol.EventHolding {
+				o.holding++
+			}
+		}
+		if o.goneAfterHolding > 0 && o.holding >= o.goneAfterHolding {
 			return protocol.ErrRunOver
 		}
 		o.events = append(o.events, m.Events...)
@@ -260,17 +270,57 @@ func TestRefusedToken(t *testing.T) {
 }
 
 func TestHoldOnFailure(t *testing.T) {
+	orch := &orchestrator{assignment: protocol.Assignment{HoldOnFailure: true, HoldKey: "ssh-ed25519 AAAAkey run",
+		Spec: "expect:\n  - fact: cpu.threads\n    min: 100000\n"}, goneAfterHolding: 3}
+	o := serve(t, orch)
+	o.Settings = &stages.Profile{Name: "cpu-only", Stages: []string{"cpu"}, CPU: stages.CPU{Duration: 100 * time.Millisecond}}
+	o.HoldHeartbeat = 50 * time.Millisecond
+	var held *HoldSeen
+	o.Hold = func(ctx context.Context, req agent.HoldRequest) error {
+		held = &HoldSeen{report: req.Report, key: req.AuthorizedKey}
+		if err := req.Announce(ctx, "127.0.0.1:22", "ssh-ed25519 AAAAhost"); err != nil {
+			return err
+		}
+		return req.Wait(ctx) // the orchestrator answers 410 at the third heartbeat
+	}
+	if _, err := run(t, o); err != nil {
+		t.Fatal(err)
+	}
+	if held == nil || held.report.Verdict != verdict.Fail || held.key != "ssh-ed25519 AAAAkey run" {
+		t.Fatalf("Hold called with %+v, want the failed report and the run's key", held)
+	}
+	orch.mu.Lock()
+	defer orch.mu.Unlock()
+	var holding []protocol.Event
+	for _, e := range orch.events {
+		if e.Kind == protocol.EventHolding {
+			holding = append(holding, e)
+		}
+	}
+	if len(holding) < 1 || holding[0].Addr != "127.0.0.1:22" || holding[0].HostKey != "ssh-ed25519 AAAAhost" {
+		t.Fatalf("holding events %+v, want the SSH address and host key", holding)
+	}
+	for i := 1; i < len(orch.events); i++ {
+		if orch.events[i].Seq != orch.events[i-1].Seq+1 {
+			t.Fatalf("event seqs not consecutive at %d: %d after %d", i, orch.events[i].Seq, orch.events[i-1].Seq)
+		}
+	}
+}
+
+// HoldSeen is what the hold hook was given.
+type HoldSeen struct {
+	report protocol.Report
+	key    string
+}
+
+func TestNoHoldWithoutKey(t *testing.T) {
 	orch := &orchestrator{assignment: protocol.Assignment{HoldOnFailure: true,
 		Spec: "expect:\n  - fact: cpu.threads\n    min: 100000\n"}}
 	o := serve(t, orch)
 	o.Settings = &stages.Profile{Name: "cpu-only", Stages: []string{"cpu"}, CPU: stages.CPU{Duration: 100 * time.Millisecond}}
-	var held *protocol.Report
-	o.Hold = func(_ context.Context, r protocol.Report) error { held = &r; return nil }
+	o.Hold = func(context.Context, agent.HoldRequest) error { t.Error("held without a key"); return nil }
 	if _, err := run(t, o); err != nil {
 		t.Fatal(err)
-	}
-	if held == nil || held.Verdict != verdict.Fail {
-		t.Errorf("Hold called with %+v, want the failed report", held)
 	}
 }
 

@@ -39,6 +39,11 @@ type Hello struct {
 	Kernel string   `json:"kernel,omitempty"`
 	// BootID is /proc/sys/kernel/random/boot_id: a reboot mid-run shows.
 	BootID string `json:"boot_id,omitempty"`
+	// Addrs are the agent's IPv4 addresses with prefix ("10.9.0.50/24").
+	Addrs []string `json:"addrs,omitempty"`
+	// Model is the machine's manufacturer and product (SMBIOS): the key of
+	// the baseline the assignment carries.
+	Model string `json:"model,omitempty"`
 }
 
 // Assignment is the orchestrator's answer to Hello: what to run.
@@ -58,7 +63,20 @@ type Assignment struct {
 	HoldOnFailure bool `json:"hold_on_failure,omitempty"`
 	// Deadline is when the run's token expires; the agent plans within it.
 	Deadline time.Time `json:"deadline,omitempty"`
+	// HoldKey is the run's SSH public key (authorized_keys format): the only
+	// key the agent's SSH server accepts while it holds the host.
+	HoldKey string `json:"hold_key,omitempty"`
+	// After is what the live image does once the run is over and not held:
+	// AfterPoweroff (the default when empty), AfterReboot or AfterStay.
+	After string `json:"after,omitempty"`
 }
+
+// What the live image does after a run.
+const (
+	AfterPoweroff = "poweroff"
+	AfterReboot   = "reboot"
+	AfterStay     = "stay"
+)
 
 // Message is one of the records an agent sends after Hello: *Inventory,
 // *Events or *Report.
@@ -83,7 +101,14 @@ const (
 	EventStageProgress EventKind = EventKind(stages.EventProgress)
 	EventStageEnd      EventKind = EventKind(stages.EventEnd)
 	EventNote          EventKind = "note"
+	// EventHolding is sent when the agent's SSH server is up and then every
+	// HoldHeartbeat while it holds the host; Addr and HostKey say where and
+	// what to trust. The orchestrator answers 410 once the run is released.
+	EventHolding EventKind = "holding"
 )
+
+// HoldHeartbeat is how often a holding agent says it is still there.
+const HoldHeartbeat = 15 * time.Second
 
 // Event is one progress record. Seq numbers start at 1 and grow by one per
 // event of a run, so the orchestrator can drop duplicates of a retried batch
@@ -99,6 +124,10 @@ type Event struct {
 	Timeout time.Duration `json:"timeout,omitempty"`
 	// Result is set on stage_end: the stage's status and measurements.
 	Result *verdict.StageResult `json:"result,omitempty"`
+	// Addr ("10.9.0.50:22") and HostKey (authorized_keys format) are set on
+	// holding.
+	Addr    string `json:"addr,omitempty"`
+	HostKey string `json:"host_key,omitempty"`
 }
 
 // Events is a batch of events, in Seq order.
