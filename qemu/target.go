@@ -13,9 +13,9 @@ import (
 // Target is a bare-metal machine stand-in that network-boots from an
 // appliance over a private segment: OVMF, TCG, no option ROM (OVMF's own
 // virtio-net driver and UEFI PXE, as on most servers: DHCP → TFTP ipxe.efi →
-// iPXE → its script over HTTP), the NIC first in the boot order and blank
-// qcow2 scratch disks the vetting storage stage reads. `kiln vm run
-// --targets` and the vetting tier-4 test boot the same machine.
+// iPXE → its script over HTTP), the NIC first in the boot order, blank
+// qcow2 scratch disks the vetting storage stage reads and a virtio RNG.
+// `kiln vm run --targets` and the vetting tier-4 test boot the same machine.
 type Target struct {
 	// Dir holds the target's files: the OVMF vars, serial.log and the disks
 	// (disk1.qcow2, disk2.qcow2, …). Disks that exist are kept, so a target

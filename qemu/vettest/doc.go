@@ -30,6 +30,7 @@
 // logged and the VMs' work dirs (serial.log) are kept and named. The test
 // skips with the reason when the image, the kiln binary, QEMU, OVMF,
 // qemu-img, chromium or ssh is missing, and with -short. Budget: one
-// appliance boot and two quick runs under TCG, about 4-6 minutes on two
-// cores.
+// appliance boot and two quick runs under TCG; measured on two cores: the
+// appliance ready in 25 s, each run 70 s from its creation to passed (or
+// holding), the whole test 3m20s.
 package vettest
