@@ -26,10 +26,12 @@ type sshJSON struct {
 	PrivateKey string `json:"private_key"`
 	KnownHosts string `json:"known_hosts"`
 	// Command assumes the key in kiln-run-<id>.key and the known_hosts
-	// line in kiln-run-<id>.known_hosts; ProxyCommand reaches the host
-	// through the appliance (ssh -o ProxyCommand=…).
-	Command      string `json:"command"`
-	ProxyCommand string `json:"proxy_command"`
+	// line in kiln-run-<id>.known_hosts, on the provisioning network;
+	// TunnelCommand reaches the host through the appliance, with
+	// ProxyCommand (kiln vet tunnel <id>) as ssh's ProxyCommand.
+	Command       string `json:"command"`
+	ProxyCommand  string `json:"proxy_command"`
+	TunnelCommand string `json:"tunnel_command"`
 }
 
 // vetEventJSON is an agent event of a run in the stream.
@@ -285,7 +287,8 @@ func (s *Server) runSSH(w http.ResponseWriter, r *http.Request) {
 	host, _, _ := net.SplitHostPort(run.HoldAddr)
 	writeJSON(w, http.StatusOK, sshJSON{User: "root", Addr: run.HoldAddr, PrivateKey: run.SSHPrivate,
 		KnownHosts: orchestrator.KnownHosts(run), Command: orchestrator.SSHCommand(run, ""),
-		ProxyCommand: fmt.Sprintf("ssh -i kiln-run-%d.key -o UserKnownHostsFile=kiln-run-%d.known_hosts -o ProxyCommand='kiln vet tunnel %d' root@%s", run.ID, run.ID, run.ID, host)})
+		ProxyCommand:  fmt.Sprintf("kiln vet tunnel %d", run.ID),
+		TunnelCommand: fmt.Sprintf("ssh -i kiln-run-%d.key -o UserKnownHostsFile=kiln-run-%d.known_hosts -o ProxyCommand='kiln vet tunnel %d' root@%s", run.ID, run.ID, run.ID, host)})
 }
 
 // runTunnel bridges the caller to the held host's SSH server: the appliance
