@@ -284,7 +284,7 @@ func (s *Server) runSSH(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("held host's SSH key handed out", "run", run.ID, "host", run.Host, "user", Caller(r).User)
-	host, _, _ := net.SplitHostPort(run.HoldAddr)
+	host, _ := orchestrator.HoldHostPort(run)
 	writeJSON(w, http.StatusOK, sshJSON{User: "root", Addr: run.HoldAddr, PrivateKey: run.SSHPrivate,
 		KnownHosts: orchestrator.KnownHosts(run), Command: orchestrator.SSHCommand(run, ""),
 		ProxyCommand:  fmt.Sprintf("kiln vet tunnel %d", run.ID),

@@ -55,7 +55,6 @@ type VetMeasurement struct {
 	Stage, Name, Unit string
 	Value             float64
 	Better, Status    string
-	Model             string // filled by VetMeasurementsOfModel
 }
 
 // VetEvent is one entry of the vetting change log: an agent event (Seq > 0,
@@ -223,20 +222,7 @@ func (s *Store) ListVetRuns(ctx context.Context, f VetRunFilter) ([]VetRun, erro
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, f.Limit)
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("listing vetting runs: %w", err)
-	}
-	defer rows.Close()
-	var out []VetRun
-	for rows.Next() {
-		r, err := scanVetRun(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing vetting runs: %w", err)
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, "vetting runs", scanVetRun, q, args...)
 }
 
 // UpdateVetRun reads run id, lets fn change it and fill u, and stores both
@@ -338,6 +324,25 @@ func (s *Store) UpdateVetRun(ctx context.Context, id int64, fn func(r *VetRun, u
 	return out, err
 }
 
+// queryAll runs q and scans every row with scan; what names the rows in
+// errors.
+func queryAll[T any](ctx context.Context, db *sql.DB, what string, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 func addVetEvents(ctx context.Context, tx *sql.Tx, runID int64, events []VetEvent) error {
 	for _, e := range events {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO vet_events (run_id, seq, kind, body, time_ms) VALUES (?, ?, ?, ?, ?)`,
@@ -351,22 +356,13 @@ func addVetEvents(ctx context.Context, tx *sql.Tx, runID int64, events []VetEven
 const vetEventColumns = `id, run_id, seq, kind, body, time_ms`
 
 func (s *Store) queryVetEvents(ctx context.Context, q string, args ...any) ([]VetEvent, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+vetEventColumns+` FROM vet_events `+q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("reading vetting events: %w", err)
-	}
-	defer rows.Close()
-	var out []VetEvent
-	for rows.Next() {
+	return queryAll(ctx, s.db, "vetting events", func(r scanner) (VetEvent, error) {
 		var e VetEvent
 		var t int64
-		if err := rows.Scan(&e.ID, &e.RunID, &e.Seq, &e.Kind, &e.Body, &t); err != nil {
-			return nil, fmt.Errorf("reading vetting events: %w", err)
-		}
+		err := r.Scan(&e.ID, &e.RunID, &e.Seq, &e.Kind, &e.Body, &t)
 		e.Time = int2time(t)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+		return e, err
+	}, `SELECT `+vetEventColumns+` FROM vet_events `+q, args...)
 }
 
 // VetEventsAfter returns up to limit change-log entries with an id above
@@ -396,23 +392,14 @@ func (s *Store) LastVetEventID(ctx context.Context) (int64, error) {
 
 // VetStages returns run's stages in the order they started.
 func (s *Store) VetStages(ctx context.Context, runID int64) ([]VetStage, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, status, summary, error, started_ms, ended_ms FROM vet_stages
-		WHERE run_id = ? ORDER BY started_ms, name`, runID)
-	if err != nil {
-		return nil, fmt.Errorf("reading stages: %w", err)
-	}
-	defer rows.Close()
-	var out []VetStage
-	for rows.Next() {
+	return queryAll(ctx, s.db, "stages", func(r scanner) (VetStage, error) {
 		var st VetStage
 		var a, b int64
-		if err := rows.Scan(&st.Name, &st.Status, &st.Summary, &st.Error, &a, &b); err != nil {
-			return nil, fmt.Errorf("reading stages: %w", err)
-		}
+		err := r.Scan(&st.Name, &st.Status, &st.Summary, &st.Error, &a, &b)
 		st.Started, st.Ended = int2time(a), int2time(b)
-		out = append(out, st)
-	}
-	return out, rows.Err()
+		return st, err
+	}, `SELECT name, status, summary, error, started_ms, ended_ms FROM vet_stages
+		WHERE run_id = ? ORDER BY started_ms, name`, runID)
 }
 
 // VetMeasurementsOfModel returns the measurements of the newest runs (at
@@ -422,44 +409,24 @@ func (s *Store) VetMeasurementsOfModel(ctx context.Context, model, verdict strin
 	if runs <= 0 {
 		runs = 20
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT m.run_id, m.stage, m.name, m.unit, m.value, m.better, m.status
+	return queryAll(ctx, s.db, "measurements", func(r scanner) (VetMeasurement, error) {
+		var m VetMeasurement
+		err := r.Scan(&m.RunID, &m.Stage, &m.Name, &m.Unit, &m.Value, &m.Better, &m.Status)
+		return m, err
+	}, `SELECT m.run_id, m.stage, m.name, m.unit, m.value, m.better, m.status
 		FROM vet_measurements m WHERE m.run_id IN (SELECT id FROM vet_runs WHERE model = ? AND verdict = ? AND id <> ?
 		ORDER BY id DESC LIMIT ?) ORDER BY m.run_id, m.name`, model, verdict, exceptRun, runs)
-	if err != nil {
-		return nil, fmt.Errorf("reading measurements: %w", err)
-	}
-	defer rows.Close()
-	var out []VetMeasurement
-	for rows.Next() {
-		var m VetMeasurement
-		if err := rows.Scan(&m.RunID, &m.Stage, &m.Name, &m.Unit, &m.Value, &m.Better, &m.Status); err != nil {
-			return nil, fmt.Errorf("reading measurements: %w", err)
-		}
-		m.Model = model
-		out = append(out, m)
-	}
-	return out, rows.Err()
 }
 
 // VetArtifacts returns run's artifacts by name.
 func (s *Store) VetArtifacts(ctx context.Context, runID int64) ([]VetArtifact, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT run_id, name, size, sha256, created_ms FROM vet_artifacts
-		WHERE run_id = ? ORDER BY name`, runID)
-	if err != nil {
-		return nil, fmt.Errorf("reading artifacts: %w", err)
-	}
-	defer rows.Close()
-	var out []VetArtifact
-	for rows.Next() {
+	return queryAll(ctx, s.db, "artifacts", func(r scanner) (VetArtifact, error) {
 		var a VetArtifact
 		var c int64
-		if err := rows.Scan(&a.RunID, &a.Name, &a.Size, &a.SHA256, &c); err != nil {
-			return nil, fmt.Errorf("reading artifacts: %w", err)
-		}
+		err := r.Scan(&a.RunID, &a.Name, &a.Size, &a.SHA256, &c)
 		a.Created = int2time(c)
-		out = append(out, a)
-	}
-	return out, rows.Err()
+		return a, err
+	}, `SELECT run_id, name, size, sha256, created_ms FROM vet_artifacts WHERE run_id = ? ORDER BY name`, runID)
 }
 
 // VetRunsToPrune returns ended runs beyond the keep newest of their host, or
@@ -468,22 +435,13 @@ func (s *Store) VetRunsToPrune(ctx context.Context, keep int, cutoff time.Time) 
 	if keep <= 0 {
 		keep = 1 << 30
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id FROM (SELECT id, ended_ms,
+	return queryAll(ctx, s.db, "runs to prune", func(r scanner) (int64, error) {
+		var id int64
+		err := r.Scan(&id)
+		return id, err
+	}, `SELECT id FROM (SELECT id, ended_ms,
 		ROW_NUMBER() OVER (PARTITION BY host ORDER BY id DESC) AS n FROM vet_runs WHERE active = 0)
 		WHERE n > ? OR (? > 0 AND ended_ms < ?) ORDER BY id`, keep, ms2int(cutoff), ms2int(cutoff))
-	if err != nil {
-		return nil, fmt.Errorf("finding runs to prune: %w", err)
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
 }
 
 // DeleteVetRun deletes an ended run with its stages, measurements, events
@@ -507,44 +465,24 @@ func (s *Store) DueVetNotifications(ctx context.Context, now time.Time, limit in
 	if limit <= 0 {
 		limit = 20
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, COALESCE(run_id, 0), target, message, attempts, next_ms, last_error
-		FROM vet_outbox WHERE done_ms = 0 AND next_ms <= ? ORDER BY next_ms, id LIMIT ?`, ms2int(now), limit)
-	if err != nil {
-		return nil, fmt.Errorf("reading the notification outbox: %w", err)
-	}
-	defer rows.Close()
-	var out []VetNotification
-	for rows.Next() {
+	return s.queryVetNotifications(ctx, `WHERE done_ms = 0 AND next_ms <= ? ORDER BY next_ms, id LIMIT ?`, ms2int(now), limit)
+}
+
+const vetNotificationColumns = `id, COALESCE(run_id, 0), target, message, attempts, next_ms, last_error, done_ms, failed`
+
+func (s *Store) queryVetNotifications(ctx context.Context, q string, args ...any) ([]VetNotification, error) {
+	return queryAll(ctx, s.db, "the notification outbox", func(r scanner) (VetNotification, error) {
 		var n VetNotification
-		var next int64
-		if err := rows.Scan(&n.ID, &n.RunID, &n.Target, &n.Message, &n.Attempts, &next, &n.LastErr); err != nil {
-			return nil, err
-		}
-		n.Next = int2time(next)
-		out = append(out, n)
-	}
-	return out, rows.Err()
+		var next, done int64
+		err := r.Scan(&n.ID, &n.RunID, &n.Target, &n.Message, &n.Attempts, &next, &n.LastErr, &done, &n.Failed)
+		n.Next, n.Done = int2time(next), int2time(done)
+		return n, err
+	}, `SELECT `+vetNotificationColumns+` FROM vet_outbox `+q, args...)
 }
 
 // VetNotificationsOfRun returns run's notifications, oldest first.
 func (s *Store) VetNotificationsOfRun(ctx context.Context, runID int64) ([]VetNotification, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, COALESCE(run_id, 0), target, message, attempts, next_ms, last_error,
-		done_ms, failed FROM vet_outbox WHERE run_id = ? ORDER BY id`, runID)
-	if err != nil {
-		return nil, fmt.Errorf("reading the notification outbox: %w", err)
-	}
-	defer rows.Close()
-	var out []VetNotification
-	for rows.Next() {
-		var n VetNotification
-		var next, done int64
-		if err := rows.Scan(&n.ID, &n.RunID, &n.Target, &n.Message, &n.Attempts, &next, &n.LastErr, &done, &n.Failed); err != nil {
-			return nil, err
-		}
-		n.Next, n.Done = int2time(next), int2time(done)
-		out = append(out, n)
-	}
-	return out, rows.Err()
+	return s.queryVetNotifications(ctx, `WHERE run_id = ? ORDER BY id`, runID)
 }
 
 // VetNotificationAttempt records one delivery attempt: delivered, given up

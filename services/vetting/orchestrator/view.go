@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -90,10 +91,7 @@ func SSHCommand(r store.VetRun, keyFile string) string {
 	if keyFile == "" {
 		keyFile = fmt.Sprintf("kiln-run-%d.key", r.ID)
 	}
-	host, port := r.HoldAddr, "22"
-	if i := strings.LastIndex(r.HoldAddr, ":"); i >= 0 {
-		host, port = r.HoldAddr[:i], r.HoldAddr[i+1:]
-	}
+	host, port := HoldHostPort(r)
 	cmd := fmt.Sprintf("ssh -i %s -o IdentitiesOnly=yes -o UserKnownHostsFile=%s", keyFile,
 		strings.TrimSuffix(keyFile, ".key")+".known_hosts")
 	if port != "22" {
@@ -102,15 +100,21 @@ func SSHCommand(r store.VetRun, keyFile string) string {
 	return cmd + " root@" + host
 }
 
+// HoldHostPort splits a held run's SSH address (port 22 when it names none).
+func HoldHostPort(r store.VetRun) (host, port string) {
+	host, port, err := net.SplitHostPort(r.HoldAddr)
+	if err != nil {
+		return r.HoldAddr, "22"
+	}
+	return host, port
+}
+
 // KnownHosts is the known_hosts line of held run r's SSH server.
 func KnownHosts(r store.VetRun) string {
 	if r.HoldHostKey == "" || r.HoldAddr == "" {
 		return ""
 	}
-	host, port := r.HoldAddr, "22"
-	if i := strings.LastIndex(r.HoldAddr, ":"); i >= 0 {
-		host, port = r.HoldAddr[:i], r.HoldAddr[i+1:]
-	}
+	host, port := HoldHostPort(r)
 	name := host
 	if port != "22" {
 		name = "[" + host + "]:" + port
