@@ -11,10 +11,12 @@ export CGO_ENABLED := 0
 # Debian packages the build and the tests need on the host.
 HOST_PACKAGES := qemu-system-x86 qemu-utils ovmf systemd-boot-efi squashfs-tools gdisk dosfstools \
 	e2fsprogs libc-bin ipxe ipxe-qemu mtools cpio kmod iproute2 curl udhcpc isc-dhcp-client dnsmasq \
-	bind9-dnsutils atftp tftp-hpa nftables chromium tftpd-hpa kea-admin dnsperf openssh-client
+	bind9-dnsutils atftp tftp-hpa nftables chromium tftpd-hpa kea-admin dnsperf openssh-client \
+	nfs-common nfs-kernel-server open-iscsi fio iputils-ping
 # Commands whose absence means the packages above are not installed yet.
 HOST_COMMANDS := qemu-system-x86_64 qemu-img mksquashfs unsquashfs sgdisk fsck.vfat mcopy e2fsck \
-	dpkg-deb udhcpc dnsmasq dig atftp nft chromium tftp in.tftpd perfdhcp dnsperf ssh
+	dpkg-deb udhcpc dnsmasq dig atftp nft chromium tftp in.tftpd perfdhcp dnsperf ssh \
+	mount.nfs exportfs rpc.nfsd iscsiadm iscsid fio ping
 
 .PHONY: all build deps image image-baseline lock run test test-unit bench clean
 
@@ -26,7 +28,10 @@ build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(OUT)/kiln-stage1 ./cmd/kiln-stage1
 	$(GO) build $(GOFLAGS_BUILD) -o $(OUT)/kiln-agent ./cmd/kiln-agent
 
-# deps installs the host packages once; it is a no-op when they are present.
+# deps installs the host packages once; it is a no-op when they are present. Daemons the
+# packages bring (rpcbind, nfs-kernel-server, iscsid) are not started: a policy-rc.d that
+# denies every start is in place during the install unless the host has its own (tests
+# start their own instances inside QEMU guests, see docs/testing.md).
 deps:
 	@missing=""; for c in $(HOST_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing="$$missing OVMF"; \
@@ -34,7 +39,10 @@ deps:
 	if [ -n "$$missing" ]; then \
 		echo "installing host packages (missing:$$missing)"; \
 		if [ "$$(id -u)" != 0 ]; then echo "run as root, or install: $(HOST_PACKAGES)"; exit 1; fi; \
+		policy=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy=1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(HOST_PACKAGES) >/dev/null; \
+		rc=$$?; [ -z "$$policy" ] || rm -f /usr/sbin/policy-rc.d; exit $$rc; \
 	fi
 
 # The recovery shell's u-root busybox lives in its own module (image/busybox) so the

@@ -66,6 +66,31 @@ type Config struct {
 	// SerialLog is where the serial console is captured; WorkDir/serial.log
 	// if empty. It is truncated when the VM starts.
 	SerialLog string
+
+	// Kernel, if set, boots this kernel image directly (QEMU's -kernel) with
+	// Initrd and Append instead of booting a disk; the firmware only hands
+	// over to it (SeaBIOS with BIOS does so in well under a second).
+	Kernel string
+	// Initrd is the initramfs of a direct kernel boot; none if empty.
+	Initrd string
+	// Append is the kernel command line of a direct kernel boot.
+	Append string
+	// VirtFS are host directories shared with the guest over virtio-9p
+	// (QEMU's local fsdriver); the guest mounts them by tag with -t 9p
+	// -o trans=virtio.
+	VirtFS []VirtFS
+	// Consoles are virtio consoles, the guest's /dev/hvc0, hvc1, … in order,
+	// each connected to a unix socket path the caller already listens on
+	// (QEMU connects as a client while it starts).
+	Consoles []string
+	// RNG adds a virtio RNG seeded from the host's /dev/urandom.
+	RNG bool
+	// NoReboot makes a guest reboot exit QEMU instead (-no-reboot): a guest
+	// kernel that panics with panic=-1 ends the VM at once.
+	NoReboot bool
+	// NoNIC states that the VM has no network device besides Mgmt and NICs
+	// (-nic none), so QEMU never adds its default one.
+	NoNIC bool
 	// Extra is appended to the command line as is.
 	Extra []string
 }
@@ -84,6 +109,20 @@ type Disk struct {
 	// 20 bytes); none if empty. Give every disk a serial or none: the two
 	// kinds are created in different passes, which may change their order.
 	Serial string
+}
+
+// VirtFS is one host directory exported over virtio-9p.
+type VirtFS struct {
+	// Tag is the mount tag the guest names (at most 31 bytes, no commas).
+	Tag string
+	// Path is the host directory.
+	Path string
+	// ReadOnly makes QEMU refuse every write, whatever the guest tries.
+	ReadOnly bool
+	// SecurityModel is QEMU's security_model: "none" (default: files are
+	// accessed and created as QEMU's own user, owners and modes pass through
+	// on reads), "passthrough" or "mapped-xattr".
+	SecurityModel string
 }
 
 // FwCfg is one fw_cfg file: the guest sees File's contents under Name
@@ -289,8 +328,71 @@ func Args(c Config, serialSock, qmpSock string) ([]string, error) {
 		}
 		a = append(a, "-fw_cfg", "name="+f.Name+",file="+optEscape(f.File))
 	}
+	if c.Kernel == "" && (c.Initrd != "" || c.Append != "") {
+		return nil, fmt.Errorf("%w: Initrd or Append without Kernel: set Kernel for a direct kernel boot", ErrConfig)
+	}
+	if c.Kernel != "" {
+		a = append(a, "-kernel", c.Kernel)
+		if c.Initrd != "" {
+			a = append(a, "-initrd", c.Initrd)
+		}
+		if c.Append != "" {
+			a = append(a, "-append", c.Append)
+		}
+	}
+	for i, v := range c.VirtFS {
+		o, err := v.fsdev(fmt.Sprintf("fs%d", i))
+		if err != nil {
+			return nil, fmt.Errorf("%w: VirtFS[%d]: %v", ErrConfig, i, err)
+		}
+		a = append(a, "-fsdev", o, "-device", fmt.Sprintf("virtio-9p-pci,fsdev=fs%d,mount_tag=%s", i, v.Tag))
+	}
+	if len(c.Consoles) > 0 {
+		a = append(a, "-device", "virtio-serial-pci,id=vser0")
+		for i, sock := range c.Consoles {
+			if sock == "" {
+				return nil, fmt.Errorf("%w: Consoles[%d] is empty: give the unix socket path", ErrConfig, i)
+			}
+			a = append(a, "-chardev", fmt.Sprintf("socket,id=hvc%d,server=off,path=%s", i, optEscape(sock)),
+				"-device", fmt.Sprintf("virtconsole,bus=vser0.0,chardev=hvc%d", i))
+		}
+	}
+	if c.RNG {
+		a = append(a, "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0")
+	}
+	if c.NoReboot {
+		a = append(a, "-no-reboot")
+	}
+	if c.NoNIC {
+		a = append(a, "-nic", "none")
+	}
 	a = append(a, c.Extra...)
 	return a, nil
+}
+
+func (v VirtFS) fsdev(id string) (string, error) {
+	if v.Tag == "" || len(v.Tag) > 31 || strings.ContainsAny(v.Tag, ", ") {
+		return "", fmt.Errorf("tag %q: want 1-31 bytes without commas or spaces", v.Tag)
+	}
+	if !filepath.IsAbs(v.Path) {
+		return "", fmt.Errorf("path %q: want an absolute host directory", v.Path)
+	}
+	sm := v.SecurityModel
+	if sm == "" {
+		sm = "none"
+	}
+	switch sm {
+	case "none", "passthrough", "mapped-xattr", "mapped-file":
+	default:
+		return "", fmt.Errorf("security model %q: use none, passthrough, mapped-xattr or mapped-file", sm)
+	}
+	// multidevs=remap keeps inode numbers unique when the export spans
+	// several host filesystems (as / does).
+	o := fmt.Sprintf("local,id=%s,path=%s,security_model=%s,multidevs=remap", id, optEscape(v.Path), sm)
+	if v.ReadOnly {
+		o += ",readonly=on"
+	}
+	return o, nil
 }
 
 func (n NIC) netdev(id string) (string, error) {

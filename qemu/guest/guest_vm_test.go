@@ -1,0 +1,314 @@
+package guest
+
+// Tier 4: these boot guests. TestGuestKernel shares one guest across its
+// subtests; the failure and timeout checks run helper tests of this binary
+// in subprocesses (which are expected to fail), so the suite stays green.
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"kiln.dev/kiln/image/debs"
+)
+
+// diskPattern fills the extra disk TestGuestKernel attaches.
+var diskPattern = []byte("kiln-guest-disk\n")
+
+func TestGuestKernel(t *testing.T) {
+	shared := t.TempDir()
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	if !Inside() {
+		if err := os.WriteFile(disk, bytes.Repeat(diskPattern, 65536), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A name only this run uses, for the writes that must stay in the guest.
+	probe := "kiln-guest-probe-" + filepath.Base(filepath.Dir(shared))
+	if !Enter(t, Options{
+		Modules: []string{"nfsd", "target_core_file", "iscsi_target_mod", "veth"},
+		Shared:  []string{shared},
+		Disks:   []string{disk},
+		Env:     []string{"KILN_GUEST_TEST_PROBE=" + probe},
+	}) {
+		b, err := os.ReadFile(filepath.Join(shared, "from-guest"))
+		if err != nil || string(b) != "written inside the guest\n" {
+			t.Errorf("shared dir: from-guest = %q, %v; want the guest's line", b, err)
+		}
+		for _, p := range []string{"/etc/" + probe, "/var/lib/" + probe, "/usr/" + probe} {
+			if _, err := os.Stat(p); err == nil {
+				os.Remove(p)
+				t.Errorf("the guest's write to %s reached the host", p)
+			}
+		}
+		return
+	}
+	shared = os.Getenv(EnvShared)
+	probe = os.Getenv("KILN_GUEST_TEST_PROBE")
+
+	t.Run("kernel and root", func(t *testing.T) {
+		root, err := repoRoot(".")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lock, err := debs.ReadLock(filepath.Join(root, "image", "packages.lock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pin, _ := lock.Kernel()
+		var u unix.Utsname
+		unix.Uname(&u)
+		if got := unix.ByteSliceToString(u.Release[:]); got != pin.KernelRelease() {
+			t.Errorf("uname -r = %s, want the pinned %s", got, pin.KernelRelease())
+		}
+		if os.Getuid() != 0 {
+			t.Errorf("uid = %d, want root", os.Getuid())
+		}
+		if wd, _ := os.Getwd(); !strings.HasSuffix(wd, "/qemu/guest") {
+			t.Errorf("cwd = %s, want the package directory", wd)
+		}
+		mounts := readFile(t, "/proc/mounts")
+		for _, want := range []string{"overlay / overlay", "configfs /sys/kernel/config configfs", "tmpfs /run tmpfs",
+			"/lib/modules/" + pin.KernelRelease(), "nfsd /proc/fs/nfsd nfsd"} {
+			if !strings.Contains(mounts, want) {
+				t.Errorf("/proc/mounts lacks %q:\n%s", want, mounts)
+			}
+		}
+		// Writable everywhere, but only in the guest: the host side checks.
+		for _, p := range []string{"/etc/" + probe, "/var/lib/" + probe, "/usr/" + probe} {
+			if err := os.WriteFile(p, []byte("guest only\n"), 0o644); err != nil {
+				t.Errorf("writing %s in the guest: %v", p, err)
+			}
+		}
+	})
+
+	t.Run("nfsd versions", func(t *testing.T) {
+		const v = "/proc/fs/nfsd/versions"
+		if err := os.WriteFile(v, []byte("+3 -4\n"), 0); err != nil {
+			t.Fatalf("writing %s: %v", v, err)
+		}
+		got := strings.Fields(readFile(t, v))
+		if !contains(got, "+3") || !contains(got, "-4") {
+			t.Errorf("%s after writing +3 -4 = %q", v, got)
+		}
+		if err := os.WriteFile(v, []byte("+4\n"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Fields(readFile(t, v)); !contains(got, "+4") {
+			t.Errorf("%s after writing +4 = %q", v, got)
+		}
+	})
+
+	t.Run("configfs LIO fileio backstore", func(t *testing.T) {
+		backing := filepath.Join(t.TempDir(), "lun0.img")
+		if err := os.WriteFile(backing, make([]byte, 8<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dev := "/sys/kernel/config/target/core/fileio_7/guesttest"
+		if err := os.MkdirAll(dev, 0o755); err != nil {
+			t.Fatalf("creating the backstore: %v", err)
+		}
+		defer os.Remove(dev)
+		defer os.Remove(filepath.Dir(dev))
+		writeFile(t, dev+"/control", fmt.Sprintf("fd_dev_name=%s,fd_dev_size=%d", backing, 8<<20))
+		writeFile(t, dev+"/enable", "1")
+		info := readFile(t, dev+"/info")
+		if !strings.Contains(info, "File: "+backing) || !strings.Contains(info, "Size: 8388608") {
+			t.Errorf("%s/info = %q, want the backing file and its size", dev, info)
+		}
+	})
+
+	t.Run("netns veth ping", func(t *testing.T) {
+		defer run(t, "ip", "netns", "del", "gt-a")
+		defer run(t, "ip", "netns", "del", "gt-b")
+		for _, args := range [][]string{
+			{"ip", "netns", "add", "gt-a"}, {"ip", "netns", "add", "gt-b"},
+			{"ip", "link", "add", "gt-va", "netns", "gt-a", "type", "veth", "peer", "name", "gt-vb", "netns", "gt-b"},
+			{"ip", "-n", "gt-a", "addr", "add", "10.99.0.1/24", "dev", "gt-va"},
+			{"ip", "-n", "gt-b", "addr", "add", "10.99.0.2/24", "dev", "gt-vb"},
+			{"ip", "-n", "gt-a", "link", "set", "gt-va", "up"}, {"ip", "-n", "gt-b", "link", "set", "gt-vb", "up"},
+		} {
+			if out, err := run(t, args...); err != nil {
+				t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		}
+		if out, err := run(t, "ip", "netns", "exec", "gt-a", "ping", "-c", "1", "-W", "5", "10.99.0.2"); err != nil {
+			t.Fatalf("ping across the veth pair: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("host binaries", func(t *testing.T) {
+		if out, err := run(t, "ip", "-V"); err != nil || !strings.Contains(out, "iproute2") {
+			t.Errorf("ip -V = %q, %v", out, err)
+		}
+		if _, err := exec.LookPath("iscsiadm"); err != nil {
+			t.Skip("iscsiadm is not installed on the host (apt-get install open-iscsi)")
+		}
+		if out, err := run(t, "iscsiadm", "--version"); err != nil || !strings.Contains(out, "iscsiadm version") {
+			t.Errorf("iscsiadm --version = %q, %v", out, err)
+		}
+	})
+
+	t.Run("request_module", func(t *testing.T) {
+		// Creating a dummy link makes the kernel ask for rtnl-link-dummy.
+		if out, err := run(t, "ip", "link", "add", "gt-dummy0", "type", "dummy"); err != nil {
+			t.Fatalf("ip link add type dummy: %v\n%s", err, out)
+		}
+		run(t, "ip", "link", "del", "gt-dummy0")
+		if _, err := os.Stat("/sys/module/dummy"); err != nil {
+			t.Errorf("module dummy not loaded on demand: %v", err)
+		}
+		if out, err := run(t, "modprobe", "-n", "-v", "xfs"); err != nil || !strings.Contains(out, "xfs.ko") {
+			t.Errorf("modprobe -n -v xfs (host kmod, binary indexes) = %q, %v", out, err)
+		}
+	})
+
+	t.Run("disk", func(t *testing.T) {
+		b := make([]byte, len(diskPattern))
+		f, err := os.Open("/dev/vda")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.ReadAt(b, int64(len(diskPattern))*100); err != nil || !bytes.Equal(b, diskPattern) {
+			t.Errorf("/dev/vda at block 100 = %q, %v; want %q", b, err, diskPattern)
+		}
+	})
+
+	t.Run("shared dir", func(t *testing.T) {
+		writeFile(t, filepath.Join(shared, "from-guest"), "written inside the guest\n")
+	})
+}
+
+// helperEnv selects a helper test in a subprocess.
+const helperEnv = "KILN_GUEST_TEST_HELPER"
+
+// TestHelperGuestFails is run by TestGuestFailureFailsHost.
+func TestHelperGuestFails(t *testing.T) {
+	if os.Getenv(helperEnv) != "fail" {
+		t.Skip("helper of TestGuestFailureFailsHost")
+	}
+	if !Enter(t, Options{CPUs: 1, MemoryMiB: 512}) {
+		return
+	}
+	t.Fatal("deliberate failure inside the guest")
+}
+
+// TestHelperGuestHangs is run by TestGuestTimeoutKillsVM: its guest halts
+// (no marker, no power off), as a deadlocked kernel would.
+func TestHelperGuestHangs(t *testing.T) {
+	if os.Getenv(helperEnv) != "hang" {
+		t.Skip("helper of TestGuestTimeoutKillsVM")
+	}
+	if !Enter(t, Options{CPUs: 1, MemoryMiB: 512, Timeout: 25 * time.Second}) {
+		return
+	}
+	unix.Reboot(unix.LINUX_REBOOT_CMD_HALT)
+	select {}
+}
+
+// runHelper runs one helper test of this binary in a subprocess tagged with
+// a unique environment variable ("KEY=value", returned as mark), and returns
+// its output, error and duration. It skips t when the helper skipped for
+// lack of the guest tier.
+func runHelper(t *testing.T, mode, test string) (out string, err error, took time.Duration, mark string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a QEMU guest; skipped with -short")
+	}
+	tag := make([]byte, 8)
+	rand.Read(tag)
+	mark = "KILN_GUEST_TEST_MARK=" + hex.EncodeToString(tag)
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode, mark)
+	start := time.Now()
+	b, err := cmd.CombinedOutput()
+	if took = time.Since(start); strings.Contains(string(b), "guest tier skipped") {
+		t.Skipf("guest tier unavailable:\n%s", b)
+	}
+	t.Logf("helper %s took %v", test, took.Round(time.Millisecond))
+	return string(b), err, took, mark
+}
+
+// processesWith returns the PIDs whose environment holds kv.
+func processesWith(kv string) []string {
+	var pids []string
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		env, err := os.ReadFile(filepath.Join(d, "environ"))
+		if err == nil && bytes.Contains(append([]byte{0}, env...), []byte("\x00"+kv+"\x00")) {
+			pids = append(pids, filepath.Base(d))
+		}
+	}
+	return pids
+}
+
+func TestGuestFailureFailsHost(t *testing.T) {
+	t.Parallel()
+	out, err, _, _ := runHelper(t, "fail", "TestHelperGuestFails")
+	if err == nil {
+		t.Fatalf("a failing guest test left the host test passing:\n%s", out)
+	}
+	for _, want := range []string{"deliberate failure inside the guest", "the test failed inside the guest (exit status 1",
+		"--- FAIL: TestHelperGuestFails"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("helper output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestGuestTimeoutKillsVM(t *testing.T) {
+	t.Parallel()
+	out, err, took, mark := runHelper(t, "hang", "TestHelperGuestHangs")
+	if err == nil || !strings.Contains(out, "did not finish within 25s") {
+		t.Errorf("a hung guest: helper error %v, output:\n%s", err, out)
+	}
+	// 25s of Timeout, the preparation and QEMU's teardown, with room for a
+	// loaded machine; a missing kill would hang until go test's timeout.
+	if took > 90*time.Second {
+		t.Errorf("the helper took %v for a 25s Timeout", took)
+	}
+	if pids := processesWith(mark); len(pids) > 0 {
+		t.Errorf("processes of the killed guest run on: %v", pids)
+	}
+}
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	return string(out), err
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func writeFile(t *testing.T, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatalf("writing %s: %v", p, err)
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
