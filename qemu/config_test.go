@@ -85,6 +85,31 @@ func TestArgs(t *testing.T) {
 				"-fw_cfg", "name=opt/kiln/config,file=/w/a,,b.yaml",
 			}),
 		},
+		{
+			"direct kernel boot with 9p, consoles and rng",
+			Config{
+				WorkDir: "/w", Firmware: BIOS, NoWatchdog: true,
+				Kernel: "/k/vmlinux", Initrd: "/k/initrd.cpio", Append: "console=ttyS0 kiln.job=/w/job.json",
+				VirtFS: []VirtFS{
+					{Tag: "kilnroot", Path: "/", ReadOnly: true},
+					{Tag: "share0", Path: "/tmp/a,b", SecurityModel: "passthrough"},
+				},
+				Consoles: []string{"/s/out"},
+				RNG:      true, NoReboot: true, NoNIC: true,
+			},
+			cat(base, chardevs, []string{
+				"-kernel", "/k/vmlinux", "-initrd", "/k/initrd.cpio", "-append", "console=ttyS0 kiln.job=/w/job.json",
+				"-fsdev", "local,id=fs0,path=/,security_model=none,multidevs=remap,readonly=on",
+				"-device", "virtio-9p-pci,fsdev=fs0,mount_tag=kilnroot",
+				"-fsdev", "local,id=fs1,path=/tmp/a,,b,security_model=passthrough,multidevs=remap",
+				"-device", "virtio-9p-pci,fsdev=fs1,mount_tag=share0",
+				"-device", "virtio-serial-pci,id=vser0",
+				"-chardev", "socket,id=hvc0,server=off,path=/s/out",
+				"-device", "virtconsole,bus=vser0.0,chardev=hvc0",
+				"-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0",
+				"-no-reboot", "-nic", "none",
+			}),
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,6 +139,12 @@ func TestArgsErrors(t *testing.T) {
 		{"unresolved port", Config{WorkDir: "/w", Mgmt: &Mgmt{}}, "unresolved"},
 		{"nic without mac", Config{WorkDir: "/w", NICs: []NIC{{Kind: Dgram, LocalPort: 1, RemotePort: 2}}}, "NICs[0]: MAC"},
 		{"unicast group", Config{WorkDir: "/w", NICs: []NIC{{Kind: Mcast, Group: "127.0.0.1:5", MAC: "52:54:00:00:00:01"}}}, "multicast"},
+		{"initrd without kernel", Config{WorkDir: "/w", Initrd: "/i"}, "without Kernel"},
+		{"virtfs tag", Config{WorkDir: "/w", VirtFS: []VirtFS{{Tag: "a,b", Path: "/x"}}}, "VirtFS[0]: tag"},
+		{"virtfs long tag", Config{WorkDir: "/w", VirtFS: []VirtFS{{Tag: strings.Repeat("t", 32), Path: "/x"}}}, "VirtFS[0]: tag"},
+		{"virtfs relative", Config{WorkDir: "/w", VirtFS: []VirtFS{{Tag: "t", Path: "x"}}}, "VirtFS[0]: path"},
+		{"virtfs model", Config{WorkDir: "/w", VirtFS: []VirtFS{{Tag: "t", Path: "/x", SecurityModel: "root"}}}, "security model"},
+		{"empty console", Config{WorkDir: "/w", Consoles: []string{""}}, "Consoles[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -168,7 +168,7 @@ func ParseMarker(nonce, line string) (Marker, bool) {
 	}
 	if v, ok := strings.CutPrefix(rest, "exit "); ok {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > 255 {
+		if err != nil || n < 0 || n > 255 || strconv.Itoa(n) != v {
 			return Marker{}, false
 		}
 		return Marker{Exit: n}, true
