@@ -4,6 +4,10 @@
 // input), speaks QMP for power and status, forwards the management ports over
 // user networking and joins extra NICs to private loopback L2 segments.
 //
+// It also boots a kernel directly (-kernel/-initrd/-append) with host
+// directories over virtio-9p and virtio consoles, which qemu/guest uses to
+// run Go tests inside a guest with kiln's kernel.
+//
 // `kiln vm run`, `make run`, the tier-4 boot tests (qemu/boottest) and the boot
 // benchmark all start VMs through Start, so what the tests exercise is what an
 // operator runs.
