@@ -387,11 +387,15 @@ func (p *prepared) boot(tb testing.TB, testArgs []string, benchName string) map[
 		err  error
 	}
 	var metrics map[string]float64
+	skipped := false // the test skipped itself inside
 	done := make(chan scanned, 1)
 	reported := make(chan struct{}, 1)
 	go func() {
 		m, seen, err := scanOutput(conn, j.Nonce, func(line string) {
 			tb.Log("guest: " + line)
+			if strings.HasPrefix(strings.TrimSpace(line), "--- SKIP: "+tb.Name()+" (") {
+				skipped = true
+			}
 			if benchName != "" {
 				if _, ms, ok := benchMetrics(benchName, line); ok {
 					metrics = ms
@@ -435,6 +439,8 @@ func (p *prepared) boot(tb testing.TB, testArgs []string, benchName string) map[
 		tb.Fatalf("the guest could not run the test: %s", res.m.Error)
 	case res.seen && res.m.Exit != 0:
 		tb.Fatalf("the test failed inside the guest (exit status %d after %v); its output is above", res.m.Exit, elapsed)
+	case res.seen && skipped:
+		tb.Skipf("skipped inside the guest (the reason is above), %v from QEMU start to power off", elapsed)
 	case res.seen:
 		tb.Logf("guest: passed, %v from QEMU start to power off", elapsed)
 	case timedOut:

@@ -203,6 +203,17 @@ func TestHelperGuestFails(t *testing.T) {
 	t.Fatal("deliberate failure inside the guest")
 }
 
+// TestHelperGuestSkips is run by TestGuestSkipSkipsHost.
+func TestHelperGuestSkips(t *testing.T) {
+	if os.Getenv(helperEnv) != "skip" {
+		t.Skip("helper of TestGuestSkipSkipsHost")
+	}
+	if !Enter(t, Options{CPUs: 1, MemoryMiB: 512}) {
+		return
+	}
+	t.Skip("deliberate skip inside the guest")
+}
+
 // TestHelperGuestHangs is run by TestGuestTimeoutKillsVM: its guest halts
 // (no marker, no power off), as a deadlocked kernel would.
 func TestHelperGuestHangs(t *testing.T) {
@@ -263,6 +274,15 @@ func TestGuestFailureFailsHost(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("helper output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestGuestSkipSkipsHost(t *testing.T) {
+	t.Parallel()
+	out, err, _, _ := runHelper(t, "skip", "TestHelperGuestSkips")
+	if err != nil || !strings.Contains(out, "deliberate skip inside the guest") ||
+		!strings.Contains(out, "--- SKIP: TestHelperGuestSkips") || !strings.Contains(out, "skipped inside the guest") {
+		t.Errorf("a test skipping inside the guest: helper error %v, output:\n%s", err, out)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -247,7 +248,10 @@ func (g *guest) mountRoot() error {
 			return fmt.Errorf("creating %s: %w", d, err)
 		}
 	}
-	for _, s := range g.job.Shares {
+	// Parents before the directories inside them.
+	shares := slices.Clone(g.job.Shares)
+	slices.SortFunc(shares, func(a, b job.Share) int { return strings.Compare(a.Path, b.Path) })
+	for _, s := range shares {
 		// cache=mmap: writes reach the host at once, mmap still works.
 		if err := mountAll([]mnt{{s.Tag, "/newroot" + s.Path, "9p", 0,
 			"trans=virtio,version=9p2000.L,msize=524288,cache=mmap,access=client"}}); err != nil {
