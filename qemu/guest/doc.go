@@ -51,7 +51,9 @@
 // mounts the 9p root (msize 512 KiB, cache=loose) as the lower layer of an
 // overlay whose upper layer is a tmpfs — every path is writable and no write
 // reaches the host — and mounts fresh proc, sysfs, devtmpfs, devpts,
-// /dev/shm, /run (tmpfs), configfs at /sys/kernel/config and cgroup2. The
+// /dev/shm, /run and /tmp (tmpfs: nfsd can export it, not the overlay; the
+// test binary's and the package's directories stay visible in it), configfs
+// at /sys/kernel/config and cgroup2. The
 // store's module tree is bound at /lib/modules/<release>, so every module of
 // the kernel loads on demand. Options.Modules and the kernel's request_module
 // go through the host's kmod modprobe: measured under TCG, a lookup with its

@@ -77,7 +77,7 @@ func TestGuestKernel(t *testing.T) {
 			t.Errorf("cwd = %s, want the package directory", wd)
 		}
 		mounts := readFile(t, "/proc/mounts")
-		for _, want := range []string{"overlay / overlay", "configfs /sys/kernel/config configfs", "tmpfs /run tmpfs",
+		for _, want := range []string{"overlay / overlay", "configfs /sys/kernel/config configfs", "tmpfs /run tmpfs", "tmpfs /tmp tmpfs",
 			"/lib/modules/" + pin.KernelRelease(), "nfsd /proc/fs/nfsd nfsd"} {
 			if !strings.Contains(mounts, want) {
 				t.Errorf("/proc/mounts lacks %q:\n%s", want, mounts)
@@ -105,6 +105,30 @@ func TestGuestKernel(t *testing.T) {
 		}
 		if got := strings.Fields(readFile(t, v)); !contains(got, "+4") {
 			t.Errorf("%s after writing +4 = %q", v, got)
+		}
+	})
+
+	t.Run("nfs export from tmp", func(t *testing.T) {
+		for _, tool := range []string{"rpcbind", "exportfs", "rpc.mountd", "rpc.nfsd", "mount.nfs"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				t.Skipf("%s is not installed on the host (apt-get install nfs-kernel-server nfs-common)", tool)
+			}
+		}
+		// /tmp is a tmpfs, which nfsd can export (the 9p overlay root cannot);
+		// for NFSv4 the export is the pseudo-root (fsid=0).
+		exp, mnt := t.TempDir(), t.TempDir()
+		writeFile(t, filepath.Join(exp, "f"), "exported\n")
+		writeFile(t, "/etc/exports", exp+" 127.0.0.1(rw,no_root_squash,no_subtree_check,fsid=0)\n")
+		for _, args := range [][]string{{"rpcbind", "-w"}, {"exportfs", "-ra"}, {"rpc.mountd"}, {"rpc.nfsd", "2"},
+			{"mount", "-t", "nfs", "-o", "vers=4.2,soft,timeo=50,retrans=1", "127.0.0.1:/", mnt}} {
+			if out, err := run(t, args...); err != nil {
+				t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		}
+		defer run(t, "rpc.nfsd", "0")
+		defer run(t, "umount", mnt)
+		if got := readFile(t, filepath.Join(mnt, "f")); got != "exported\n" {
+			t.Errorf("reading over NFSv4.2 = %q", got)
 		}
 	})
 

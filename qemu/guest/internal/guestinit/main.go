@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -248,6 +249,9 @@ func (g *guest) mountRoot() error {
 			return fmt.Errorf("creating %s: %w", d, err)
 		}
 	}
+	if err := g.mountTmp(); err != nil {
+		return err
+	}
 	// Parents before the directories inside them.
 	shares := slices.Clone(g.job.Shares)
 	slices.SortFunc(shares, func(a, b job.Share) int { return strings.Compare(a.Path, b.Path) })
@@ -258,6 +262,42 @@ func (g *guest) mountRoot() error {
 			return fmt.Errorf("mounting shared directory %s: %w", s.Path, err)
 		}
 		g.shares = append(g.shares, s.Path)
+	}
+	return nil
+}
+
+// mountTmp puts a fresh tmpfs on /tmp: the overlay cannot be exported over
+// NFS (9p has no file handles) and tmpfs can, so t.TempDir() inside the
+// guest works as an export or a LIO backing store. What the job needs from
+// the host's /tmp — the test binary's directory (go test builds there), the
+// working directory, the module tree — stays visible, bound from the overlay.
+func (g *guest) mountTmp() error {
+	var keep []string
+	for _, p := range []string{filepath.Dir(g.job.Args[0]), g.job.Dir, g.job.ModuleTree} {
+		if rel, err := filepath.Rel("/tmp", p); err == nil && rel != "." && !strings.HasPrefix(rel, "..") && !slices.Contains(keep, p) {
+			keep = append(keep, p)
+		}
+	}
+	slices.Sort(keep) // parents first
+	fds := make([]int, len(keep))
+	for i, p := range keep {
+		fd, err := unix.Open("/newroot"+p, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("opening %s before covering /tmp: %w", p, err)
+		}
+		defer unix.Close(fd)
+		fds[i] = fd
+	}
+	if err := mountAll([]mnt{{"tmpfs", "/newroot/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"}}); err != nil {
+		return err
+	}
+	for i, p := range keep {
+		if err := os.MkdirAll("/newroot"+p, 0o755); err != nil {
+			return fmt.Errorf("creating %s in the guest's /tmp: %w", p, err)
+		}
+		if err := unix.Mount(fmt.Sprintf("/newroot/proc/self/fd/%d", fds[i]), "/newroot"+p, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("binding %s into the guest's /tmp: %w", p, err)
+		}
 	}
 	return nil
 }
