@@ -59,7 +59,10 @@
 // go through the host's kmod modprobe: measured under TCG, a lookup with its
 // binary indexes takes 0.13 s where kiln's Go modprobe, parsing the text
 // index of all 4900 modules, takes 0.37 s, and kmod also honours softdeps;
-// iscsid's libkmod needs the binary indexes anyway. With nfsd among the
+// iscsid's libkmod needs the binary indexes anyway. While the test runs,
+// PID 1 follows the kernel's uevents and loads the modules of new devices
+// (init/coldplug, as udev would: an iSCSI login's disk needs sd_mod); there
+// is no udev otherwise, so no /dev/disk/by-* links. With nfsd among the
 // modules, PID 1 mounts the nfsd file system at /proc/fs/nfsd, as Debian's
 // proc-fs-nfsd.mount does. lo is up, nothing else is configured: tests make
 // their own namespaces and veth pairs. The test runs as root with cwd = the

@@ -35,7 +35,7 @@ func TestGuestKernel(t *testing.T) {
 	// A name only this run uses, for the writes that must stay in the guest.
 	probe := "kiln-guest-probe-" + filepath.Base(filepath.Dir(shared))
 	if !Enter(t, Options{
-		Modules: []string{"nfsd", "target_core_file", "iscsi_target_mod", "veth"},
+		Modules: []string{"nfsd", "target_core_file", "iscsi_target_mod", "iscsi_tcp", "veth"},
 		Shared:  []string{shared},
 		Disks:   []string{disk},
 		Env:     []string{"KILN_GUEST_TEST_PROBE=" + probe},
@@ -148,6 +148,62 @@ func TestGuestKernel(t *testing.T) {
 		info := readFile(t, dev+"/info")
 		if !strings.Contains(info, "File: "+backing) || !strings.Contains(info, "Size: 8388608") {
 			t.Errorf("%s/info = %q, want the backing file and its size", dev, info)
+		}
+	})
+
+	t.Run("hotplug iSCSI loopback disk", func(t *testing.T) {
+		for _, tool := range []string{"iscsid", "iscsiadm"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				t.Skipf("%s is not installed on the host (apt-get install open-iscsi)", tool)
+			}
+		}
+		// A LIO target on lo with one fileio LUN; the initiator's new SCSI disk
+		// needs sd_mod, which only PID 1's uevent listener loads.
+		const cfg, iqn = "/sys/kernel/config/target", "iqn.2026-01.dev.kiln.guest:t0"
+		backing := filepath.Join(t.TempDir(), "lun.img")
+		if err := os.WriteFile(backing, bytes.Repeat(diskPattern, 1<<20/len(diskPattern)+1)[:1<<20], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dev, tpg := cfg+"/core/fileio_8/hotplug", cfg+"/iscsi/"+iqn+"/tpgt_1"
+		for _, d := range []string{dev, tpg + "/lun/lun_0", tpg + "/np/127.0.0.1:3260"} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		writeFile(t, dev+"/control", fmt.Sprintf("fd_dev_name=%s,fd_dev_size=%d", backing, 1<<20))
+		writeFile(t, dev+"/enable", "1")
+		if err := os.Symlink(dev, tpg+"/lun/lun_0/hotplug"); err != nil {
+			t.Fatal(err)
+		}
+		for attr, v := range map[string]string{"generate_node_acls": "1", "authentication": "0",
+			"demo_mode_write_protect": "0", "cache_dynamic_acls": "1"} {
+			writeFile(t, tpg+"/attrib/"+attr, v)
+		}
+		writeFile(t, tpg+"/enable", "1")
+		for _, args := range [][]string{{"iscsid"}, {"iscsiadm", "-m", "discovery", "-t", "st", "-p", "127.0.0.1"},
+			{"iscsiadm", "-m", "node", "-T", iqn, "-p", "127.0.0.1", "--login"}} {
+			if out, err := run(t, args...); err != nil {
+				t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		}
+		defer run(t, "iscsiadm", "-m", "node", "-T", iqn, "-p", "127.0.0.1", "--logout")
+		var disk string
+		for deadline := time.Now().Add(30 * time.Second); disk == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if m, _ := filepath.Glob("/sys/class/scsi_disk/*/device/block/sd*"); len(m) > 0 {
+				disk = "/dev/" + filepath.Base(m[0])
+			}
+		}
+		if disk == "" {
+			t.Fatalf("no SCSI disk appeared after the iSCSI login (sd_mod loaded: %v)", exists("/sys/module/sd_mod"))
+		}
+		b := make([]byte, len(diskPattern))
+		f, err := os.Open(disk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.ReadAt(b, 0); err != nil || !bytes.Equal(b, diskPattern) {
+			t.Errorf("%s over iSCSI starts with %q, %v; want %q", disk, b, err, diskPattern)
 		}
 	})
 

@@ -9,19 +9,24 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"kiln.dev/kiln/init/coldplug"
 	"kiln.dev/kiln/init/kmod"
 	"kiln.dev/kiln/qemu/guest/internal/job"
 )
@@ -182,6 +187,11 @@ func (g *guest) run() (int, error) {
 	}
 	if err := os.Chdir(g.job.Dir); err != nil {
 		return 0, fmt.Errorf("entering the test's directory: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := g.hotplug(ctx); err != nil {
+		return 0, fmt.Errorf("following hotplugged devices: %w", err)
 	}
 	g.logf("ready after %v (%s)", time.Since(g.start).Round(time.Millisecond), strings.Join(g.phases, ", "))
 	return g.exec()
@@ -383,26 +393,65 @@ func (g *guest) exec() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("starting %s: %w", g.job.Args[0], err)
 	}
+	sigchld := make(chan os.Signal, 1)
+	signal.Notify(sigchld, unix.SIGCHLD)
+	defer signal.Stop(sigchld)
 	for {
-		var ws unix.WaitStatus
-		p, err := unix.Wait4(-1, &ws, 0, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return 0, fmt.Errorf("waiting for the test: %w", err)
-		}
-		if p != pid {
-			continue
-		}
-		switch {
-		case ws.Exited():
+		reapMu.Lock()
+		for {
+			var ws unix.WaitStatus
+			p, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil || p <= 0 {
+				break
+			}
+			if p != pid || !(ws.Exited() || ws.Signaled()) {
+				continue // an orphan, or a stop
+			}
+			reapMu.Unlock()
+			if ws.Signaled() {
+				g.logf("test process killed by %v", ws.Signal())
+				return 128 + int(ws.Signal()), nil
+			}
 			return ws.ExitStatus(), nil
-		case ws.Signaled():
-			g.logf("test process killed by %v", ws.Signal())
-			return 128 + int(ws.Signal()), nil
+		}
+		reapMu.Unlock()
+		select {
+		case <-sigchld:
+		case <-time.After(time.Second):
 		}
 	}
+}
+
+// reapMu is held while PID 1 runs a child it waits for itself (modprobe for
+// a hotplugged device), so that the reaper does not take its exit status.
+var reapMu sync.Mutex
+
+// hotplug loads the modules of devices that appear while the test runs, as
+// udev would (an iSCSI login's disk needs sd_mod, for one), until ctx ends.
+func (g *guest) hotplug(ctx context.Context) error {
+	sock, err := coldplug.Subscribe()
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(g.console, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "kiln-guest hotplug")
+	go coldplug.Listen(ctx, sock, "/sys/devices", aliasModprobe{g.job.Modprobe}, log)
+	return nil
+}
+
+// aliasModprobe loads a device's modules with kmod's modprobe.
+type aliasModprobe struct{ path string }
+
+func (m aliasModprobe) LoadAlias(modalias string) ([]string, error) {
+	reapMu.Lock()
+	defer reapMu.Unlock()
+	out, err := exec.Command(m.path, "-q", "--", modalias).CombinedOutput()
+	if err != nil && len(bytes.TrimSpace(out)) > 0 { // a quiet failure is "no module for it"
+		return nil, fmt.Errorf("%s -q %s: %v: %s", m.path, modalias, err, bytes.TrimSpace(out))
+	}
+	return nil, nil
 }
 
 // shutdown stops what the test left running, unmounts the shares so every
