@@ -352,9 +352,6 @@ func (p *prepared) boot(tb testing.TB, testArgs []string, benchName string) map[
 	}
 	defer l.Close()
 	testArgs = append(testArgs, "-test.timeout="+guestTestTimeout(p.timeout).String())
-	if testing.Short() {
-		testArgs = append(testArgs, "-test.short")
-	}
 	cfg, j, err := p.plan(workDir, outSock, hex.EncodeToString(nonce), testArgs, os.Environ())
 	if err != nil {
 		tb.Fatal(err)
