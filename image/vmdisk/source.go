@@ -73,4 +73,3 @@ func chunks(src io.ReaderAt, size, virtual int64, n int, fn func(i int64, b []by
 	}
 	return nil
 }
-
