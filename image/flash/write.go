@@ -45,9 +45,9 @@ func (p Progress) Rate() float64 {
 
 // Options tune Write.
 type Options struct {
-	Chunk     int           // bytes per write (4 MiB when 0)
-	SyncEvery int64         // fsync after this many bytes so progress tracks the medium, not the page cache (64 MiB when 0)
-	DevSize   int64         // the device's size: when larger than the image, its last MiB is zeroed (a stale backup GPT of an earlier layout)
+	Chunk     int   // bytes per write (4 MiB when 0)
+	SyncEvery int64 // fsync after this many bytes so progress tracks the medium, not the page cache (64 MiB when 0)
+	DevSize   int64 // the device's size: when larger than the image, its last MiB is zeroed (a stale backup GPT of an earlier layout)
 	Now       func() time.Time
 	Report    func(Progress) // called after every chunk and once at the end of each phase
 }
