@@ -59,7 +59,8 @@ image: deps build $(OUT)/bb $(OTA_KEY).pub
 	$(OUT)/kiln image build --lock image/packages.lock --cache $(OUT)/cache/debs \
 		--kiln $(OUT)/kiln --stage1 $(OUT)/kiln-stage1 --busybox $(OUT)/bb --agent $(OUT)/kiln-agent \
 		--appliance-id $(APPLIANCE_ID) --version $(VERSION) --ota-key $(OTA_KEY).pub \
-		--out $(OUT)/kiln.img --qcow2 $(OUT)/kiln.qcow2
+		--out $(OUT)/kiln.img --qcow2 $(OUT)/kiln.qcow2 \
+		--vmdk $(OUT)/kiln.vmdk --ova $(OUT)/kiln.ova --vhdx $(OUT)/kiln.vhdx
 
 # image-baseline is the same boot chain with a hello-world /init (boot benchmark).
 image-baseline: deps build $(OUT)/hello

@@ -153,6 +153,34 @@ func TestBuildImage(t *testing.T) {
 	if s1 != s2 {
 		t.Errorf("qcow2 of identical images: %s and %s, want identical", s1, s2)
 	}
+	checkFormats(t, imgs)
+}
+
+// checkFormats converts both builds' images to every VM format: the copies are
+// byte-identical and qemu-img checks each (the OVA's disk is checked in
+// image/vmdisk, which also reads every format back to the raw bytes).
+func checkFormats(t *testing.T, imgs []string) {
+	t.Helper()
+	for _, f := range Formats()[1:] {
+		var sums []string
+		for i, img := range imgs {
+			out := filepath.Join(t.TempDir(), "kiln."+string(f))
+			if err := Convert(context.Background(), img, out, f, ConvertOptions{}); err != nil {
+				t.Fatalf("Convert(%s) #%d: %v", f, i+1, err)
+			}
+			sum, _, _ := HashFile(out)
+			sums = append(sums, sum)
+			if f == FormatOVA {
+				continue
+			}
+			if out, err := exec.Command("qemu-img", "check", "-f", string(f), out).CombinedOutput(); err != nil {
+				t.Errorf("qemu-img check %s: %v\n%s", f, err, out)
+			}
+		}
+		if sums[0] != sums[1] {
+			t.Errorf("%s of identical images: %s and %s, want identical", f, sums[0], sums[1])
+		}
+	}
 }
 
 // checkPayloadsInImage checks the payload root squashfs is what root-a holds.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -55,9 +57,14 @@ func (o Options) derive(purpose string, n int) []byte {
 // calls fn with each chunk's index and contents, nil for an all-zero chunk.
 func chunks(src io.ReaderAt, size, virtual int64, n int, fn func(i int64, b []byte) error) error {
 	buf, zero := make([]byte, n), make([]byte, n)
+	holes := holeFinder(src)
+	dataAt := int64(0) // no data before this offset (from SEEK_DATA)
 	for off := int64(0); off < virtual; off += int64(n) {
 		clear(buf)
-		if off < size {
+		if off < size && off+int64(n) > dataAt && holes != nil {
+			dataAt = holes(off, size)
+		}
+		if off < size && off+int64(n) > dataAt {
 			want := min(int64(n), size-off)
 			if _, err := src.ReadAt(buf[:want], off); err != nil && !(errors.Is(err, io.EOF)) {
 				return fmt.Errorf("reading raw image at %d: %w", off, err)
@@ -72,4 +79,24 @@ func chunks(src io.ReaderAt, size, virtual int64, n int, fn func(i int64, b []by
 		}
 	}
 	return nil
+}
+
+// holeFinder returns, for a sparse file, a function giving the first offset at or
+// after off that holds data (size when none), so all-zero holes are not read. It
+// returns nil for sources that are not files.
+func holeFinder(src io.ReaderAt) func(off, size int64) int64 {
+	f, ok := src.(interface{ Fd() uintptr })
+	if !ok {
+		return nil
+	}
+	return func(off, size int64) int64 {
+		d, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+		if err != nil {
+			if errors.Is(err, unix.ENXIO) {
+				return size // only a hole up to the end
+			}
+			return off // no SEEK_DATA: read everything
+		}
+		return d
+	}
 }

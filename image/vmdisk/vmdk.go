@@ -204,7 +204,7 @@ func writeStreamVMDK(dst io.Writer, src io.ReaderAt, size int64, fileName string
 		clear(gt)
 	}
 	var zbuf bytes.Buffer
-	zw, _ := zlib.NewWriterLevel(&zbuf, zlib.DefaultCompression)
+	zw, _ := zlib.NewWriterLevel(&zbuf, zlib.BestSpeed)
 	gtOf := uint64(0)
 	err = chunks(src, size, vsize, grainBytes, func(i int64, b []byte) error {
 		if n := uint64(i) / gtesPerGT; n != gtOf {
