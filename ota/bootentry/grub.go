@@ -48,7 +48,7 @@ func RenderGRUB(e Entry) []byte {
 	return b.Bytes()
 }
 
-// grubQuote single-quotes s for GRUB's script ('\'' for a quote).
+// grubQuote single-quotes s for GRUB's script ('\” for a quote).
 func grubQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // Tries is GRUB's record of the tries it counted for one slot: the counter of

@@ -189,8 +189,8 @@ func TestEffective(t *testing.T) {
 	}{
 		{Entry{Generation: 7, Slot: a, Counter: &Counter{Left: 3, Done: 0}}, Entry{Generation: 7, Slot: a, Counter: &Counter{Left: 1, Done: 2}}},
 		{Entry{Generation: 7, Slot: a, Counter: &Counter{Left: 0, Done: 1}}, Entry{Generation: 7, Slot: a, Counter: &Counter{Left: 0, Done: 1}}}, // marked bad: never counted
-		{Entry{Generation: 7, Slot: a}, Entry{Generation: 7, Slot: a}},                                                                             // committed: never counted
-		{Entry{Generation: 8, Slot: a, Counter: &Counter{Left: 3}}, Entry{Generation: 8, Slot: a, Counter: &Counter{Left: 3}}},                     // a newer install
+		{Entry{Generation: 7, Slot: a}, Entry{Generation: 7, Slot: a}},                                                                           // committed: never counted
+		{Entry{Generation: 8, Slot: a, Counter: &Counter{Left: 3}}, Entry{Generation: 8, Slot: a, Counter: &Counter{Left: 3}}},                   // a newer install
 		{Entry{Generation: 7, Slot: partitions.SlotB, Counter: &Counter{Left: 3}}, Entry{Generation: 7, Slot: partitions.SlotB, Counter: &Counter{Left: 3}}},
 	}
 	for _, tt := range tests {
