@@ -131,9 +131,9 @@ type Payloads struct {
 	Initrd        []byte // gzip newc cpio
 	RootPath      string // root squashfs file (in the work dir)
 	RootSize      int64
-	BootEFI       []byte // systemd-bootx64.efi
+	BootEFI       []byte    // systemd-bootx64.efi
 	BIOS          *biosBoot // GRUB's boot sector and core image (legacy BIOS boot)
-	VetInitrd     []byte // the vetting live image's initrd (gzip newc cpio); nil without Spec.Agent
+	VetInitrd     []byte    // the vetting live image's initrd (gzip newc cpio); nil without Spec.Agent
 }
 
 // File names of payloads written by WritePayloads.
