@@ -3,8 +3,6 @@ package biostest
 import (
 	"context"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -46,31 +44,8 @@ func TestBIOSLifecycle(t *testing.T) {
 	step := func(name string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), name) }
 	boot := boottest.BootTimeout()
 
-	dir := t.TempDir()
-	raw := filepath.Join(dir, "disk.raw")
-	if err := qemu.ConvertRaw(ctx, img, raw); err != nil {
-		t.Fatal(err)
-	}
-	base, err := otatest.ExtractPayloads(ctx, raw, dir)
+	cases, err := otatest.BuildCases(ctx, img, t.TempDir())
 	if err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(raw)
-	withConfig := func(name, config string) otatest.Payloads {
-		p := base
-		p.Root = filepath.Join(dir, name+".squashfs")
-		if err := otatest.Repack(ctx, base.Root, p.Root, func(d string) error {
-			return os.WriteFile(filepath.Join(d, "etc/kiln/kiln.yaml"), []byte(config), 0o644)
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	good := withConfig("b", "hostname: kiln-b\n")
-	broken := withConfig("c", "hostname: kiln-c\nmanagement:\n  listen: 192.0.2.1\nupdate:\n  health_deadline: 30s\n")
-	unmountable := base
-	unmountable.Root = filepath.Join(dir, "d.squashfs")
-	if err := otatest.BreakSquashfs(base.Root, unmountable.Root); err != nil {
 		t.Fatal(err)
 	}
 	mk := func(p otatest.Payloads, version string, gen int) []byte {
@@ -80,7 +55,7 @@ func TestBIOSLifecycle(t *testing.T) {
 		}
 		return b
 	}
-	bundleB, bundleC, bundleD := mk(good, "bios-b", 2), mk(broken, "bios-c", 3), mk(unmountable, "bios-d", 4)
+	bundleB, bundleC, bundleD := mk(cases.Good, "bios-b", 2), mk(cases.Broken, "bios-c", 3), mk(cases.Unmountable, "bios-d", 4)
 	step("bundles built")
 
 	disk := boottest.NewOverlay(t, img, "")
