@@ -3,6 +3,7 @@ package image
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"io"
 	"os"
 	"os/exec"
@@ -99,6 +100,7 @@ func TestBuildImage(t *testing.T) {
 		t.Errorf("fsck.vfat -n on the ESP: %v\n%s", err, out)
 	}
 	for _, want := range []string{"/EFI/BOOT/BOOTX64.EFI", "/loader/loader.conf", "/loader/entries/kiln-3.conf",
+		"/grub/grub.cfg", "/grub/grubenv", "/kiln/a/grub.cfg",
 		"/kiln/a/vmlinuz", "/kiln/a/initrd", "/kiln/b/vmlinuz", "/kiln/b/initrd"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("ESP lacks %s:\n%s", want, out)
@@ -128,6 +130,8 @@ func TestBuildImage(t *testing.T) {
 		t.Errorf("unsquashfs -cat %s/%s: %d bytes (%v), want the build's %d-byte vetting initrd", VetDir, VetInitrd, len(out), err, len(firstVet))
 	}
 
+	checkBIOSBoot(t, img)
+
 	data, _ := partitions.ByRole(partitions.RoleData)
 	f, err := os.Open(img)
 	if err != nil {
@@ -152,6 +156,64 @@ func TestBuildImage(t *testing.T) {
 	s2, _, _ := HashFile(q2)
 	if s1 != s2 {
 		t.Errorf("qcow2 of identical images: %s and %s, want identical", s1, s2)
+	}
+	checkFormats(t, imgs)
+}
+
+// checkFormats converts both builds' images to every VM format: the copies are
+// byte-identical and qemu-img checks each (the OVA's disk is checked in
+// image/vmdisk, which also reads every format back to the raw bytes).
+func checkFormats(t *testing.T, imgs []string) {
+	t.Helper()
+	for _, f := range Formats()[1:] {
+		var sums []string
+		for i, img := range imgs {
+			out := filepath.Join(t.TempDir(), "kiln."+string(f))
+			if err := Convert(context.Background(), img, out, f, ConvertOptions{}); err != nil {
+				t.Fatalf("Convert(%s) #%d: %v", f, i+1, err)
+			}
+			sum, _, _ := HashFile(out)
+			sums = append(sums, sum)
+			if f == FormatOVA {
+				continue
+			}
+			if out, err := exec.Command("qemu-img", "check", "-f", string(f), out).CombinedOutput(); err != nil {
+				t.Errorf("qemu-img check %s: %v\n%s", f, err, out)
+			}
+		}
+		if sums[0] != sums[1] {
+			t.Errorf("%s of identical images: %s and %s, want identical", f, sums[0], sums[1])
+		}
+	}
+}
+
+// checkBIOSBoot checks GRUB's boot code in the MBR points at the core image in
+// the BIOS boot partition, the protective partition table survived, and the core
+// image's blocklist covers the rest of it (SeaBIOS boots it in qemu/biostest).
+func checkBIOSBoot(t *testing.T, img string) {
+	t.Helper()
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mbr := make([]byte, 512)
+	f.ReadAt(mbr, 0)
+	bios, _ := partitions.ByRole(partitions.RoleBIOS)
+	lba := bios.Start / partitions.SectorSize
+	if got := binary.LittleEndian.Uint64(mbr[grubKernelSector:]); got != lba {
+		t.Errorf("MBR boot code loads the core image from LBA %d, want %d", got, lba)
+	}
+	if mbr[450] != 0xEE || mbr[510] != 0x55 || mbr[511] != 0xAA || mbr[grubDriveCheck] != 0x90 {
+		t.Errorf("MBR: type %#x, signature %x, drive check %#x: want the protective 0xEE entry, 55aa, NOPs", mbr[450], mbr[510:], mbr[grubDriveCheck])
+	}
+	core := make([]byte, 512)
+	f.ReadAt(core, int64(bios.Start))
+	if got := binary.LittleEndian.Uint64(core[grubBlocklist:]); got != lba+1 {
+		t.Errorf("core image blocklist starts at LBA %d, want %d", got, lba+1)
+	}
+	if n := binary.LittleEndian.Uint16(core[grubBlocklist+8:]); n == 0 || uint64(n+1)*512 > bios.Size {
+		t.Errorf("core image blocklist length %d sectors does not fit the %d-byte BIOS boot partition", n, bios.Size)
 	}
 }
 

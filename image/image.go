@@ -131,8 +131,9 @@ type Payloads struct {
 	Initrd        []byte // gzip newc cpio
 	RootPath      string // root squashfs file (in the work dir)
 	RootSize      int64
-	BootEFI       []byte // systemd-bootx64.efi
-	VetInitrd     []byte // the vetting live image's initrd (gzip newc cpio); nil without Spec.Agent
+	BootEFI       []byte    // systemd-bootx64.efi
+	BIOS          *biosBoot // GRUB's boot sector and core image (legacy BIOS boot)
+	VetInitrd     []byte    // the vetting live image's initrd (gzip newc cpio); nil without Spec.Agent
 }
 
 // File names of payloads written by WritePayloads.
@@ -174,6 +175,12 @@ func BuildPayloads(ctx context.Context, s Spec, work string) (*Payloads, error) 
 		return nil, err
 	}
 	log.Info("packages ready", "kernel", kpin.Name+" "+kpin.Version, "took", time.Since(t0).Round(time.Millisecond))
+	t0 = time.Now()
+	bios, err := buildBIOS(ctx, s, work)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("GRUB core image built", "bytes", len(bios.CoreImg), "took", time.Since(t0).Round(time.Millisecond))
 
 	t0 = time.Now()
 	k, err := readKernel(ctx, kdeb, kpin.KernelRelease())
@@ -205,7 +212,7 @@ func BuildPayloads(ctx context.Context, s Spec, work string) (*Payloads, error) 
 	log.Info("kernel read", "release", k.release, "root_modules", len(rootMods), "initramfs_modules", len(initMods),
 		"skipped_builtin_or_absent", strings.Join(skipped, ","), "took", time.Since(t0).Round(time.Millisecond))
 
-	p := &Payloads{KernelRelease: k.release, Kernel: k.vmlinuz}
+	p := &Payloads{KernelRelease: k.release, Kernel: k.vmlinuz, BIOS: bios}
 	boot, err := debs.Extract(ctx, bootDeb, func(n string) bool { return n == "usr/lib/systemd/boot/efi/systemd-bootx64.efi" })
 	if err != nil {
 		return nil, err
@@ -388,7 +395,8 @@ func WritePayloads(p *Payloads, dir string) error {
 const LoaderConf = "timeout 0\neditor no\nauto-entries no\n"
 
 // espFiles lists the ESP of a fresh image: systemd-boot, loader.conf, the entry of
-// slot A and kernel+initrd for both slots.
+// slot A, GRUB's config, environment block and slot A's snippet (legacy BIOS),
+// and kernel+initrd for both slots.
 func espFiles(s Spec, p *Payloads) []esp.File {
 	entry := bootentry.Entry{
 		Generation: s.Generation,
@@ -396,10 +404,17 @@ func espFiles(s Spec, p *Payloads) []esp.File {
 		Version:    s.Version,
 		RootUUID:   partitions.PartUUID(s.ApplianceID, partitions.RoleRootA),
 	}
+	grubEnv, err := bootentry.EncodeGRUBEnv(nil)
+	if err != nil {
+		panic(err) // an empty block always fits
+	}
 	files := []esp.File{
 		{Path: "EFI/BOOT/BOOTX64.EFI", Data: p.BootEFI},
 		{Path: "loader/loader.conf", Data: []byte(LoaderConf)},
 		{Path: bootentry.Dir + "/" + entry.FileName(), Data: bootentry.Render(entry)},
+		{Path: bootentry.GRUBConfigPath, Data: bootentry.GRUBConfig()},
+		{Path: bootentry.GRUBEnvPath, Data: grubEnv},
+		{Path: bootentry.SlotGRUBPath(entry.Slot), Data: bootentry.RenderGRUB(entry)},
 	}
 	for _, slot := range []partitions.Slot{partitions.SlotA, partitions.SlotB} {
 		files = append(files,
@@ -471,6 +486,9 @@ func WriteDisk(ctx context.Context, s Spec, p *Payloads, out string) error {
 	}
 	if err := esp.Write(f, int64(espPart.Start), opts, espFiles(s, p)); err != nil {
 		return fmt.Errorf("writing ESP: %w", err)
+	}
+	if err := writeBIOS(f, p.BIOS); err != nil {
+		return err
 	}
 	for _, role := range []partitions.Role{partitions.RoleRootA, partitions.RoleRootB} {
 		part, _ := partitions.ByRole(role)

@@ -278,7 +278,7 @@ func TestESPFilesHaveEntry(t *testing.T) {
 		}
 	}
 	want := []string{"EFI/BOOT/BOOTX64.EFI", "loader/loader.conf", "loader/entries/kiln-1.conf",
-		"kiln/a/vmlinuz", "kiln/a/initrd", "kiln/b/vmlinuz", "kiln/b/initrd"}
+		"grub/grub.cfg", "grub/grubenv", "kiln/a/grub.cfg", "kiln/a/vmlinuz", "kiln/a/initrd", "kiln/b/vmlinuz", "kiln/b/initrd"}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("ESP files mismatch (-want +got):\n%s", diff)
 	}

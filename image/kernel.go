@@ -16,6 +16,10 @@ import (
 var initramfsModules = []string{
 	"virtio_blk", "virtio_pci", "virtio_scsi", "sd_mod", "ahci", "nvme",
 	"usb-storage", "uas", "xhci_pci", "squashfs",
+	// Other hypervisors' disk controllers (docs/image.md): VMware's LSI Logic
+	// (parallel and SAS) and PVSCSI, Hyper-V's VMBus storage, and the PIIX IDE
+	// of Hyper-V generation 1 and VirtualBox.
+	"mptspi", "mptsas", "vmw_pvscsi", "hv_vmbus", "hv_storvsc", "ata_piix",
 }
 
 // Modules of the root filesystem besides the root-path ones: required ones must
@@ -28,6 +32,8 @@ var (
 		"evdev", "button", "i6300esb",
 		"qemu_fw_cfg", // a VM's config passed with -fw_cfg (init/pid1/fwcfg.go)
 		"virtio_net", "e1000", "e1000e", "igb", "ixgbe", "r8169", "virtio_rng", "virtio_console",
+		"mptspi", "mptsas", "vmw_pvscsi", "hv_vmbus", "hv_storvsc", "ata_piix", // see initramfsModules
+		"vmxnet3", "hv_netvsc", "hv_utils", // VMware and Hyper-V NICs; Hyper-V shutdown and time sync
 		"nf_tables", "nft_ct", "nft_chain_nat", "nft_masq", "nf_nat", "nft_reject_inet", "nft_limit",
 		"nfsd", "target_core_mod", "iscsi_target_mod", "target_core_iblock", "target_core_file",
 		"bridge", "8021q", "veth", "tun", "loop",

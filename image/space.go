@@ -75,6 +75,54 @@ func moveHint(flag string) string {
 
 func mibs(b uint64) string { return fmt.Sprintf("%d MiB", b>>20) }
 
+// CopyNeed estimates the room a converted copy of the image (qcow2, VMDK, VHDX,
+// OVA) takes at path: the populated bytes, twice for an OVA (it assembles from a
+// temporary VMDK next to it).
+func CopyNeed(s Spec, flag, path string) SpaceNeed {
+	populated := 2*(spaceKernel+spaceInitrd) + 2*spaceRoot(s)
+	if strings.HasSuffix(path, ".ova") {
+		populated *= 2
+	}
+	return SpaceNeed{Dir: filepath.Dir(path), Flag: flag, Bytes: populated}
+}
+
+// Size estimates shared by SpaceNeeds and CopyNeed.
+const (
+	spaceRootExtra = 48 << 20 // kernel modules, e2fsprogs, iPXE, file system overhead
+	spaceKernel    = 16 << 20 // vmlinuz, with room
+	spaceInitrd    = 16 << 20 // stage 1 + modules, with room
+	spaceVetExtra  = 16 << 20 // the live image's modules (~10 MiB compressed), with room
+)
+
+func spaceFileSize(p string) uint64 {
+	if st, err := os.Stat(p); p != "" && err == nil {
+		return uint64(st.Size())
+	}
+	return 0
+}
+
+// spaceBins is the size of the binaries a root holds.
+func spaceBins(s Spec) uint64 {
+	var bins uint64
+	for _, p := range []string{s.Kiln, s.Busybox, s.Stage1, s.HelloInit} {
+		bins += spaceFileSize(p)
+	}
+	return bins
+}
+
+// spaceVet is the vetting live image's kernel and initrd.
+func spaceVet(s Spec) uint64 {
+	if s.Agent == "" {
+		return 0
+	}
+	return spaceKernel + spaceFileSize(s.Agent) + spaceFileSize(s.Busybox) + spaceVetExtra
+}
+
+// spaceRoot bounds a root squashfs.
+func spaceRoot(s Spec) uint64 {
+	return min(spaceBins(s)+spaceRootExtra+spaceVet(s), partitions.RootSize)
+}
+
 // SpaceNeeds estimates what a build writes where. out is the raw image (or the
 // payload directory when payloads is set), qcow2 the optional qcow2 copy, work
 // the staging directory. The raw image is sparse: only the ESP's files and the
@@ -85,26 +133,11 @@ func mibs(b uint64) string { return fmt.Sprintf("%d MiB", b>>20) }
 // also written to vet/ next to the raw image.
 func SpaceNeeds(s Spec, out, qcow2, work string, payloads bool) []SpaceNeed {
 	const (
-		rootExtra = 48 << 20 // kernel modules, e2fsprogs, iPXE, file system overhead
-		kernel    = 16 << 20 // vmlinuz, with room
-		initrd    = 16 << 20 // stage 1 + modules, with room
-		vetExtra  = 16 << 20 // the live image's modules (~10 MiB compressed), with room
+		rootExtra = spaceRootExtra
+		kernel    = spaceKernel
+		initrd    = spaceInitrd
 	)
-	size := func(p string) uint64 {
-		if st, err := os.Stat(p); p != "" && err == nil {
-			return uint64(st.Size())
-		}
-		return 0
-	}
-	var bins uint64
-	for _, p := range []string{s.Kiln, s.Busybox, s.Stage1, s.HelloInit} {
-		bins += size(p)
-	}
-	var vet uint64 // the live image's kernel and initrd
-	if s.Agent != "" {
-		vet = kernel + size(s.Agent) + size(s.Busybox) + vetExtra
-	}
-	root := min(bins+rootExtra+vet, partitions.RootSize)
+	bins, vet, root := spaceBins(s), spaceVet(s), spaceRoot(s)
 	var esp uint64 = 2 * (kernel + initrd)
 	var needs []SpaceNeed
 	if payloads {
@@ -112,7 +145,7 @@ func SpaceNeeds(s Spec, out, qcow2, work string, payloads bool) []SpaceNeed {
 	} else {
 		needs = append(needs, SpaceNeed{Dir: filepath.Dir(out), Flag: "--out", Bytes: esp + 2*root + vet})
 		if qcow2 != "" {
-			needs = append(needs, SpaceNeed{Dir: filepath.Dir(qcow2), Flag: "--qcow2", Bytes: esp + 2*root})
+			needs = append(needs, CopyNeed(s, "--qcow2", qcow2))
 		}
 	}
 	// Staging: the uncompressed root tree and the squashfs made from it.

@@ -16,6 +16,8 @@ const (
 	// TypeLinuxData is the generic Linux data type: a host that sees a kiln stick must
 	// not auto-mount its state (the discoverable /var and /srv types would invite that).
 	TypeLinuxData = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+	// TypeBIOSBoot holds GRUB's core image for legacy BIOS boot ("Hah!IdontNeedEFI").
+	TypeBIOSBoot = "21686148-6449-6E6F-744E-656564454649"
 )
 
 // SectorSize is the logical sector size kiln images are built for.
@@ -31,6 +33,7 @@ const (
 	RoleRootA Role = "root-a"
 	RoleRootB Role = "root-b"
 	RoleData  Role = "data"
+	RoleBIOS  Role = "bios"
 )
 
 // Partition is one entry of the layout.
@@ -55,15 +58,23 @@ const (
 	FirstLBAByte = 1 * mib
 	// GPTTrailer is room for the backup GPT at the end of the disk.
 	GPTTrailer = 1 * mib
+	// BIOSBootStart is where the BIOS boot partition starts: sector 40, the first
+	// 4 KiB-aligned sector after the primary GPT's 32 sectors of entries. It fills
+	// the gap up to the ESP at 1 MiB, so the ESP and the roots stay where images
+	// without it had them.
+	BIOSBootStart = 40 * SectorSize
 )
 
-// Layout returns the partitions of an image, in on-disk order.
+// Layout returns the partitions of an image, in on-disk order. The BIOS boot
+// partition comes first on disk but has index 5, so partitions 1-4 keep their
+// numbers (/dev/sda4 is data) on images built before legacy BIOS boot.
 func Layout() []Partition {
+	bios := Partition{Index: 5, Role: RoleBIOS, Label: "kiln-bios", Type: TypeBIOSBoot, Start: BIOSBootStart, Size: FirstLBAByte - BIOSBootStart}
 	esp := Partition{Index: 1, Role: RoleESP, Label: "kiln-esp", Type: TypeESP, Start: FirstLBAByte, Size: ESPSize}
 	a := Partition{Index: 2, Role: RoleRootA, Label: "kiln-root-a", Type: TypeRootX8664, Start: esp.End(), Size: RootSize}
 	b := Partition{Index: 3, Role: RoleRootB, Label: "kiln-root-b", Type: TypeRootX8664, Start: a.End(), Size: RootSize}
 	data := Partition{Index: 4, Role: RoleData, Label: "kiln-data", Type: TypeLinuxData, Start: b.End(), Size: DataSize}
-	return []Partition{esp, a, b, data}
+	return []Partition{bios, esp, a, b, data}
 }
 
 // ImageSize is the size in bytes of a freshly built raw image.

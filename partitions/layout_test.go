@@ -3,8 +3,12 @@ package partitions
 import "testing"
 
 func TestLayoutIsContiguousAndAligned(t *testing.T) {
+	l := Layout()
+	if bios := l[0]; bios.Role != RoleBIOS || bios.Start != 40*SectorSize || bios.End() != FirstLBAByte || bios.Index != 5 {
+		t.Errorf("first partition %+v, want the BIOS boot partition (index 5) from sector 40 to 1 MiB", bios)
+	}
 	prev := uint64(FirstLBAByte)
-	for _, p := range Layout() {
+	for _, p := range l[1:] {
 		if p.Start != prev {
 			t.Errorf("partition %d starts at %d, want %d", p.Index, p.Start, prev)
 		}

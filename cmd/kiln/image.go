@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"kiln.dev/kiln/image"
@@ -14,7 +16,8 @@ import (
 	"kiln.dev/kiln/image/hosttool"
 )
 
-const imageUsage = `usage: kiln image build [flags]   build out/kiln.img and out/kiln.qcow2
+const imageUsage = `usage: kiln image build [flags]   build out/kiln.img and out/kiln.qcow2 (and --vmdk/--ova/--vhdx copies)
+       kiln image convert --format qcow2|vmdk|ova|vhdx [--size 32G] IMAGE OUT   convert a raw image
        kiln image lock [--lock F]   pin the current Debian packages (make lock)
        kiln image fetch             download the pinned packages into the cache`
 
@@ -27,6 +30,8 @@ func runImage(ctx context.Context, args []string, s stdio) error {
 	switch args[0] {
 	case "build":
 		return runImageBuild(ctx, args[1:], s)
+	case "convert":
+		return runImageConvert(ctx, args[1:], s)
 	case "lock":
 		return runImageLock(ctx, args[1:], s)
 	case "fetch":
@@ -61,6 +66,10 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 	helloInit := fs.String("hello-init", "", "build a baseline image whose initramfs /init is this program")
 	payloads := fs.String("payloads", "", "write only the payloads (vmlinuz, initrd, root.squashfs) to this directory")
 	comp := fs.String("compression", image.DefaultCompression, "root squashfs compression: zstd or xz")
+	copies := map[image.Format]*string{}
+	for _, f := range image.Formats()[1:] {
+		copies[f] = fs.String(string(f), "", string(f)+" copy to write (empty: none; see docs/image.md)")
+	}
 	var otaKeys []string
 	fs.Func("ota-key", "update signing public key (NAME.pub of kiln keys gen) to trust; repeat for several", func(v string) error {
 		otaKeys = append(otaKeys, v)
@@ -97,6 +106,11 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 		outPath = *payloads
 	}
 	needs := image.SpaceNeeds(spec, outPath, *qcow2, work, *payloads != "")
+	for _, f := range image.Formats()[1:] {
+		if p := *copies[f]; p != "" && *payloads == "" {
+			needs = append(needs, image.CopyNeed(spec, "--"+string(f), p))
+		}
+	}
 	if err := image.CheckSpace(needs, statfs); err != nil {
 		return fmt.Errorf("image build: %w", err)
 	}
@@ -150,6 +164,18 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 			return err
 		}
 	}
+	for _, f := range image.Formats()[1:] {
+		p := *copies[f]
+		if p == "" {
+			continue
+		}
+		if err := image.Convert(ctx, *out, p, f, image.ConvertOptions{RawSHA256: res.SHA256}); err != nil {
+			return image.NoSpace(err, needs, statfs)
+		}
+		if err := printSum(s, p); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(s.out, "image built in %s\n", time.Since(start).Round(time.Millisecond))
 	return nil
 }
@@ -161,6 +187,60 @@ func printSum(s stdio, path string) error {
 	}
 	fmt.Fprintf(s.out, "%s  %s  (%d bytes)\n", sum, path, size)
 	return nil
+}
+
+// runImageConvert converts a raw image into a VM disk format, optionally with a
+// larger virtual disk (the data partition grows into it on first boot).
+func runImageConvert(ctx context.Context, args []string, s stdio) error {
+	fs := flag.NewFlagSet("image convert", flag.ContinueOnError)
+	fs.SetOutput(s.err)
+	format := fs.String("format", "", "qcow2, vmdk (VMware/VirtualBox), ova (vSphere, VMware, VirtualBox import) or vhdx (Hyper-V)")
+	size := fs.String("size", "", "virtual disk size, e.g. 32G (default: the image's size)")
+	name := fs.String("name", "kiln", "VM name in an OVA")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("image convert: %w", errUsage)
+	}
+	if fs.NArg() != 2 {
+		fmt.Fprintln(s.err, imageUsage)
+		return fmt.Errorf("image convert: want IMAGE and OUT, got %d arguments: %w", fs.NArg(), errUsage)
+	}
+	f, err := image.ParseFormat(*format)
+	if err != nil {
+		return fmt.Errorf("image convert: --%w: %w", err, errUsage)
+	}
+	var vsize int64
+	if *size != "" {
+		if vsize, err = parseSize(*size); err != nil {
+			return fmt.Errorf("image convert: --size: %w: %w", err, errUsage)
+		}
+	}
+	if f == image.FormatQcow2 {
+		if err := hosttool.Check(hosttool.QemuImg); err != nil {
+			return fmt.Errorf("image convert: %w", err)
+		}
+	}
+	if err := image.Convert(ctx, fs.Arg(0), fs.Arg(1), f, image.ConvertOptions{VirtualSize: vsize, Name: *name}); err != nil {
+		return fmt.Errorf("image convert: %w", err)
+	}
+	return printSum(s, fs.Arg(1))
+}
+
+// parseSize parses a byte count with an optional binary suffix: 34359738368, 32G, 512M.
+func parseSize(v string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(v, "T"):
+		mult, v = 1<<40, strings.TrimSuffix(v, "T")
+	case strings.HasSuffix(v, "G"):
+		mult, v = 1<<30, strings.TrimSuffix(v, "G")
+	case strings.HasSuffix(v, "M"):
+		mult, v = 1<<20, strings.TrimSuffix(v, "M")
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size: use bytes or a number with M, G or T (32G)", v)
+	}
+	return n * mult, nil
 }
 
 func runImageLock(ctx context.Context, args []string, s stdio) error {

@@ -50,3 +50,27 @@ func TestRunImageBuildValidates(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"1048576": 1 << 20, "512M": 512 << 20, "32G": 32 << 30, "2T": 2 << 40, "0": -1, "-1G": -1, "G": -1, "1.5G": -1, "12X": -1} {
+		got, err := parseSize(in)
+		if want < 0 {
+			if err == nil {
+				t.Errorf("parseSize(%q) = %d, want an error", in, got)
+			}
+			continue
+		}
+		if err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v, want %d", in, got, err, want)
+		}
+	}
+}
+
+func TestRunImageConvertUsage(t *testing.T) {
+	for _, args := range [][]string{{"convert"}, {"convert", "--format", "raw", "a", "b"}, {"convert", "--format", "vmdk", "--size", "x", "a", "b"}} {
+		var out, errb bytes.Buffer
+		if err := runImage(context.Background(), args, stdio{out: &out, err: &errb}); !errors.Is(err, errUsage) {
+			t.Errorf("runImage(%q) = %v, want a usage error", args, err)
+		}
+	}
+}

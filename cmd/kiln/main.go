@@ -35,6 +35,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"image":      {"build the appliance disk image (kiln image build)", runImage},
 		"vm":         {"boot an image in QEMU (kiln vm run)", runVM},
+		"flash":      {"write an image to a USB stick or disk, verified (kiln flash --device /dev/sdX IMAGE)", runFlash},
 		"serve":      {"run the supervisor and services on this host", runServe},
 		"status":     {"show the supervisor's service status", runStatus},
 		"service":    {"run one service (started by the supervisor)", runService},

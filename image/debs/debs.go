@@ -28,7 +28,9 @@ const KernelMeta = "linux-image-amd64"
 
 // Wanted returns the packages an image needs besides the kernel (which is
 // resolved from KernelMeta at lock time).
-func Wanted() []string { return []string{"systemd-boot-efi", "ipxe"} }
+// grub-pc-bin and grub-common give legacy BIOS boot: GRUB's i386-pc modules
+// and boot sectors, and the grub-mkimage that assembles its core image.
+func Wanted() []string { return []string{"systemd-boot-efi", "ipxe", "grub-pc-bin", "grub-common"} }
 
 // ErrHashMismatch marks a .deb whose SHA-256 differs from its pin.
 var ErrHashMismatch = errors.New("package hash does not match the lock file")

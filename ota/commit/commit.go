@@ -91,6 +91,11 @@ func Prepare(o Options) (Boot, error) {
 	if o.ESP == nil {
 		return b, errors.New("the ESP is not mounted, so OTA boot checks cannot run: this boot is not committed and updates are unavailable")
 	}
+	if renamed, err := slots.FoldGRUB(o.ESP); err != nil {
+		b.Problems = append(b.Problems, fmt.Sprintf("folding GRUB's boot counts into the entries: %v", err))
+	} else if len(renamed) > 0 {
+		o.log().Info("counted the tries of a legacy BIOS boot", "entries", strings.Join(renamed, ","))
+	}
 	if removed, err := slots.Tidy(o.ESP); err != nil {
 		b.Problems = append(b.Problems, fmt.Sprintf("tidying boot entries: %v", err))
 	} else if len(removed) > 0 {

@@ -57,7 +57,12 @@ func OfSlot(entries []bootentry.Entry, s partitions.Slot) (bootentry.Entry, bool
 func entryPath(e bootentry.Entry) string { return path.Join(bootentry.Dir, e.FileName()) }
 
 // Write makes entry e durable under its name (temporary name, rename, sync).
+// The slot's GRUB snippet (its kernel command line for legacy BIOS boots) is
+// written first, when it changed: GRUB boots an entry only with it.
 func Write(f espfs.FS, e bootentry.Entry) error {
+	if err := writeGRUBSnippet(f, e); err != nil {
+		return err
+	}
 	if err := f.MkdirAll(bootentry.Dir); err != nil {
 		return fmt.Errorf("creating %s: %w", bootentry.Dir, err)
 	}
@@ -65,6 +70,60 @@ func Write(f espfs.FS, e bootentry.Entry) error {
 		return fmt.Errorf("writing boot entry %s: %w", e.FileName(), err)
 	}
 	return nil
+}
+
+// writeGRUBSnippet writes kiln/<slot>/grub.cfg for e unless it already holds it.
+func writeGRUBSnippet(f espfs.FS, e bootentry.Entry) error {
+	name := bootentry.SlotGRUBPath(e.Slot)
+	want := bootentry.RenderGRUB(e.Blessed())
+	if have, err := f.ReadFile(name); err == nil && bytes.Equal(have, want) {
+		return nil
+	}
+	if err := f.MkdirAll(path.Dir(name)); err != nil {
+		return fmt.Errorf("creating %s: %w", path.Dir(name), err)
+	}
+	if _, err := espfs.ReplaceFile(f, name, bytes.NewReader(want)); err != nil {
+		return fmt.Errorf("writing the GRUB snippet of slot %s: %w", e.Slot, err)
+	}
+	return nil
+}
+
+// FoldGRUB moves the tries GRUB counted (its records in grub/grubenv: a
+// legacy BIOS boot cannot rename files) into the entry file names, so the
+// files alone say again what both loaders boot. It is idempotent: a record
+// already folded changes nothing. It returns the entries renamed.
+func FoldGRUB(f espfs.FS) ([]string, error) {
+	b, err := f.ReadFile(bootentry.GRUBEnvPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // an image without GRUB
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", bootentry.GRUBEnvPath, err)
+	}
+	env, err := bootentry.DecodeGRUBEnv(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", bootentry.GRUBEnvPath, err)
+	}
+	tries := bootentry.ParseGRUBTries(env)
+	if len(tries) == 0 {
+		return nil, nil
+	}
+	entries, _, err := Scan(f)
+	if err != nil {
+		return nil, err
+	}
+	var renamed []string
+	for _, e := range entries {
+		eff := bootentry.Effective(e, tries)
+		if eff.FileName() == e.FileName() {
+			continue
+		}
+		if err := Replace(f, e, eff); err != nil {
+			return renamed, fmt.Errorf("folding GRUB's tries into %s: %w", e.FileName(), err)
+		}
+		renamed = append(renamed, e.FileName()+" → "+eff.FileName())
+	}
+	return renamed, nil
 }
 
 // Replace turns entry old into e: e is written durably first, then old is

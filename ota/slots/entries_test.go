@@ -240,3 +240,54 @@ func TestStoreUpdate(t *testing.T) {
 		t.Errorf("Load = %+v, %v; want slot b installing and nothing of the failed update", r, err)
 	}
 }
+
+func TestFoldGRUB(t *testing.T) {
+	f := esp(nil, ent(1, a, ""), ent(2, b, "3-0"))
+	if renamed, err := FoldGRUB(f); err != nil || renamed != nil {
+		t.Fatalf("FoldGRUB without grubenv = %v, %v, want nothing", renamed, err)
+	}
+	// GRUB counted two tries of generation 2 and a stale one of an older a.
+	env, _ := bootentry.EncodeGRUBEnv(bootentry.GRUBTriesEnv(map[partitions.Slot]bootentry.Tries{
+		b: {Generation: 2, Left: 1, Done: 2}, a: {Generation: 1, Left: 0, Done: 3},
+	}))
+	f.MkdirAll(bootentry.GRUBDir)
+	if _, err := f.WriteFile(bootentry.GRUBEnvPath, strings.NewReader(string(env))); err != nil {
+		t.Fatal(err)
+	}
+	renamed, err := FoldGRUB(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"kiln-2+3-0.conf → kiln-2+1-2.conf"}, renamed); diff != "" {
+		t.Errorf("FoldGRUB renamed (-want +got):\n%s", diff)
+	}
+	got, _, _ := Scan(f)
+	if diff := cmp.Diff([]string{"kiln-1.conf", "kiln-2+1-2.conf"}, fileNames(got)); diff != "" {
+		t.Errorf("entries after FoldGRUB (-want +got):\n%s", diff)
+	}
+	if renamed, err := FoldGRUB(f); err != nil || renamed != nil {
+		t.Errorf("second FoldGRUB = %v, %v, want nothing (idempotent)", renamed, err)
+	}
+	f.WriteFile(bootentry.GRUBEnvPath, strings.NewReader("garbage"))
+	if _, err := FoldGRUB(f); err == nil {
+		t.Error("FoldGRUB of a corrupt grubenv = nil error")
+	}
+}
+
+func TestWriteKeepsTheGRUBSnippet(t *testing.T) {
+	f := esp(nil)
+	e := ent(5, b, "3-0")
+	if err := Write(f, e); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.ReadFile(bootentry.SlotGRUBPath(b))
+	if err != nil || string(got) != string(bootentry.RenderGRUB(e.Blessed())) {
+		t.Fatalf("snippet after Write = %q, %v", got, err)
+	}
+	if _, err := Bless(f, e); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := f.ReadFile(bootentry.SlotGRUBPath(b)); string(again) != string(got) {
+		t.Error("Bless changed the slot's GRUB snippet")
+	}
+}

@@ -145,6 +145,8 @@ type VMOptions struct {
 	// Config, when set, is an appliance config (YAML) passed through QEMU's
 	// fw_cfg as opt/kiln/config, which PID 1 prefers over the image's default.
 	Config string
+	// Firmware is qemu.UEFI (OVMF, the default) or qemu.BIOS (SeaBIOS).
+	Firmware qemu.Firmware
 }
 
 // NewOverlay creates a qcow2 overlay on base in a temp dir of t.
@@ -179,6 +181,7 @@ func NewVM(t testing.TB, ctx context.Context, image string, o VMOptions) *qemu.V
 	}
 	cfg := qemu.Config{
 		WorkDir:   work,
+		Firmware:  o.Firmware,
 		MemoryMiB: o.MemoryMiB,
 		Disks:     []qemu.Disk{{Path: disk}},
 		Mgmt:      &qemu.Mgmt{Pcap: os.Getenv("KILN_MGMT_PCAP")},

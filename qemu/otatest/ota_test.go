@@ -4,8 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -51,35 +49,11 @@ func TestUpdateLifecycle(t *testing.T) {
 	boot := boottest.BootTimeout()
 
 	// Bundles from the image's own payloads.
-	dir := t.TempDir()
-	raw := filepath.Join(dir, "disk.raw")
-	if err := qemu.ConvertRaw(ctx, img, raw); err != nil {
-		t.Fatal(err)
-	}
-	base, err := ExtractPayloads(ctx, raw, dir)
+	cases, err := BuildCases(ctx, img, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Remove(raw)
-	withConfig := func(name, config string) Payloads {
-		p := base
-		p.Root = filepath.Join(dir, name+".squashfs")
-		if err := Repack(ctx, base.Root, p.Root, func(d string) error {
-			return os.WriteFile(filepath.Join(d, "etc/kiln/kiln.yaml"), []byte(config), 0o644)
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	good := withConfig("b", "hostname: kiln-b\n")
-	// The management service cannot bind an address the appliance does not
-	// have: it crash-loops and the API never answers.
-	broken := withConfig("c", "hostname: kiln-c\nmanagement:\n  listen: 192.0.2.1\nupdate:\n  health_deadline: 30s\n")
-	unmountable := base
-	unmountable.Root = filepath.Join(dir, "d.squashfs")
-	if err := BreakSquashfs(base.Root, unmountable.Root); err != nil {
-		t.Fatal(err)
-	}
+	good, broken, unmountable := cases.Good, cases.Broken, cases.Unmountable
 	mk := func(p Payloads, version string, gen int) []byte {
 		b, err := Bundle(p, version, gen, key)
 		if err != nil {

@@ -152,6 +152,45 @@ func BreakSquashfs(in, out string) error {
 	return os.WriteFile(out, b, 0o644)
 }
 
+// Cases are the payloads of the lifecycle tests, made from an image's own:
+// Good (host name kiln-b), Broken (its management service binds an address
+// the appliance lacks, so the health checks fail within 30 s) and
+// Unmountable (its root squashfs does not mount, so stage 1 fails).
+type Cases struct {
+	Base, Good, Broken, Unmountable Payloads
+}
+
+// BuildCases extracts img's payloads into dir and derives the cases.
+func BuildCases(ctx context.Context, img, dir string) (Cases, error) {
+	raw := filepath.Join(dir, "disk.raw")
+	if err := qemu.ConvertRaw(ctx, img, raw); err != nil {
+		return Cases{}, err
+	}
+	base, err := ExtractPayloads(ctx, raw, dir)
+	os.Remove(raw)
+	if err != nil {
+		return Cases{}, err
+	}
+	withConfig := func(name, config string) (Payloads, error) {
+		p := base
+		p.Root = filepath.Join(dir, name+".squashfs")
+		return p, Repack(ctx, base.Root, p.Root, func(d string) error {
+			return os.WriteFile(filepath.Join(d, "etc/kiln/kiln.yaml"), []byte(config), 0o644)
+		})
+	}
+	c := Cases{Base: base, Unmountable: base}
+	if c.Good, err = withConfig("b", "hostname: kiln-b\n"); err != nil {
+		return c, err
+	}
+	// The management service cannot bind an address the appliance does not
+	// have: it crash-loops and the API never answers.
+	if c.Broken, err = withConfig("c", "hostname: kiln-c\nmanagement:\n  listen: 192.0.2.1\nupdate:\n  health_deadline: 30s\n"); err != nil {
+		return c, err
+	}
+	c.Unmountable.Root = filepath.Join(dir, "d.squashfs")
+	return c, BreakSquashfs(base.Root, c.Unmountable.Root)
+}
+
 // Bundle signs p as version/generation with key.
 func Bundle(p Payloads, version string, gen int, key ed25519.PrivateKey) ([]byte, error) {
 	files := bundle.Files{Kernel: p.Kernel, Initrd: p.Initrd, Root: p.Root}
