@@ -238,15 +238,16 @@ func bad(s string) bool {
 }
 
 // ipxeSyntax says what in s iPXE would read as script syntax rather than
-// kernel arguments on a "kernel" line, or "" for nothing. iPXE expands
-// ${settings} in the whole line, then splits it into words, honouring quotes
-// and backslashes; a word "||", "&&" or ";" ends the command and a word
-// starting with "#" comments out the rest (which would drop "|| goto
-// failed"). Quotes and backslashes are refused too: they change where iPXE's
-// words begin, which would hide an operator from this check.
+// kernel arguments on a "kernel" line, or "" for nothing. iPXE splits the
+// line into words, honouring quotes and backslashes; a word "||", "&&" or
+// ";" ends the command and a word starting with "#" comments out the rest
+// (which would drop "|| goto failed"). Quotes and backslashes are refused:
+// they change where iPXE's words begin, which would hide an operator from
+// this check. ${settings} stay allowed (operators use them; they expand to
+// the booting machine's own settings).
 func ipxeSyntax(s string) string {
-	if i := strings.IndexAny(s, "$\"'\\"); i >= 0 {
-		return fmt.Sprintf("%q, which iPXE interprets (settings expansion or quoting)", s[i:i+1])
+	if i := strings.IndexAny(s, "\"'\\"); i >= 0 {
+		return fmt.Sprintf("%q, which iPXE reads as quoting", s[i:i+1])
 	}
 	for _, w := range strings.Fields(s) {
 		switch {
