@@ -37,7 +37,10 @@
 //     address within ten minutes lock it out for fifteen and are reported to
 //     the Banner (the firewall's ban set).
 //   - api.trust_lan in the config (off unless set) lets callers from
-//     api.trusted_networks act with api.trusted_role without credentials.
+//     api.trusted_networks act with api.trusted_role without credentials,
+//     except on Credentials routes (accounts, passwords, tokens, SSH keys),
+//     which always want a logged-in user. The config refuses trusted
+//     networks that overlap a provisioning subnet.
 //
 // # Errors
 //
