@@ -619,6 +619,9 @@ func (s *server) event(ctx context.Context, req *dhcpv4.DHCPv4, st state, resp *
 		d = append(d, "proxy")
 	}
 	if f := resp.BootFileNameOption(); f != "" {
+		// Without the query: a script URL carries the host's token, and
+		// events are shown to every read-scope API user.
+		f, _, _ = strings.Cut(f, "?")
 		d = append(d, "file="+f)
 	}
 	if c.bootable() {

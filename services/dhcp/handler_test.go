@@ -149,6 +149,36 @@ func TestDiscoverRequestEnrolls(t *testing.T) {
 	}
 }
 
+// TestBootEventsHaveNoToken: the ACK tells iPXE its script URL with the
+// host's token; the boot event recording it (shown to read-scope API users)
+// names the file without the token.
+func TestBootEventsHaveNoToken(t *testing.T) {
+	ctx := context.Background()
+	ts := newTestServer(t)
+	mac := "52:54:00:00:00:07"
+	h, err := ts.db.CreateHost(ctx, store.Host{Name: "pc-07", MACs: []string{mac}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipxe := dhcpv4.WithUserClass("iPXE", false)
+	offer, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeDiscover, ipxe), ts.eth1)
+	ack, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeRequest, ipxe,
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 0, 0, 1))),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(offer.YourIPAddr))), ts.eth1)
+	if f := ack.BootFileNameOption(); !strings.Contains(f, "?token="+h.Token) {
+		t.Fatalf("ACK boot file = %q, want the script URL with the host's token", f)
+	}
+	evs, err := ts.db.BootEvents(ctx, mac, 10)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("BootEvents = %+v, %v, want offer and ack", evs, err)
+	}
+	for _, e := range evs {
+		if strings.Contains(e.Detail, h.Token) || !strings.Contains(e.Detail, "file=http://10.0.0.1:8080/boot/52-54-00-00-00-07.ipxe ") {
+			t.Errorf("%s event detail = %q, want the script URL without its token", e.Kind, e.Detail)
+		}
+	}
+}
+
 func TestReservation(t *testing.T) {
 	ts := newTestServer(t)
 	_, err := ts.db.CreateHost(context.Background(), store.Host{Name: "pc-07", MACs: []string{"52:54:00:00:00:07"}, IPv4: netip.MustParseAddr("10.0.0.7")})
