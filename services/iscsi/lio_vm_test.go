@@ -41,11 +41,7 @@ func TestLIO(t *testing.T) {
 	if !guest.Enter(t, guest.Options{Modules: []string{"target_core_file", "iscsi_target_mod", "iscsi_tcp", "veth"}}) {
 		return
 	}
-	for _, tool := range []string{"iscsid", "iscsiadm", "ip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (apt-get install open-iscsi iproute2)", tool)
-		}
-	}
+	needTools(t)
 	cfs := Configfs{Root: DefaultRoot, Prefix: hall.Prefix}
 	if err := cfs.Prepare(); err != nil {
 		t.Fatal(err)
@@ -234,6 +230,16 @@ func TestLIO(t *testing.T) {
 			t.Errorf("the operator's own target went away: %v", err)
 		}
 	})
+}
+
+// needTools skips t without open-iscsi's and iproute2's commands.
+func needTools(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"iscsid", "iscsiadm", "ip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (apt-get install open-iscsi iproute2)", tool)
+		}
+	}
 }
 
 // apply makes configfs hold want.
