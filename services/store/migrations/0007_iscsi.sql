@@ -1,4 +1,4 @@
--- 0006: iSCSI thin nodes. A host's initiator (its IQN and CHAP credentials,
+-- 0005: iSCSI thin nodes. A host's initiator (its IQN and CHAP credentials,
 -- the secrets sealed with the key on the data partition, never in clear
 -- text) and volumes (sparse files on the data partition exported by the
 -- iscsi service). A volume without a host is a golden volume, a source
