@@ -191,3 +191,21 @@ func TestGaugeAddConcurrent(t *testing.T) {
 		t.Errorf("Value = %v, want 4000", g.Value())
 	}
 }
+
+// TestCollectFuncReplacedWhileScraped runs under -race in make test.
+func TestCollectFuncReplacedWhileScraped(t *testing.T) {
+	r := metrics.New()
+	fn := func(context.Context) ([]metrics.Sample, error) { return []metrics.Sample{{Value: 1}}, nil }
+	r.CollectFunc("kiln_c", "C.", metrics.KindGauge, nil, fn)
+	done := make(chan bool)
+	go func() {
+		for range 200 {
+			r.CollectFunc("kiln_c", "C.", metrics.KindGauge, nil, fn)
+		}
+		done <- true
+	}()
+	for range 200 {
+		r.WriteText(context.Background(), &bytes.Buffer{})
+	}
+	<-done
+}

@@ -279,8 +279,9 @@ func (v *vec[T]) series(value func(*T) float64) []Sample {
 func counterValue(c *Counter) float64 { return float64(c.Value()) }
 func gaugeValue(g *Gauge) float64     { return g.Value() }
 
-// samples returns the family's series now.
-func (f *family) samples(ctx context.Context) ([]Sample, error) {
+// samples returns the family's series now; collect is f.collect as read
+// under the registry's lock (CollectFunc may replace it).
+func (f *family) samples(ctx context.Context, collect func(context.Context) ([]Sample, error)) ([]Sample, error) {
 	switch {
 	case f.counter != nil:
 		return []Sample{{Value: counterValue(f.counter)}}, nil
@@ -291,7 +292,7 @@ func (f *family) samples(ctx context.Context) ([]Sample, error) {
 	case f.gvec != nil:
 		return f.gvec.series(gaugeValue), nil
 	}
-	ss, err := f.collect(ctx)
+	ss, err := collect(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -320,18 +321,23 @@ func (r *Registry) Names() []string {
 // CollectFunc fails is left out; the failures are returned together after
 // the rest was written.
 func (r *Registry) WriteText(ctx context.Context, w io.Writer) error {
+	type snap struct {
+		f       *family
+		collect func(context.Context) ([]Sample, error)
+	}
 	r.mu.Lock()
-	fams := make([]*family, 0, len(r.families))
+	fams := make([]snap, 0, len(r.families))
 	for _, f := range r.families {
-		fams = append(fams, f)
+		fams = append(fams, snap{f, f.collect})
 	}
 	r.mu.Unlock()
-	slices.SortFunc(fams, func(a, b *family) int { return strings.Compare(a.name, b.name) })
+	slices.SortFunc(fams, func(a, b snap) int { return strings.Compare(a.f.name, b.f.name) })
 
 	var buf bytes.Buffer
 	var errs []error
-	for _, f := range fams {
-		ss, err := f.samples(ctx)
+	for _, s := range fams {
+		f := s.f
+		ss, err := f.samples(ctx, s.collect)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("collecting %s: %w", f.name, err))
 			continue
