@@ -89,6 +89,7 @@ type server struct {
 	// httpPort is the HTTP boot service's port for boot URLs (0: the default).
 	httpPort int
 	subnets  []*subnet
+	metrics  *dhcpMetrics // nil counts nothing
 }
 
 // ingress is how a request reached kiln.
@@ -139,6 +140,7 @@ func (s *server) handle(ctx context.Context, req *dhcpv4.DHCPv4, in ingress) (*d
 	if sub == nil {
 		return nil, netip.AddrPort{}, nil
 	}
+	s.metrics.request(sub, req.MessageType())
 	st := state{
 		ServerIP: sub.self,
 		Subnet:   sub.cfg,
@@ -171,6 +173,7 @@ func (s *server) handle(ctx context.Context, req *dhcpv4.DHCPv4, in ingress) (*d
 	if err != nil || resp == nil {
 		return nil, netip.AddrPort{}, err
 	}
+	s.metrics.reply(sub, resp.MessageType())
 	s.event(ctx, req, st, resp)
 	return resp, destination(req, resp, in), nil
 }

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"kiln.dev/kiln/services/metrics"
 )
 
 // ErrUnknownHost is returned by Hosts when no host owns a MAC.
@@ -85,6 +87,8 @@ type Options struct {
 	Agent http.Handler
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Metrics receives the server's families; nil counts nothing.
+	Metrics *metrics.Registry
 }
 
 // Server serves iPXE scripts and boot artifacts.
@@ -359,7 +363,7 @@ func (s *Server) report(ctx context.Context, ev Event) {
 // serving.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error {
 	srv := &http.Server{
-		Handler:           s,
+		Handler:           metered(s.opts.Metrics, s),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,

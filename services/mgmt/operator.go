@@ -70,12 +70,15 @@ func newAPI(ctx context.Context, env svc.Env, db *store.Store, fp string, log *s
 		StateDir:    env.StateDir,
 		Banner:      firewallBanner{fw: firewall.New(-1), log: log},
 		Fingerprint: fp,
+		Version:     env.Version,
 		Logger:      log,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("starting the API: %w", err)
 	}
-	otahttp.ForAppliance(env.StateDir, env.RunDir, env.Config.Update.BootTries(), log).Mount(a) // update status, push, rollback
+	ota := otahttp.ForAppliance(env.StateDir, env.RunDir, env.Config.Update.BootTries(), log)
+	ota.Mount(a) // update status, push, rollback
+	mountMetrics(a, env, db, ota.Slots, log)
 	// Links, leases, the firewall's ruleset and a pending network trial.
 	a.Mount("GET /api/v1/network", api.ScopeRead, netconf.StatusHandler(env.RunDir))
 	// iSCSI volumes and CHAP; without provisioning.domain they answer 503 saying so.
