@@ -68,6 +68,7 @@ func run(ctx context.Context, env svc.Env, o options) error {
 			srv.subnets = append(srv.subnets, newSubnet(i, c))
 		}
 	}
+	srv.metrics = newMetrics(env.Registry(), db, srv.subnets, o.now)
 	if len(srv.subnets) == 0 {
 		log.Info("no provisioning subnets to serve (provisioning.subnets is empty or all off)")
 		ready()

@@ -96,6 +96,7 @@ type server struct {
 	// httpPort is the HTTP boot service's port for boot URLs (0: the default).
 	httpPort int
 	subnets  []*subnet
+	metrics  *dhcpMetrics // nil counts nothing
 
 	// enrolRate limits enrolling unknown machines in all (nil: no limit);
 	// past maxEnrolled hosts of role unknown (0: no cap) nobody is enrolled.
@@ -156,6 +157,7 @@ func (s *server) handle(ctx context.Context, req *dhcpv4.DHCPv4, in ingress) (*d
 	if sub == nil {
 		return nil, netip.AddrPort{}, nil
 	}
+	s.metrics.request(sub, req.MessageType())
 	st := state{
 		ServerIP: sub.self,
 		Subnet:   sub.cfg,
@@ -188,6 +190,7 @@ func (s *server) handle(ctx context.Context, req *dhcpv4.DHCPv4, in ingress) (*d
 	if err != nil || resp == nil {
 		return nil, netip.AddrPort{}, err
 	}
+	s.metrics.reply(sub, resp.MessageType())
 	s.event(ctx, req, st, resp)
 	return resp, destination(req, resp, in), nil
 }

@@ -150,6 +150,7 @@ func (p *pool) submit(j job) {
 }
 
 func (p *pool) dropped(why string, mac [6]byte) {
+	p.srv.metrics.drop(why)
 	p.dropMu.Lock()
 	defer p.dropMu.Unlock()
 	if now := time.Now(); now.Sub(p.lastDrop) > 10*time.Second {
@@ -162,6 +163,7 @@ func (p *pool) work(ctx context.Context, j job) {
 	req, err := dhcpv4.FromBytes(j.pkt)
 	if err != nil {
 		p.log.Debug("ignoring malformed packet", "from", j.in.peer, "err", err)
+		p.srv.metrics.drop("malformed")
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -169,6 +171,7 @@ func (p *pool) work(ctx context.Context, j job) {
 	resp, dst, err := p.srv.handle(ctx, req, j.in)
 	if err != nil {
 		p.log.Warn("no reply", "mac", req.ClientHWAddr, "type", req.MessageType(), "err", err)
+		p.srv.metrics.error()
 		return
 	}
 	if resp == nil {

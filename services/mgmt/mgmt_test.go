@@ -96,7 +96,7 @@ type fixedStatus struct {
 
 func (f fixedStatus) Status(context.Context) ([]byte, error) { return f.body, f.err }
 
-const sampleStatus = `{"ready":true,"services":[{"name":"mgmt","state":"ready"},{"name":"dns","state":"backoff"}]}`
+const sampleStatus = `{"ready":true,"services":[{"name":"mgmt","state":"ready"},{"name":"dns","state":"backoff","restarts":2}]}`
 
 func TestPlainHandler(t *testing.T) {
 	for _, tc := range []struct {
@@ -296,6 +296,7 @@ func TestRun(t *testing.T) {
 	if resp, body := get(base + "/api/v1/status"); resp.StatusCode != 200 || body != sampleStatus {
 		t.Errorf("GET /api/v1/status = %d %q, want the supervisor's JSON", resp.StatusCode, body)
 	}
+	checkMetrics(t, hc, base, filepath.Join(dir, "state"), runDir)
 	if fi, err := os.Stat(filepath.Join(dir, "state", "mgmt", "tls", "key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("key.pem: %v (mode %v), want 0600", err, fi.Mode().Perm())
 	}
