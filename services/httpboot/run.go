@@ -28,6 +28,7 @@ func Run(ctx context.Context, env svc.Env) error {
 	}
 	defer st.Close()
 	o := OptionsFromConfig(env.Config, env.StateDir)
+	o.Metrics = env.Metrics
 	if env.Config.Provisioning.HTTPBoot.Root == "" {
 		if err := os.MkdirAll(o.FilesRoot, 0o755); err != nil {
 			return fmt.Errorf("creating the HTTP boot files root: %w", err)

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"kiln.dev/kiln/services/metrics"
 )
 
 // ErrUnknownHost is returned by Hosts when no host owns a MAC.
@@ -89,6 +91,8 @@ type Options struct {
 	Agent http.Handler
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Metrics receives the server's families; nil counts nothing.
+	Metrics *metrics.Registry
 	// EventLimit bounds the boot events stored per source and in total.
 	EventLimit EventLimit
 	// Neighbor returns the MAC (canonical form) the kernel's neighbour
@@ -414,7 +418,7 @@ func (s *Server) report(ctx context.Context, ev Event) bool {
 // serving.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error {
 	srv := &http.Server{
-		Handler:           s,
+		Handler:           metered(s.opts.Metrics, s),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
