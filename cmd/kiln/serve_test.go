@@ -25,6 +25,7 @@ import (
 
 	"kiln.dev/kiln/init/supervisor"
 	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/metrics"
 )
 
 // safeBuffer collects a child's output for failure messages.
@@ -177,6 +178,13 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 
 	runDir := filepath.Join(state, "run")
+	// Every service serves its metrics to mgmt; /metrics wants a read token.
+	if code, _, _ := get(https + "/metrics"); code != http.StatusUnauthorized {
+		t.Errorf("GET /metrics without credentials = %d, want 401", code)
+	}
+	if fi, err := os.Stat(metrics.SocketPath(runDir, "mgmt")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("mgmt's metrics socket: %v, want it with mode 0600", err)
+	}
 	statusOut, err := exec.Command(bin, "status", "--run", runDir, "--json").Output()
 	if err != nil {
 		t.Fatalf("kiln status --json: %v", err)
