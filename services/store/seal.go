@@ -38,12 +38,21 @@ func loadKey(dbPath string) (cipher.AEAD, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		key = make([]byte, 32)
 		rand.Read(key)
-		tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-		if err := os.WriteFile(tmp, key, FileMode); err != nil {
+		var f *os.File
+		if f, err = os.CreateTemp(filepath.Dir(path), "."+KeyFileName+"-*"); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", path, err)
 		}
-		err = os.Link(tmp, path)
-		os.Remove(tmp)
+		_, err = f.Write(key)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Link(f.Name(), path)
+		}
+		os.Remove(f.Name())
 		if errors.Is(err, fs.ErrExist) {
 			key, err = os.ReadFile(path)
 		}

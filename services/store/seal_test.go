@@ -89,3 +89,36 @@ func TestRunSecretsSealedAtRest(t *testing.T) {
 		t.Errorf("VetRunByID with a replaced key = %v, want an error naming %s", err, KeyFileName)
 	}
 }
+
+// TestConcurrentFirstOpensShareOneKey: the appliance's services open the
+// store at once on first boot; they must all end up with the same key.
+func TestConcurrentFirstOpensShareOneKey(t *testing.T) {
+	ctx := context.Background()
+	path := Path(t.TempDir())
+	const n = 8
+	stores := make([]*Store, n)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			var err error
+			stores[i], err = Open(ctx, path)
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("Open = %v", err)
+		}
+	}
+	defer func() {
+		for _, s := range stores {
+			s.Close()
+		}
+	}()
+	sealed := stores[0].seal("a secret")
+	for i, s := range stores {
+		if got, err := s.unseal(sealed); err != nil || got != "a secret" {
+			t.Errorf("store %d opens store 0's sealed value as %q, %v: the opens made different keys", i, got, err)
+		}
+	}
+}
