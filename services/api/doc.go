@@ -34,10 +34,14 @@
 //   - Scripts and the CLI: "Authorization: Bearer kiln_…" API tokens, scoped
 //     read/write/admin (never above their owner's role), revocable.
 //   - Failures (wrong password, unknown token) are logged; five from one
-//     address within ten minutes lock it out for fifteen and are reported to
-//     the Banner (the firewall's ban set).
+//     source (IPv4 address, IPv6 /64) within ten minutes lock it out for
+//     fifteen and are reported to the Banner (the firewall's ban set). Per
+//     account name, failures from anywhere back off exponentially (guard.go).
 //   - api.trust_lan in the config (off unless set) lets callers from
-//     api.trusted_networks act with api.trusted_role without credentials.
+//     api.trusted_networks act with api.trusted_role without credentials,
+//     except on Credentials routes (accounts, passwords, tokens, SSH keys),
+//     which always want a logged-in user. The config refuses trusted
+//     networks that overlap a provisioning subnet.
 //
 // # Errors
 //

@@ -95,8 +95,13 @@ type Route struct {
 	// Self lets a browser session of any role call a route whose Scope it
 	// lacks, for its own account only (the handler enforces "own"): changing
 	// one's password, making and revoking one's own tokens.
-	Self    bool
-	Summary string
+	Self bool
+	// Credentials marks a route that hands out or changes credentials
+	// (passwords, accounts, API tokens, a held host's SSH key or shell): only
+	// an identified user (session or API token) may call it, never an
+	// anonymous caller of api.trusted_networks, whatever api.trusted_role says.
+	Credentials bool
+	Summary     string
 	// Query lists query parameters as "name: description".
 	Query []string
 	// Request and Response are example values whose types describe the JSON
@@ -293,6 +298,9 @@ func authorize(rt Route, p *Principal, r *http.Request) error {
 	if rt.Scope != ScopePublic {
 		if p == nil {
 			return Errorf(http.StatusUnauthorized, CodeUnauthenticated, "", "log in first (POST /api/v1/session) or send an API token as Authorization: Bearer")
+		}
+		if rt.Credentials && p.Via == viaTrusted {
+			return Errorf(http.StatusUnauthorized, CodeUnauthenticated, "", "%s %s hands out or changes credentials, which api.trust_lan never allows without logging in: log in (POST /api/v1/session) or send an API token", rt.Method, rt.Path)
 		}
 		if p.Scope.Rank() < rt.Scope.rank() && !(rt.Self && p.Via == viaSession) {
 			return Errorf(http.StatusForbidden, CodeForbidden, "", "%s %s needs %s access; %s has %s", rt.Method, rt.Path, rt.Scope, p.User, p.Scope)

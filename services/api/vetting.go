@@ -62,9 +62,9 @@ func (s *Server) vetRoutes() []Route {
 			Response: orchestrator.View{}, handler: h(s.stopRun)},
 		{Method: "POST", Path: "/api/v1/vetting/runs/{id}/release", Scope: ScopeWrite, Summary: "End the hold of a held run (its host powers off)",
 			Response: orchestrator.View{}, handler: h(s.releaseRun)},
-		{Method: "GET", Path: "/api/v1/vetting/runs/{id}/ssh", Scope: ScopeAdmin, Summary: "The held host's SSH login: the run's private key, known_hosts line and command",
+		{Method: "GET", Path: "/api/v1/vetting/runs/{id}/ssh", Scope: ScopeAdmin, Credentials: true, Summary: "The held host's SSH login: the run's private key, known_hosts line and command",
 			Response: sshJSON{}, handler: h(s.runSSH)},
-		{Method: "GET", Path: "/api/v1/vetting/runs/{id}/tunnel", Scope: ScopeAdmin, Summary: "Upgrade to a TCP stream to the held host's SSH server (kiln vet ssh uses it as ProxyCommand)",
+		{Method: "GET", Path: "/api/v1/vetting/runs/{id}/tunnel", Scope: ScopeAdmin, Credentials: true, Summary: "Upgrade to a TCP stream to the held host's SSH server (kiln vet ssh uses it as ProxyCommand)",
 			RawResponse: "application/octet-stream", Status: http.StatusSwitchingProtocols, handler: h(s.runTunnel)},
 	}
 }
