@@ -53,8 +53,10 @@
 //
 // # Live updates
 //
-// GET /api/v1/events is a Server-Sent Events stream fed by polling the
-// store's change marks and the supervisor's status; service logs stream from
-// the supervisor's control socket, each event carrying the line's seq as its
-// id so a reconnecting browser resumes with Last-Event-ID.
+// GET /api/v1/events is a Server-Sent Events stream fed by one poller
+// shared by every stream (feed.go), which reads the store's change marks and
+// the supervisor's status; each user holds at most maxStreamsPerUser
+// streams. Service logs stream from the supervisor's control socket, each
+// event carrying the line's seq as its id so a reconnecting browser resumes
+// with Last-Event-ID.
 package api

@@ -29,6 +29,7 @@ const (
 	CodeForbidden       = "forbidden"         // credentials lack the scope
 	CodeCSRF            = "csrf"              // missing or wrong X-CSRF-Token
 	CodeTooMany         = "too_many_failures" // this address or account is locked out after failed logins (see Retry-After)
+	CodeTooManyStreams  = "too_many_streams"  // the caller has as many event streams open as allowed
 	CodeUnavailable     = "unavailable"       // a backend (the supervisor) does not answer
 	CodeInternal        = "internal"
 )

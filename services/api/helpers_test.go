@@ -285,11 +285,7 @@ func (ts *testServer) admin() *browser {
 // userWithToken creates an account of role and returns a token of scope for it.
 func (ts *testServer) userWithToken(name string, role, scope store.Role) string {
 	ts.t.Helper()
-	a := ts.admin()
-	if r := ts.do(req{method: "POST", path: "/api/v1/users", as: a, body: newUser{Name: name, Role: string(role), Password: "password-of-" + name}}); r.code != http.StatusCreated {
-		ts.t.Fatalf("creating user %s = %d %s", name, r.code, r.body)
-	}
-	b := ts.login(name, "password-of-"+name)
+	b := ts.newUser(ts.admin(), name, role)
 	r := ts.do(req{method: "POST", path: "/api/v1/tokens", as: b, body: newToken{Name: "test", Scope: string(scope)}})
 	if r.code != http.StatusCreated {
 		ts.t.Fatalf("creating token for %s = %d %s", name, r.code, r.body)
@@ -328,4 +324,13 @@ func (ts *testServer) loginFrom(remote, user, password string) *httptest.Respons
 	w := httptest.NewRecorder()
 	ts.Handler().ServeHTTP(w, r)
 	return w
+}
+
+// newUser has admin session a create an account of role and logs it in.
+func (ts *testServer) newUser(a *browser, name string, role store.Role) *browser {
+	ts.t.Helper()
+	if r := ts.do(req{method: "POST", path: "/api/v1/users", as: a, body: newUser{Name: name, Role: string(role), Password: "password-of-" + name}}); r.code != http.StatusCreated {
+		ts.t.Fatalf("creating user %s = %d %s", name, r.code, r.body)
+	}
+	return ts.login(name, "password-of-"+name)
 }

@@ -82,7 +82,8 @@ type Options struct {
 	BcryptCost int
 	// Vetting runs vetting (the /api/v1/vetting routes); nil makes them 503.
 	Vetting *orchestrator.Orchestrator
-	// PollInterval is how often event streams look for changes; 0 means 1s.
+	// PollInterval is how often the event streams' shared poller looks for
+	// changes; 0 means 1s.
 	PollInterval time.Duration
 }
 
@@ -133,6 +134,13 @@ type Server struct {
 	// name costs as long as a wrong password.
 	dummyHash []byte
 
+	// feed polls for changes once for every event stream; slots caps the
+	// streams per user.
+	feed  *changeFeed
+	slots streamSlots
+	// marks reads the store's change marks (tests count the calls).
+	marks func(context.Context) (store.ChangeMarks, error)
+
 	// once closes closed.
 	once sync.Once
 	// resetMu serializes applying a console password reset.
@@ -168,6 +176,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		guard:  newGuard(o.Banner, o.Logger),
 		closed: make(chan struct{}),
 	}
+	s.marks = o.Store.Marks
+	s.feed = newChangeFeed(o.PollInterval, s.closed, s.pollChanges)
 	var err error
 	if s.dummyHash, err = bcrypt.GenerateFromPassword([]byte("not a password"), o.BcryptCost); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
