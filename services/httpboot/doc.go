@@ -18,7 +18,13 @@
 //
 // A script is only given to the machine it belongs to: the token must be the
 // one of the host owning the MAC in the URL (compared in constant time), and
-// the MAC is what iPXE itself puts in the URL.
+// the request must come from that machine's address — the host's
+// reservation, the address whose current (bound, unexpired) lease is the
+// MAC's, or, for an on-link client, the address the kernel's neighbour table
+// (/proc/net/arp) maps to the MAC (proxyDHCP sites, where another server
+// leases the addresses). The token alone is not enough: it crosses the LAN
+// in DHCP replies that are broadcast, and a script carries the vetting run's
+// token.
 //
 // Every failure path of a script ends in "exit 1", so the firmware falls
 // through to its next boot device (normally the local disk). Refusals —
@@ -57,5 +63,13 @@
 // Every script request (served or refused) and every artifact fetch that
 // starts at byte 0 is reported to an EventSink: kinds "script",
 // "script_denied" and "kernel" (an artifact; scripts add ?mac=<mac> to the
-// artifact URLs so the event names the machine).
+// artifact URLs so the event names the machine). Anyone on the LAN can make
+// these requests, so what is stored is bounded (EventLimit): per source (an
+// IPv4 address, an IPv6 /64) a burst of 10 then one per 6 s, all sources
+// together 200 then 20/s, 4096 sources remembered (least recently seen
+// forgotten first, constant time per request); held-back events are
+// counted into the source's next stored one ("N more events … suppressed"),
+// and refusals of a suppressed source are logged at debug level only. The
+// service also prunes the table at start and hourly: events older than 30
+// days go, and at most the newest 100,000 stay (DHCP's events included).
 package httpboot

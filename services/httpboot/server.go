@@ -16,16 +16,22 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"kiln.dev/kiln/services/metrics"
 )
 
 // ErrUnknownHost is returned by Hosts when no host owns a MAC.
 var ErrUnknownHost = errors.New("unknown host")
 
-// Hosts finds the host a MAC belongs to.
+// Hosts finds the host a MAC belongs to and the machine an address is
+// leased to.
 type Hosts interface {
 	// HostByMAC returns the host owning mac (canonical lower-case colon
 	// form), or an error wrapping ErrUnknownHost.
 	HostByMAC(ctx context.Context, mac string) (Host, error)
+	// LeasedTo returns the MAC (canonical form) whose current lease — bound,
+	// unexpired — is ip, or "" when ip has none.
+	LeasedTo(ctx context.Context, ip netip.Addr) (string, error)
 }
 
 // ErrNoRun is wrapped by VetRuns errors for a vet host with no run to boot.
@@ -85,6 +91,15 @@ type Options struct {
 	Agent http.Handler
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Metrics receives the server's families; nil counts nothing.
+	Metrics *metrics.Registry
+	// EventLimit bounds the boot events stored per source and in total.
+	EventLimit EventLimit
+	// Neighbor returns the MAC (canonical form) the kernel's neighbour
+	// table holds for an on-link ip, or "": it identifies clients on
+	// subnets where another server leases the addresses (proxyDHCP). Nil:
+	// only leases and reservations identify a client.
+	Neighbor func(ip netip.Addr) string
 }
 
 // Server serves iPXE scripts and boot artifacts.
@@ -95,6 +110,7 @@ type Server struct {
 	vet    *os.Root // nil without Options.VetImageRoot
 	hosts  Hosts
 	events EventSink
+	limit  *eventLimiter
 	log    *slog.Logger
 }
 
@@ -116,7 +132,7 @@ func New(o Options, hosts Hosts, events EventSink, log *slog.Logger) (*Server, e
 	if err != nil {
 		return nil, fmt.Errorf("opening HTTP boot files root %s: %w (create it, or set provisioning.http_boot.root)", o.FilesRoot, err)
 	}
-	s := &Server{opts: o, root: root, hosts: hosts, events: events, log: log}
+	s := &Server{opts: o, root: root, hosts: hosts, events: events, limit: newEventLimiter(o.EventLimit), log: log}
 	if o.IPXERoot != "" {
 		if s.ipxe, err = os.OpenRoot(o.IPXERoot); err != nil {
 			root.Close()
@@ -239,8 +255,11 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 	ev := Event{Time: s.opts.Now(), Client: clientAddr(r), Kind: KindDenied}
 	deny := func(console, detail string) {
 		ev.Detail = detail
-		s.log.Info("boot script refused", "client", ev.Client, "mac", ev.MAC, "host", ev.Host, "reason", detail)
-		s.report(ctx, ev)
+		level := slog.LevelInfo
+		if !s.report(ctx, ev) {
+			level = slog.LevelDebug // a flood: its events are suppressed, so are its log lines
+		}
+		s.log.Log(ctx, level, "boot script refused", "client", ev.Client, "mac", ev.MAC, "host", ev.Host, "reason", detail)
 		writeScript(w, RenderDenied(console))
 	}
 	mac, ok := CanonicalMAC(rawMAC)
@@ -267,6 +286,15 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 			detail = "no token in URL"
 		}
 		deny("no network boot for "+mac+": unknown machine or wrong token", detail)
+		return
+	}
+	if ok, err := s.requesterIs(ctx, ev.Client, mac, h); err != nil {
+		s.log.Error("looking up the requester's lease", "client", ev.Client, "err", err)
+		deny("kiln cannot read its machine database; try again later", "machine database error")
+		return
+	} else if !ok {
+		deny("no network boot for "+mac+" from "+ev.Client.String()+": a script goes only to the address kiln leased or reserved for its machine",
+			"requested from "+ev.Client.String()+", not the MAC's lease or reservation")
 		return
 	}
 	if h.Profile == ProfileVet {
@@ -301,6 +329,27 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 	s.log.Info("boot script served", "client", ev.Client, "mac", mac, "host", h.Name, "profile", h.Profile)
 	s.report(ctx, ev)
 	writeScript(w, b)
+}
+
+// requesterIs reports whether client is the machine with mac: its
+// reservation, its current lease, or (on-link) its neighbour entry. A
+// script carries per-host secrets (tokens), so the MAC in the URL and the
+// token — which crossed the LAN in a broadcast DHCP reply — are not enough.
+func (s *Server) requesterIs(ctx context.Context, client netip.Addr, mac string, h Host) (bool, error) {
+	if !client.IsValid() {
+		return false, nil
+	}
+	if h.Reserved.IsValid() && h.Reserved == client {
+		return true, nil
+	}
+	holder, err := s.hosts.LeasedTo(ctx, client)
+	if err != nil {
+		return false, err
+	}
+	if holder == mac {
+		return true, nil
+	}
+	return s.opts.Neighbor != nil && s.opts.Neighbor(client) == mac, nil
 }
 
 // serveFile serves p below root; prefix names the tree in events ("" for
@@ -344,22 +393,32 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, root *os.Root
 	http.ServeContent(w, r, name, st.ModTime(), f)
 }
 
-func (s *Server) report(ctx context.Context, ev Event) {
+// report stores ev unless its source is over its EventLimit; it says
+// whether ev was kept.
+func (s *Server) report(ctx context.Context, ev Event) bool {
 	if s.events == nil {
-		return
+		return true
+	}
+	ok, suppressed := s.limit.allow(ev.Client, ev.Time)
+	if !ok {
+		return false
+	}
+	if suppressed > 0 {
+		ev.Detail += fmt.Sprintf(" (%d more events from %s suppressed before this one)", suppressed, sourceKey(ev.Client))
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := s.events.AddBootEvent(ctx, ev); err != nil {
 		s.log.Debug("storing boot event", "kind", ev.Kind, "mac", ev.MAC, "err", err)
 	}
+	return true
 }
 
 // Serve answers HTTP on ln until ctx is cancelled; ready is called once
 // serving.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error {
 	srv := &http.Server{
-		Handler:           s,
+		Handler:           metered(s.opts.Metrics, s),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
