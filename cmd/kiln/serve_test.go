@@ -137,6 +137,16 @@ func TestServeEndToEnd(t *testing.T) {
 	if got := readNotify(); got != "READY=1" {
 		t.Errorf("kiln serve told systemd %q, want READY=1", got)
 	}
+	// Issue 11, finding 11: the state directory and the database are root's only.
+	for p, want := range map[string]os.FileMode{state: 0o700, filepath.Join(state, "kiln.db"): 0o600} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s has mode %04o, want %04o", p, fi.Mode().Perm(), want)
+		}
+	}
 
 	hc := &http.Client{
 		Timeout:       5 * time.Second,
