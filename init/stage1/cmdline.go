@@ -3,6 +3,8 @@ package stage1
 import (
 	"fmt"
 	"strings"
+
+	"kiln.dev/kiln/image/verity"
 )
 
 // Cmdline is what stage 1 needs from the kernel command line.
@@ -11,6 +13,10 @@ type Cmdline struct {
 	RootPARTUUID string
 	// Slot is kiln.slot: "a" or "b".
 	Slot string
+	// Verity is kiln.verity: the root partition's hash tree parameters.
+	// Every kiln boot entry carries it; stage 1 mounts the root only
+	// through dm-verity.
+	Verity verity.Params
 	// Init overrides the program run after switching root (init=…); default /sbin/init.
 	Init string
 	// Params holds every key=value parameter; flags without '=' map to "".
@@ -33,12 +39,20 @@ func ParseCmdline(s string) (Cmdline, error) {
 	if !ok || root == "" {
 		return c, fmt.Errorf("kernel command line has no root= parameter (the boot entry must say root=PARTUUID=<uuid>)")
 	}
+	var err error
 	uuid, ok := strings.CutPrefix(root, "PARTUUID=")
 	if !ok || !validUUID(uuid) {
 		return c, fmt.Errorf("kernel command line root=%s is not PARTUUID=<uuid> (kiln finds its root by GPT partition UUID; fix the boot entry's options line)", root)
 	}
 	c.RootPARTUUID = strings.ToUpper(uuid)
 	c.Slot = c.Params["kiln.slot"]
+	v, ok := c.Params[verity.CmdlineParam]
+	if !ok {
+		return c, fmt.Errorf("kernel command line has no %s= parameter: kiln mounts its root only through dm-verity, and every boot entry kiln writes carries the root hash (fix the boot entry's options line, or reinstall the slot with kiln update)", verity.CmdlineParam)
+	}
+	if c.Verity, err = verity.ParseParams(v); err != nil {
+		return c, fmt.Errorf("kernel command line: %w (fix the boot entry's options line)", err)
+	}
 	if v := c.Params["init"]; v != "" {
 		c.Init = v
 	}

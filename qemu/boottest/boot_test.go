@@ -361,11 +361,6 @@ func extractData(raw, dst string) (qemu.GPTPartition, error) {
 // proves the entry itself is bootable.
 func TestUsedUpEntryIsIgnored(t *testing.T) {
 	img := Image(t)
-	for _, tool := range []string{"mcopy", "mtype"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install mtools)", tool)
-		}
-	}
 	for _, tt := range []struct {
 		entry    string
 		wantSlot string
@@ -376,24 +371,7 @@ func TestUsedUpEntryIsIgnored(t *testing.T) {
 		t.Run(tt.entry, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*BootTimeout())
 			defer cancel()
-			raw := filepath.Join(t.TempDir(), "disk.raw")
-			if err := qemu.ConvertRaw(ctx, img, raw); err != nil {
-				t.Fatal(err)
-			}
-			parts := gpt(t, raw)
-			esp := fmt.Sprintf("%s@@%d", raw, parts[1].Offset())
-			entryA, err := exec.CommandContext(ctx, "mtype", "-i", esp, "::/loader/entries/kiln-1.conf").Output()
-			if err != nil {
-				t.Fatalf("reading the image's kiln-1.conf: %v", err)
-			}
-			entryB := slotBEntry(string(entryA), parts[3].UUID)
-			src := filepath.Join(t.TempDir(), tt.entry)
-			if err := os.WriteFile(src, []byte(entryB), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if out, err := exec.CommandContext(ctx, "mcopy", "-i", esp, src, "::/loader/entries/"+tt.entry).CombinedOutput(); err != nil {
-				t.Fatalf("mcopy: %v: %s", err, out)
-			}
+			raw, parts, entryB := withSlotBEntry(t, ctx, img, tt.entry)
 			vm := NewVM(t, ctx, img, VMOptions{Disk: NewOverlay(t, raw, "")})
 			l, err := vm.Expect(ctx, Stage1RE, BootTimeout())
 			if err != nil {
@@ -409,6 +387,37 @@ func TestUsedUpEntryIsIgnored(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withSlotBEntry copies img to a raw disk whose ESP gains a generation-2
+// entry for slot b named name (the image's entry turned to slot b), and
+// returns the disk, its partitions and the entry's text.
+func withSlotBEntry(t *testing.T, ctx context.Context, img, name string) (string, map[int]qemu.GPTPartition, string) {
+	t.Helper()
+	for _, tool := range []string{"mcopy", "mtype"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (apt-get install mtools)", tool)
+		}
+	}
+	raw := filepath.Join(t.TempDir(), "disk.raw")
+	if err := qemu.ConvertRaw(ctx, img, raw); err != nil {
+		t.Fatal(err)
+	}
+	parts := gpt(t, raw)
+	esp := fmt.Sprintf("%s@@%d", raw, parts[1].Offset())
+	entryA, err := exec.CommandContext(ctx, "mtype", "-i", esp, "::/loader/entries/kiln-1.conf").Output()
+	if err != nil {
+		t.Fatalf("reading the image's kiln-1.conf: %v", err)
+	}
+	entryB := slotBEntry(string(entryA), parts[3].UUID)
+	src := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(src, []byte(entryB), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, "mcopy", "-i", esp, src, "::/loader/entries/"+name).CombinedOutput(); err != nil {
+		t.Fatalf("mcopy: %v: %s", err, out)
+	}
+	return raw, parts, entryB
 }
 
 // gpt reads the partitions of a raw disk, indexed by GPT index.
