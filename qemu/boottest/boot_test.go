@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"kiln.dev/kiln/qemu"
+	"kiln.dev/kiln/services/metrics"
+	"kiln.dev/kiln/services/metrics/metricstest"
 )
 
 // bootToReady waits for the stage-1 marker, PID 1 and "kiln: ready" and
@@ -107,6 +109,50 @@ func TestBootReady(t *testing.T) {
 	resp, _ := get(t, ctx, http_+"/api/v1/status")
 	if loc := resp.Header.Get("Location"); resp.StatusCode < 300 || resp.StatusCode > 399 || !strings.HasPrefix(loc, "https://") {
 		t.Errorf("GET http /api/v1/status = %d Location %q, want a redirect to https://", resp.StatusCode, loc)
+	}
+	checkMetrics(t, ctx, https, Login(t, ctx, vm, https))
+}
+
+// checkMetrics scrapes GET /metrics once: the image's services all serve
+// their metrics, and the OTA families describe the fresh image in slot a.
+func checkMetrics(t *testing.T, ctx context.Context, base, cookie string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	req.Header.Set("Cookie", cookie)
+	resp, err := HTTPClient().Do(req)
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics = %s, want 200:\n%s", resp.Status, body)
+	}
+	fams := metricstest.Parse(t, body)
+	for _, c := range []struct {
+		fam  string
+		kv   []string
+		want float64
+	}{
+		{"kiln_supervisor_ready", nil, 1},
+		{"kiln_service_state", []string{"service", "mgmt", "state", "ready"}, 1},
+		{metrics.SourceUpFamily, []string{"source", "mgmt"}, 1},
+		{"kiln_ota_available", nil, 1},
+		{"kiln_ota_slot_running", []string{"slot", "a"}, 1},
+		{"kiln_ota_slot_committed", []string{"slot", "a"}, 1},
+		{"kiln_ota_slot_state", []string{"slot", "b", "state", "empty"}, 1},
+	} {
+		if got := fams.Value(c.fam, c.kv...); got != c.want {
+			t.Errorf("GET /metrics: %s%v = %v, want %v", c.fam, c.kv, got, c.want)
+		}
+	}
+	for _, m := range fams[metrics.SourceUpFamily].GetMetric() {
+		if m.GetGauge().GetValue() != 1 {
+			t.Errorf("GET /metrics: %s of %v = 0: a running service's metrics are unreachable", metrics.SourceUpFamily, m.GetLabel())
+		}
+	}
+	if avail := fams.Value("kiln_data_avail_bytes"); !(avail > 0) {
+		t.Errorf("GET /metrics: kiln_data_avail_bytes = %v, want > 0 (the data partition)", avail)
 	}
 }
 
