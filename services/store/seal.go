@@ -2,17 +2,15 @@ package store
 
 import (
 	"context"
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"database/sql"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
+
+	"kiln.dev/kiln/services/internal/sealkey"
 )
 
 // KeyFileName is the file beside the database holding the key that seals
@@ -29,48 +27,10 @@ const sealedPrefix = "sealed1:"
 var sealedColumns = []string{"vet_runs.token", "vet_runs.ssh_private"}
 
 // loadKey reads the sealing key beside the database at dbPath, creating it
-// (0600) on first use. Processes starting at once agree on one key: it is
-// written to a temporary file and linked into place, which fails if another
-// process linked its key first.
+// (0600) on first use.
 func loadKey(dbPath string) (cipher.AEAD, error) {
-	path := filepath.Join(filepath.Dir(dbPath), KeyFileName)
-	key, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		key = make([]byte, 32)
-		rand.Read(key)
-		var f *os.File
-		if f, err = os.CreateTemp(filepath.Dir(path), "."+KeyFileName+"-*"); err != nil {
-			return nil, fmt.Errorf("creating %s: %w", path, err)
-		}
-		_, err = f.Write(key)
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Link(f.Name(), path)
-		}
-		os.Remove(f.Name())
-		if errors.Is(err, fs.ErrExist) {
-			key, err = os.ReadFile(path)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the sealing key %s: %w", path, err)
-	}
-	if len(key) != 32 {
-		return nil, fmt.Errorf("the sealing key %s has %d bytes, want 32: restore it from the backup taken with kiln.db (without it, run tokens and held runs' SSH keys cannot be read)", path, len(key))
-	}
-	if err := os.Chmod(path, FileMode); err != nil {
-		return nil, err
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
+	return sealkey.Load(filepath.Join(filepath.Dir(dbPath), KeyFileName),
+		"restore it from the backup taken with kiln.db (without it, run tokens and held runs' SSH keys cannot be read)")
 }
 
 // seal encrypts a secret for storage; "" stays "".
