@@ -93,8 +93,8 @@ func (c *Controller) Watch(ctx context.Context, poll, resync time.Duration) erro
 // prepareLIO mounts configfs and loads the target modules when they are
 // missing (PID 1 mounts neither), then registers the iSCSI fabric.
 func prepareLIO(root string) error {
-	cfgfs := filepath.Dir(filepath.Dir(root)) // /sys/kernel/config
-	if _, err := os.Stat(filepath.Join(cfgfs, "target")); errors.Is(err, fs.ErrNotExist) {
+	cfgfs := filepath.Dir(root) // /sys/kernel/config
+	if _, err := os.Stat(root); errors.Is(err, fs.ErrNotExist) {
 		if out, err := exec.Command("modprobe", "-a", Modules[0], Modules[1], Modules[2]).CombinedOutput(); err != nil {
 			return fmt.Errorf("%w: modprobe %v: %v: %s", ErrNoLIO, Modules, err, out)
 		}
