@@ -34,6 +34,8 @@ type Provisioning struct {
 	DNS      DNSService      `yaml:"dns"`
 	TFTP     TFTPService     `yaml:"tftp"`
 	HTTPBoot HTTPBootService `yaml:"http_boot"`
+	// NFS configures the nfs service's exports for diskless machines.
+	NFS NFSService `yaml:"nfs"`
 }
 
 // DNSService configures the DNS service.
@@ -342,6 +344,7 @@ func (p Provisioning) validate(add func(field, problem, fix string)) {
 			add(n.field, fmt.Sprintf("%d is out of range", n.val), fmt.Sprintf("use 1-%d, or 0 for the default", n.max))
 		}
 	}
+	p.NFS.validate(add)
 	names := map[string]int{}
 	for i, s := range p.Subnets {
 		f := fmt.Sprintf("provisioning.subnets[%d]", i)
