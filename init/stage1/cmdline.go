@@ -11,6 +11,8 @@ type Cmdline struct {
 	RootPARTUUID string
 	// Slot is kiln.slot: "a" or "b".
 	Slot string
+	// Live is kiln.live: the ID of the live ISO to boot from (no root= then).
+	Live string
 	// Init overrides the program run after switching root (init=…); default /sbin/init.
 	Init string
 	// Params holds every key=value parameter; flags without '=' map to "".
@@ -28,6 +30,16 @@ func ParseCmdline(s string) (Cmdline, error) {
 		}
 		k, v, _ := strings.Cut(f, "=")
 		c.Params[k] = v
+	}
+	if live, ok := c.Params["kiln.live"]; ok {
+		if !validUUID(live) {
+			return c, fmt.Errorf("kernel command line kiln.live=%s is not a live ISO ID (a UUID); the ISO's boot entry is damaged: write the ISO again", live)
+		}
+		c.Live = strings.ToUpper(live)
+		if v := c.Params["init"]; v != "" {
+			c.Init = v
+		}
+		return c, nil
 	}
 	root, ok := c.Params["root"]
 	if !ok || root == "" {

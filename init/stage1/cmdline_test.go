@@ -26,6 +26,13 @@ func TestParseCmdline(t *testing.T) {
 				"root": "PARTUUID=" + uuid, "kiln.slot": "b", "dyndbg": "file x.c +p", "init": "/bin/sh",
 			}},
 		},
+		{
+			in: "kiln.live=" + uuid + " ro console=ttyS0,115200",
+			want: Cmdline{Live: strings.ToUpper(uuid), Init: "/sbin/init", Params: map[string]string{
+				"kiln.live": uuid, "ro": "", "console": "ttyS0,115200",
+			}},
+		},
+		{in: "kiln.live=nope", wantErr: "kiln.live=nope is not a live ISO ID"},
 		{in: "ro quiet", wantErr: "no root= parameter"},
 		{in: "root=/dev/vda2", wantErr: "root=/dev/vda2 is not PARTUUID"},
 		{in: "root=PARTUUID=xyz", wantErr: "is not PARTUUID=<uuid>"},

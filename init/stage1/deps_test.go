@@ -24,6 +24,7 @@ func TestDependencies(t *testing.T) {
 		"kiln.dev/kiln/init/coldplug":   true,
 		"kiln.dev/kiln/init/blockdev":   true,
 		"kiln.dev/kiln/init/gpt":        true,
+		"kiln.dev/kiln/init/isofs":      true,
 	}
 	for _, p := range strings.Fields(string(out)) {
 		if !allowed[p] && !strings.HasPrefix(p, "golang.org/x/sys/") {
