@@ -93,7 +93,7 @@ func checkISO(t *testing.T, path string, s Spec, p *Payloads) {
 		t.Errorf("xorriso: %v\n%s", err, out)
 	}
 	for _, want := range []string{"El Torito img path :   1  /BOOT/GRUB/ELTORITO.IMG", "El Torito img path :   2  /BOOT/ESP.IMG",
-		"GPT partition path :   1  /BOOT/ESP.IMG", "Boot record  : El Torito , MBR grub2-mbr"} {
+		"GPT partition path :   1  /BOOT/ESP.IMG", "Boot record  : El Torito , MBR protective-msdos-label cyl-align-off GPT", "El Torito img opts :   1  boot-info-table"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("xorriso report lacks %q:\n%s", want, out)
 		}

@@ -209,15 +209,23 @@ func Write(out string, o Options, files []File) (*Layout, error) {
 		d.block = next
 		next += d.size / BlockSize
 	}
-	// Files in path order: boot files first so BIOSes with small reach find them.
+	// Files in path order after the boot files (BIOS first: old BIOSes reach only so far).
 	var all []*fileNode
 	for _, fn := range byPath {
 		all = append(all, fn)
 	}
+	rank := func(f *fileNode) int {
+		switch f.f.Path {
+		case o.BIOSBoot:
+			return 0
+		case o.EFIBoot:
+			return 1
+		}
+		return 2
+	}
 	sort.Slice(all, func(a, b int) bool {
-		ba, bb := all[a].f.Path == o.BIOSBoot || all[a].f.Path == o.EFIBoot, all[b].f.Path == o.BIOSBoot || all[b].f.Path == o.EFIBoot
-		if ba != bb {
-			return ba
+		if ra, rb := rank(all[a]), rank(all[b]); ra != rb {
+			return ra < rb
 		}
 		return all[a].f.Path < all[b].f.Path
 	})
