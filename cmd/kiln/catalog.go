@@ -11,6 +11,7 @@ import (
 	"kiln.dev/kiln/services/dhcp"
 	"kiln.dev/kiln/services/dns"
 	"kiln.dev/kiln/services/httpboot"
+	"kiln.dev/kiln/services/iscsi"
 	"kiln.dev/kiln/services/mgmt"
 	"kiln.dev/kiln/services/netconf"
 	"kiln.dev/kiln/services/svc"
@@ -39,6 +40,7 @@ func serviceCatalog() []catalogEntry {
 		{name: "dns", enabled: provisioning, run: dns.Run, after: []string{"netconf"}},
 		{name: "tftp", enabled: provisioning, run: tftp.Run, after: []string{"netconf"}},
 		{name: "httpboot", enabled: provisioning, run: httpboot.Run, after: []string{"netconf"}},
+		{name: "iscsi", enabled: optIn, run: iscsi.Run, after: []string{"netconf"}},
 		{name: "update", enabled: func(c config.Config) bool { return c.Update.Channel != "" }, run: runUpdateService, after: []string{"netconf"}},
 	}
 }
@@ -58,6 +60,10 @@ func checkServiceNames(cfg config.Config) error {
 }
 
 func always(config.Config) bool { return true }
+
+// optIn services run only when services.<name>.enabled says so: the
+// iSCSI target needs LIO, which a host running kiln serve may lack.
+func optIn(config.Config) bool { return false }
 
 // networkManaged: netconf runs when the config lists interfaces (otherwise
 // PID 1's bootnet brings every NIC up with DHCP and there is no firewall).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -69,7 +70,8 @@ func TestVetCLI(t *testing.T) {
 		}
 	}()
 	orch := orchestrator.New(a.db, config.Vetting{}, a.state, nil)
-	if _, err := orch.Hello(ctx, id, protocol.Hello{}); err != nil {
+	orch.SetHoldPort(ln.Addr().(*net.TCPAddr).Port)
+	if _, err := orch.Hello(ctx, id, protocol.Hello{Source: netip.MustParseAddr("127.0.0.1")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := orch.Record(ctx, id, &protocol.Report{RunID: id, Verdict: verdict.Fail,

@@ -31,11 +31,13 @@ type Tree struct {
 func (t *Tree) RootHex() string { return hex.EncodeToString(t.RootHash) }
 
 // SaltHex returns the salt in hex ("-" when empty, as dm-verity's table wants).
-func (t *Tree) SaltHex() string {
-	if len(t.Salt) == 0 {
+func (t *Tree) SaltHex() string { return saltHex(t.Salt) }
+
+func saltHex(salt []byte) string {
+	if len(salt) == 0 {
 		return "-"
 	}
-	return hex.EncodeToString(t.Salt)
+	return hex.EncodeToString(salt)
 }
 
 // ErrSize marks data that is not a whole number of blocks.
@@ -96,6 +98,27 @@ func pad(b []byte) []byte {
 // Table returns the dm-verity target line for a device holding the data
 // followed by the tree at hashStartBlock (in BlockSize units) on the same device.
 func (t *Tree) Table(dev string, hashStartBlock int64) string {
-	return fmt.Sprintf("0 %d verity 1 %s %s %d %d %d %d sha256 %s %s",
-		t.DataBlocks*BlockSize/512, dev, dev, BlockSize, BlockSize, t.DataBlocks, hashStartBlock, t.RootHex(), t.SaltHex())
+	return fmt.Sprintf("0 %d verity %s", t.DataBlocks*BlockSize/512, tableParams(dev, t.DataBlocks, hashStartBlock, t.RootHex(), t.SaltHex()))
+}
+
+func tableParams(dev string, dataBlocks, hashStart int64, root, salt string) string {
+	return fmt.Sprintf("1 %s %s %d %d %d %d sha256 %s %s", dev, dev, BlockSize, BlockSize, dataBlocks, hashStart, root, salt)
+}
+
+// Params returns what a boot needs to check the data against the tree.
+func (t *Tree) Params() Params {
+	return Params{DataBlocks: t.DataBlocks, RootHash: append([]byte(nil), t.RootHash...), Salt: append([]byte(nil), t.Salt...)}
+}
+
+// HashBlocks returns the size in blocks of the tree over dataBlocks blocks.
+func HashBlocks(dataBlocks int64) int64 {
+	if dataBlocks <= 1 {
+		return 0
+	}
+	var total int64
+	for n := dataBlocks; n > 1; {
+		n = (n + digestsPerBlock - 1) / digestsPerBlock
+		total += n
+	}
+	return total
 }

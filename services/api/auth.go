@@ -6,12 +6,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -31,14 +29,6 @@ const SessionCookie = "kiln_session"
 
 // TokenPrefix starts every API token secret, so leaked tokens are easy to grep for.
 const TokenPrefix = "kiln_"
-
-// Lockout policy: this many failed logins (or bad tokens) from one address
-// within failWindow lock it out (and ask the Banner to ban it) for banFor.
-const (
-	maxFailures = 5
-	failWindow  = 10 * time.Minute
-	banFor      = 15 * time.Minute
-)
 
 // MinPasswordLength is the shortest password an operator may choose.
 const MinPasswordLength = 10
@@ -76,8 +66,8 @@ func (s *Server) authenticate(r *http.Request) (*Principal, error) {
 	now := s.o.Now()
 	addr := remoteAddr(r)
 	if h := r.Header.Get("Authorization"); h != "" {
-		if s.guard.locked(addr, now) {
-			return nil, Errorf(http.StatusTooManyRequests, CodeTooMany, "", "too many failed attempts from %s: try again in %v", addr, banFor)
+		if wait := s.guard.addrLocked(addr, now); wait > 0 {
+			return nil, tooMany(wait, "too many failed attempts from %s: try again in %v", addr, roundWait(wait))
 		}
 		scheme, secret, _ := strings.Cut(h, " ")
 		if !strings.EqualFold(scheme, "Bearer") || !strings.HasPrefix(secret, TokenPrefix) {
@@ -99,7 +89,7 @@ func (s *Server) authenticate(r *http.Request) (*Principal, error) {
 			}
 			return &Principal{User: u.Name, UserID: u.ID, Scope: scope, Via: viaToken, TokenID: t.ID}, nil
 		}
-		s.guard.fail(addr, now, "unknown, revoked or expired API token", "")
+		s.guard.fail(addr, "", false, now, "unknown, revoked or expired API token")
 		return nil, Errorf(http.StatusUnauthorized, CodeUnauthenticated, "", "the API token is unknown, revoked or expired: run kiln login again or make a new token")
 	}
 	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
@@ -139,72 +129,4 @@ func (s *Server) hashPassword(pw, field string) (string, error) {
 		return "", err
 	}
 	return string(h), nil
-}
-
-// guard counts failed logins per address and locks out (and bans) an
-// address after maxFailures within failWindow.
-type guard struct {
-	banner Banner
-	log    *slog.Logger
-
-	// mu guards fails.
-	mu    sync.Mutex
-	fails map[netip.Addr]*failures
-}
-
-type failures struct {
-	count  int
-	first  time.Time
-	banned time.Time // locked out until then
-}
-
-func newGuard(b Banner, log *slog.Logger) *guard {
-	return &guard{banner: b, log: log, fails: map[netip.Addr]*failures{}}
-}
-
-// locked reports whether addr is locked out at now.
-func (g *guard) locked(addr netip.Addr, now time.Time) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	f := g.fails[addr]
-	return f != nil && now.Before(f.banned)
-}
-
-// fail records a failed attempt, logs it and bans addr when it is one too many.
-func (g *guard) fail(addr netip.Addr, now time.Time, why, user string) {
-	g.mu.Lock()
-	f := g.fails[addr]
-	if f == nil || now.Sub(f.first) > failWindow {
-		f = &failures{first: now}
-		g.fails[addr] = f
-	}
-	f.count++
-	ban := f.count >= maxFailures && !now.Before(f.banned)
-	if ban {
-		f.banned = now.Add(banFor)
-		f.count, f.first = 0, now
-	}
-	// Forget old entries so the map stays small.
-	for a, o := range g.fails {
-		if now.Sub(o.first) > failWindow && now.After(o.banned) {
-			delete(g.fails, a)
-		}
-	}
-	g.mu.Unlock()
-	g.log.Warn("authentication failed", "remote", addr.String(), "user", user, "reason", why)
-	if ban {
-		g.log.Warn("too many failed logins: locking the address out", "remote", addr.String(), "for", banFor)
-		if g.banner != nil && addr.IsValid() {
-			g.banner.Ban(addr, banFor)
-		}
-	}
-}
-
-// succeed forgets addr's failures after a good login.
-func (g *guard) succeed(addr netip.Addr) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if f := g.fails[addr]; f != nil && f.banned.IsZero() {
-		delete(g.fails, addr)
-	}
 }

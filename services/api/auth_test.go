@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
+	"kiln.dev/kiln/services/vetting/orchestrator"
 )
 
 // fillPath gives a route's path parameters sample values.
@@ -369,4 +371,97 @@ func TestTrustLAN(t *testing.T) {
 	if r := plain.do(req{method: "GET", path: "/api/v1/hosts"}); r.code != http.StatusUnauthorized {
 		t.Errorf("anonymous GET without trust_lan = %d, want 401", r.code)
 	}
+}
+
+// credentialRoutes must keep Route.Credentials: they hand out or change
+// passwords, accounts, tokens or a held host's key and shell.
+var credentialRoutes = []string{
+	"POST /api/v1/users",
+	"PATCH /api/v1/users/{name}",
+	"DELETE /api/v1/users/{name}",
+	"PUT /api/v1/users/{name}/password",
+	"POST /api/v1/tokens",
+	"DELETE /api/v1/tokens/{id}",
+	"GET /api/v1/vetting/runs/{id}/ssh",
+	"GET /api/v1/vetting/runs/{id}/tunnel",
+}
+
+// TestTrustedCallersNeverGetCredentials: with api.trust_lan at role admin,
+// an anonymous caller of a trusted network still cannot read a held host's
+// SSH private key, reset the admin password, or call any other credentials
+// route (issue 11, finding 12); a logged-in admin can.
+func TestTrustedCallersNeverGetCredentials(t *testing.T) {
+	ts := newTestServer(t, withVetting, func(o *Options) {
+		o.Config.API = config.API{TrustLAN: true, TrustedNetworks: []string{"127.0.0.0/8"}, TrustedRole: "admin"}
+	})
+	var got []string
+	for _, rt := range ts.Routes() {
+		if rt.Credentials {
+			got = append(got, rt.Pattern())
+		}
+	}
+	if !slices.Equal(got, credentialRoutes) {
+		t.Errorf("credentials routes = %q, want %q", got, credentialRoutes)
+	}
+	if r := ts.do(req{method: "GET", path: "/api/v1/settings"}); r.code != http.StatusOK {
+		t.Fatalf("trusted anonymous GET settings = %d %s, want 200 (trust_lan works)", r.code, r.body)
+	}
+	run := heldRun(t, ts)
+	csrf := map[string]string{"X-CSRF-Token": "1"}
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/api/v1/vetting/runs/" + run + "/ssh"},
+		{"GET", "/api/v1/vetting/runs/" + run + "/tunnel"},
+		{"PUT", "/api/v1/users/admin/password"},
+		{"POST", "/api/v1/users"},
+		{"PATCH", "/api/v1/users/admin"},
+		{"DELETE", "/api/v1/users/admin"},
+		{"POST", "/api/v1/tokens"},
+		{"DELETE", "/api/v1/tokens/1"},
+	} {
+		body := map[string]any{}
+		switch c.path {
+		case "/api/v1/users/admin/password":
+			body = map[string]any{"password": "taken over by a PXE client"}
+		case "/api/v1/users":
+			body = map[string]any{"name": "intruder", "role": "admin", "password": "taken over by a PXE client"}
+		}
+		r := ts.do(req{method: c.method, path: c.path, body: body, header: csrf})
+		if r.code != http.StatusUnauthorized || r.errBody(t).Code != CodeUnauthenticated || strings.Contains(string(r.body), "PRIVATE KEY") {
+			t.Errorf("trusted anonymous %s %s = %d %s, want 401 unauthenticated", c.method, c.path, r.code, r.body)
+		}
+	}
+	// Nothing changed: the initial password still logs in, no account was
+	// added, and the logged-in admin gets the key.
+	a := ts.admin()
+	if r := ts.do(req{method: "GET", path: "/api/v1/users", as: a}); strings.Contains(string(r.body), "intruder") {
+		t.Errorf("GET users = %s: the trusted caller made an account", r.body)
+	}
+	if r := ts.do(req{method: "GET", path: "/api/v1/vetting/runs/" + run + "/ssh", as: a}); r.code != http.StatusOK || !strings.Contains(string(r.body), "PRIVATE KEY") {
+		t.Errorf("admin session GET ssh = %d %s, want 200 with the key", r.code, r.body)
+	}
+}
+
+// heldRun makes a vetting run of a new host that holds it for SSH and
+// returns the run's id as the API spells it.
+func heldRun(t *testing.T, ts *testServer) string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := ts.db.CreateHost(ctx, store.Host{Name: "held-01", MACs: []string{"52:54:00:00:0a:01"}, BootProfile: store.BootVet}); err != nil {
+		t.Fatal(err)
+	}
+	hold := true
+	r, err := ts.o.Vetting.Start(ctx, orchestrator.StartRequest{Host: "held-01", Hold: &hold})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.SSHPrivate == "" {
+		t.Fatalf("run %d has no SSH key", r.ID)
+	}
+	if _, err := ts.db.UpdateVetRun(ctx, r.ID, func(v *store.VetRun, _ *store.VetUpdate) error {
+		v.State, v.HoldAddr, v.HoldHostKey = orchestrator.StateHolding, "10.9.0.60:22", "ssh-ed25519 AAAAC3"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return strconv.FormatInt(r.ID, 10)
 }

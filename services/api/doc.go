@@ -34,10 +34,14 @@
 //   - Scripts and the CLI: "Authorization: Bearer kiln_…" API tokens, scoped
 //     read/write/admin (never above their owner's role), revocable.
 //   - Failures (wrong password, unknown token) are logged; five from one
-//     address within ten minutes lock it out for fifteen and are reported to
-//     the Banner (the firewall's ban set).
+//     source (IPv4 address, IPv6 /64) within ten minutes lock it out for
+//     fifteen and are reported to the Banner (the firewall's ban set). Per
+//     account name, failures from anywhere back off exponentially (guard.go).
 //   - api.trust_lan in the config (off unless set) lets callers from
-//     api.trusted_networks act with api.trusted_role without credentials.
+//     api.trusted_networks act with api.trusted_role without credentials,
+//     except on Credentials routes (accounts, passwords, tokens, SSH keys),
+//     which always want a logged-in user. The config refuses trusted
+//     networks that overlap a provisioning subnet.
 //
 // # Errors
 //
@@ -49,8 +53,10 @@
 //
 // # Live updates
 //
-// GET /api/v1/events is a Server-Sent Events stream fed by polling the
-// store's change marks and the supervisor's status; service logs stream from
-// the supervisor's control socket, each event carrying the line's seq as its
-// id so a reconnecting browser resumes with Last-Event-ID.
+// GET /api/v1/events is a Server-Sent Events stream fed by one poller
+// shared by every stream (feed.go), which reads the store's change marks and
+// the supervisor's status; each user holds at most maxStreamsPerUser
+// streams. Service logs stream from the supervisor's control socket, each
+// event carrying the line's seq as its id so a reconnecting browser resumes
+// with Last-Event-ID.
 package api

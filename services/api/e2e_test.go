@@ -320,8 +320,8 @@ func vettingEndToEnd(b *browserTest, db *store.Store, state string) {
 	b.waitFor("vet-b holding with its finding", `(() => { const t = document.getElementById('vet-tile-vet-b');
 		return t.dataset.state === 'holding' && t.querySelector('.vet-findings').textContent.includes(`+strconv.Quote(finding)+`); })()`)
 	events(t, orch, idB, 3, protocol.Event{Kind: protocol.EventNote, Time: time.Now(), Note: "verdict FAIL; holding for SSH"},
-		protocol.Event{Kind: protocol.EventHolding, Time: time.Now(), Addr: "10.9.0.52:22", HostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk2cXJ0dGVzdGtleWZvcmtpbG5yZXBvcnQ"})
-	sshCommand := "ssh -i kiln-run-" + idB + ".key -o IdentitiesOnly=yes -o UserKnownHostsFile=kiln-run-" + idB + ".known_hosts root@10.9.0.52"
+		protocol.Event{Kind: protocol.EventHolding, Time: time.Now(), Addr: "10.9.0.50:22", HostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk2cXJ0dGVzdGtleWZvcmtpbG5yZXBvcnQ"})
+	sshCommand := "ssh -i kiln-run-" + idB + ".key -o IdentitiesOnly=yes -o UserKnownHostsFile=kiln-run-" + idB + ".known_hosts root@10.9.0.50"
 	b.waitFor("the ssh commands", `(() => { const t = document.getElementById('vet-tile-vet-b');
 		return !t.querySelector('.vet-hold').hidden && t.querySelector('.vet-ssh-command')?.textContent === `+strconv.Quote(sshCommand)+` &&
 			t.querySelector('.vet-ssh-proxy').textContent === 'kiln vet ssh `+idB+`' && !t.querySelector('.vet-release').hidden && t.querySelector('.vet-start-row').hidden &&
@@ -394,7 +394,7 @@ func runOf(t *testing.T, db *store.Store, host string) store.VetRun {
 func hello(t *testing.T, orch *orchestrator.Orchestrator, id, host string, inv inventory.Inventory, spec string, hold bool) {
 	t.Helper()
 	a, err := orch.Hello(context.Background(), id, protocol.Hello{Protocol: protocol.Version, AgentVersion: "e2e", Host: host,
-		BootID: "boot-" + host, Addrs: []string{"10.9.0.50/24"}, Model: orchestrator.ModelOf(inv.System.Manufacturer, inv.System.Product)})
+		BootID: "boot-" + host, Addrs: []string{"10.9.0.50/24"}, Source: netip.MustParseAddr("10.9.0.50"), Model: orchestrator.ModelOf(inv.System.Manufacturer, inv.System.Product)})
 	if err != nil {
 		t.Fatalf("Hello of run %s: %v", id, err)
 	}

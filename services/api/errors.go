@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"kiln.dev/kiln/services/store"
 )
@@ -25,7 +28,8 @@ const (
 	CodeBadCredentials  = "bad_credentials"   // wrong user name or password
 	CodeForbidden       = "forbidden"         // credentials lack the scope
 	CodeCSRF            = "csrf"              // missing or wrong X-CSRF-Token
-	CodeTooMany         = "too_many_failures" // this address is locked out after failed logins
+	CodeTooMany         = "too_many_failures" // this address or account is locked out after failed logins (see Retry-After)
+	CodeTooManyStreams  = "too_many_streams"  // the caller has as many event streams open as allowed
 	CodeUnavailable     = "unavailable"       // a backend (the supervisor) does not answer
 	CodeInternal        = "internal"
 )
@@ -52,6 +56,14 @@ type apiError struct {
 	body   ErrorDetail
 }
 
+// retryError is an error with a Retry-After (see tooMany).
+type retryError struct {
+	error
+	after time.Duration
+}
+
+func (e *retryError) Unwrap() error { return e.error }
+
 func (e *apiError) Error() string { return e.body.Message }
 
 // Errorf makes an error that handlers return (or WriteError writes) with
@@ -65,6 +77,9 @@ func Errorf(status int, code, field, format string, args ...any) error {
 // found); anything else is a 500 whose message hides internals.
 func WriteError(w http.ResponseWriter, err error) {
 	ae := toAPIError(err)
+	if re := (*retryError)(nil); errors.As(err, &re) && re.after > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(re.after.Seconds()))))
+	}
 	writeJSON(w, ae.status, ErrorBody{ae.body})
 }
 

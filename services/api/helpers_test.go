@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -257,7 +258,9 @@ func (ts *testServer) initialPassword() string {
 // login logs in and returns the session.
 func (ts *testServer) login(user, password string) *browser {
 	ts.t.Helper()
-	r := ts.do(req{method: "POST", path: "/api/v1/session", body: loginRequest{User: user, Password: password}})
+	// The UI sends X-CSRF-Token on every POST, login too (a trusted-network
+	// caller needs it).
+	r := ts.do(req{method: "POST", path: "/api/v1/session", body: loginRequest{User: user, Password: password}, header: map[string]string{"X-CSRF-Token": "none"}})
 	if r.code != http.StatusCreated {
 		ts.t.Fatalf("login %s = %d %s", user, r.code, r.body)
 	}
@@ -282,11 +285,7 @@ func (ts *testServer) admin() *browser {
 // userWithToken creates an account of role and returns a token of scope for it.
 func (ts *testServer) userWithToken(name string, role, scope store.Role) string {
 	ts.t.Helper()
-	a := ts.admin()
-	if r := ts.do(req{method: "POST", path: "/api/v1/users", as: a, body: newUser{Name: name, Role: string(role), Password: "password-of-" + name}}); r.code != http.StatusCreated {
-		ts.t.Fatalf("creating user %s = %d %s", name, r.code, r.body)
-	}
-	b := ts.login(name, "password-of-"+name)
+	b := ts.newUser(ts.admin(), name, role)
 	r := ts.do(req{method: "POST", path: "/api/v1/tokens", as: b, body: newToken{Name: "test", Scope: string(scope)}})
 	if r.code != http.StatusCreated {
 		ts.t.Fatalf("creating token for %s = %d %s", name, r.code, r.body)
@@ -294,4 +293,44 @@ func (ts *testServer) userWithToken(name string, role, scope store.Role) string 
 	var ct createdToken
 	json.Unmarshal(r.body, &ct)
 	return ct.Secret
+}
+
+// testClock is a settable clock.
+type testClock struct {
+	// mu guards now.
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// loginFrom posts a login as if from remote (ip:port).
+func (ts *testServer) loginFrom(remote, user, password string) *httptest.ResponseRecorder {
+	ts.t.Helper()
+	body := fmt.Sprintf(`{"user":%q,"password":%q}`, user, password)
+	r := httptest.NewRequest("POST", "/api/v1/session", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	r.RemoteAddr = remote
+	w := httptest.NewRecorder()
+	ts.Handler().ServeHTTP(w, r)
+	return w
+}
+
+// newUser has admin session a create an account of role and logs it in.
+func (ts *testServer) newUser(a *browser, name string, role store.Role) *browser {
+	ts.t.Helper()
+	if r := ts.do(req{method: "POST", path: "/api/v1/users", as: a, body: newUser{Name: name, Role: string(role), Password: "password-of-" + name}}); r.code != http.StatusCreated {
+		ts.t.Fatalf("creating user %s = %d %s", name, r.code, r.body)
+	}
+	return ts.login(name, "password-of-"+name)
 }

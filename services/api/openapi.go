@@ -26,6 +26,9 @@ func (s *Server) OpenAPI() []byte {
 		if rt.Self {
 			op["x-kiln-self"] = true
 		}
+		if rt.Credentials {
+			op["x-kiln-credentials"] = true
+		}
 		if rt.Scope == ScopePublic {
 			op["security"] = []any{}
 		}
@@ -73,7 +76,7 @@ func (s *Server) OpenAPI() []byte {
 		"info": map[string]any{
 			"title":       "kiln operator API",
 			"version":     "1",
-			"description": "The appliance's JSON API. Browsers log in with POST /api/v1/session (cookie + X-CSRF-Token on mutating requests); scripts send an API token as Authorization: Bearer. x-kiln-scope is the role a route needs (read < write < admin); x-kiln-self routes are also open to any browser session for its own account. Every error is {\"error\":{\"code\",\"message\",\"field\"}}. See docs/api.md.",
+			"description": "The appliance's JSON API. Browsers log in with POST /api/v1/session (cookie + X-CSRF-Token on mutating requests); scripts send an API token as Authorization: Bearer. x-kiln-scope is the role a route needs (read < write < admin); x-kiln-self routes are also open to any browser session for its own account; x-kiln-credentials routes (passwords, accounts, tokens, SSH keys) need a logged-in user, never an anonymous caller of api.trusted_networks. Every error is {\"error\":{\"code\",\"message\",\"field\"}}. See docs/api.md.",
 		},
 		"security": []any{map[string]any{"session": []any{}}, map[string]any{"token": []any{}}},
 		"components": map[string]any{

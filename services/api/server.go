@@ -82,7 +82,8 @@ type Options struct {
 	BcryptCost int
 	// Vetting runs vetting (the /api/v1/vetting routes); nil makes them 503.
 	Vetting *orchestrator.Orchestrator
-	// PollInterval is how often event streams look for changes; 0 means 1s.
+	// PollInterval is how often the event streams' shared poller looks for
+	// changes; 0 means 1s.
 	PollInterval time.Duration
 }
 
@@ -95,8 +96,13 @@ type Route struct {
 	// Self lets a browser session of any role call a route whose Scope it
 	// lacks, for its own account only (the handler enforces "own"): changing
 	// one's password, making and revoking one's own tokens.
-	Self    bool
-	Summary string
+	Self bool
+	// Credentials marks a route that hands out or changes credentials
+	// (passwords, accounts, API tokens, a held host's SSH key or shell): only
+	// an identified user (session or API token) may call it, never an
+	// anonymous caller of api.trusted_networks, whatever api.trusted_role says.
+	Credentials bool
+	Summary     string
 	// Query lists query parameters as "name: description".
 	Query []string
 	// Request and Response are example values whose types describe the JSON
@@ -127,6 +133,13 @@ type Server struct {
 	// dummyHash is compared against when a user does not exist, so a wrong
 	// name costs as long as a wrong password.
 	dummyHash []byte
+
+	// feed polls for changes once for every event stream; slots caps the
+	// streams per user.
+	feed  *changeFeed
+	slots streamSlots
+	// marks reads the store's change marks (tests count the calls).
+	marks func(context.Context) (store.ChangeMarks, error)
 
 	// once closes closed.
 	once sync.Once
@@ -163,6 +176,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		guard:  newGuard(o.Banner, o.Logger),
 		closed: make(chan struct{}),
 	}
+	s.marks = o.Store.Marks
+	s.feed = newChangeFeed(o.PollInterval, s.closed, s.pollChanges)
 	var err error
 	if s.dummyHash, err = bcrypt.GenerateFromPassword([]byte("not a password"), o.BcryptCost); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -293,6 +308,9 @@ func authorize(rt Route, p *Principal, r *http.Request) error {
 	if rt.Scope != ScopePublic {
 		if p == nil {
 			return Errorf(http.StatusUnauthorized, CodeUnauthenticated, "", "log in first (POST /api/v1/session) or send an API token as Authorization: Bearer")
+		}
+		if rt.Credentials && p.Via == viaTrusted {
+			return Errorf(http.StatusUnauthorized, CodeUnauthenticated, "", "%s %s hands out or changes credentials, which api.trust_lan never allows without logging in: log in (POST /api/v1/session) or send an API token", rt.Method, rt.Path)
 		}
 		if p.Scope.Rank() < rt.Scope.rank() && !(rt.Self && p.Via == viaSession) {
 			return Errorf(http.StatusForbidden, CodeForbidden, "", "%s %s needs %s access; %s has %s", rt.Method, rt.Path, rt.Scope, p.User, p.Scope)

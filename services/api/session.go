@@ -44,8 +44,8 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	now := s.o.Now()
 	addr := remoteAddr(r)
-	if s.guard.locked(addr, now) {
-		WriteError(w, Errorf(http.StatusTooManyRequests, CodeTooMany, "", "too many failed logins from %s: try again in %v", addr, banFor))
+	if wait := s.guard.addrLocked(addr, now); wait > 0 {
+		WriteError(w, tooMany(wait, "too many failed logins from %s: try again in %v", addr, roundWait(wait)))
 		return
 	}
 	var req loginRequest
@@ -55,6 +55,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.TrimSpace(req.User) == "" {
 		WriteError(w, Errorf(http.StatusUnprocessableEntity, CodeInvalid, "user", "user: missing (the first account is %q)", AdminUser))
+		return
+	}
+	if wait := s.guard.nameLocked(req.User, now); wait > 0 {
+		// Refused before the password is checked, so a guesser spread over
+		// many addresses gains nothing by trying meanwhile.
+		WriteError(w, tooMany(wait, "too many failed logins for %q: try again in %v (or reset the password from the console)", nameKey(req.User), roundWait(wait)))
 		return
 	}
 	if err := s.applyPendingReset(ctx); err != nil {
@@ -70,11 +76,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		hash = []byte(u.PasswordHash)
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(req.Password)) != nil || err != nil || u.Disabled {
-		s.guard.fail(addr, now, "wrong user name or password", req.User)
+		s.guard.fail(addr, req.User, err == nil, now, "wrong user name or password")
 		WriteError(w, Errorf(http.StatusUnauthorized, CodeBadCredentials, "", "wrong user name or password"))
 		return
 	}
-	s.guard.succeed(addr)
+	s.guard.succeed(addr, u.Name)
 	if _, err := s.o.Store.PruneSessions(ctx, now); err != nil {
 		s.log.Warn("pruning expired sessions", "err", err)
 	}

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -191,6 +190,11 @@ func (s *Server) serviceLogs(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, lines)
 		return
 	}
+	release, ok := s.streamSlot(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	sctx, cancel := s.streamContext(r)
 	defer cancel()
 	stream := startSSE(w)
@@ -257,11 +261,21 @@ type helloEvent struct {
 // events streams what changes: "hosts" (hosts, MACs or lease addresses
 // changed: reload), "leases" (any lease write), "boot" (one new boot event,
 // id = its id, so a reconnect resumes) and "status" (the services' states).
+// It waits on the shared change feed rather than polling the store itself.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	prev, err := s.o.Store.Marks(r.Context())
-	if err != nil {
-		WriteError(w, err)
+	done, ok := s.followChanges(w, r)
+	if !ok {
 		return
+	}
+	defer done()
+	snap, _ := s.feed.current()
+	prev := snap.marks
+	if !snap.ok {
+		var err error
+		if prev, err = s.marks(r.Context()); err != nil {
+			WriteError(w, err)
+			return
+		}
 	}
 	lastBoot := prev.BootEvent
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
@@ -276,32 +290,25 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if stream.send("", "hello", helloEvent{DataVersion: prev.Data, BootEvent: prev.BootEvent}) != nil {
 		return
 	}
-	var lastStatus []byte
-	t := time.NewTicker(s.o.PollInterval)
-	defer t.Stop()
-	for tick := 0; ; tick++ {
-		if s.o.Supervisor != nil && tick%2 == 0 {
-			if st, err := s.supervisorStatus(ctx); err == nil {
-				b, _ := json.Marshal(st)
-				if !bytes.Equal(b, lastStatus) {
-					lastStatus = b
-					if stream.send("", "status", json.RawMessage(b)) != nil {
-						return
-					}
-				}
-			}
-		}
-		m, err := s.o.Store.Marks(ctx)
-		if err == nil {
-			if err := s.sendChanges(ctx, stream, prev, m, &lastBoot); err != nil {
+	lastStatus := ""
+	for {
+		snap, changed := s.feed.current()
+		if snap.status != "" && snap.status != lastStatus {
+			lastStatus = snap.status
+			if stream.send("", "status", json.RawMessage(snap.status)) != nil {
 				return
 			}
-			prev = m
+		}
+		if snap.ok {
+			if err := s.sendChanges(ctx, stream, prev, snap.marks, &lastBoot); err != nil {
+				return
+			}
+			prev = snap.marks
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-changed:
 		}
 	}
 }

@@ -29,6 +29,24 @@ type sseEvent struct {
 // the test ends.
 func (ts *testServer) openStream(path string, as *browser, lastID string) <-chan sseEvent {
 	ts.t.Helper()
+	ch, _ := ts.dialStream(path, as, lastID)
+	return ch
+}
+
+// dialStream is openStream that also returns a func closing the stream.
+func (ts *testServer) dialStream(path string, as *browser, lastID string) (<-chan sseEvent, context.CancelFunc) {
+	ts.t.Helper()
+	res, cancel := ts.getStream(path, as, lastID)
+	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "text/event-stream" {
+		ts.t.Fatalf("GET %s = %d %s", path, res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	return readEvents(res), cancel
+}
+
+// getStream asks for an event stream and returns the response, whatever
+// its status, and a func ending the request.
+func (ts *testServer) getStream(path string, as *browser, lastID string) (*http.Response, context.CancelFunc) {
+	ts.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ts.t.Cleanup(cancel)
 	r, _ := http.NewRequestWithContext(ctx, "GET", ts.ts.URL+path, nil)
@@ -41,9 +59,11 @@ func (ts *testServer) openStream(path string, as *browser, lastID string) <-chan
 	if err != nil {
 		ts.t.Fatal(err)
 	}
-	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "text/event-stream" {
-		ts.t.Fatalf("GET %s = %d %s", path, res.StatusCode, res.Header.Get("Content-Type"))
-	}
+	return res, cancel
+}
+
+// readEvents parses a stream's events onto a channel until it ends.
+func readEvents(res *http.Response) <-chan sseEvent {
 	ch := make(chan sseEvent, 100)
 	go func() {
 		defer res.Body.Close()

@@ -170,7 +170,7 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if self && bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(in.CurrentPassword)) != nil {
-		s.guard.fail(remoteAddr(r), s.o.Now(), "wrong current password", u.Name)
+		s.guard.fail(remoteAddr(r), u.Name, true, s.o.Now(), "wrong current password")
 		WriteError(w, Errorf(http.StatusUnprocessableEntity, CodeInvalid, "current_password", "current_password: wrong password"))
 		return
 	}

@@ -62,9 +62,9 @@ func (s *Server) vetRoutes() []Route {
 			Response: orchestrator.View{}, handler: h(s.stopRun)},
 		{Method: "POST", Path: "/api/v1/vetting/runs/{id}/release", Scope: ScopeWrite, Summary: "End the hold of a held run (its host powers off)",
 			Response: orchestrator.View{}, handler: h(s.releaseRun)},
-		{Method: "GET", Path: "/api/v1/vetting/runs/{id}/ssh", Scope: ScopeAdmin, Summary: "The held host's SSH login: the run's private key, known_hosts line and command",
+		{Method: "GET", Path: "/api/v1/vetting/runs/{id}/ssh", Scope: ScopeAdmin, Credentials: true, Summary: "The held host's SSH login: the run's private key, known_hosts line and command",
 			Response: sshJSON{}, handler: h(s.runSSH)},
-		{Method: "GET", Path: "/api/v1/vetting/runs/{id}/tunnel", Scope: ScopeAdmin, Summary: "Upgrade to a TCP stream to the held host's SSH server (kiln vet ssh uses it as ProxyCommand)",
+		{Method: "GET", Path: "/api/v1/vetting/runs/{id}/tunnel", Scope: ScopeAdmin, Credentials: true, Summary: "Upgrade to a TCP stream to the held host's SSH server (kiln vet ssh uses it as ProxyCommand)",
 			RawResponse: "application/octet-stream", Status: http.StatusSwitchingProtocols, handler: h(s.runTunnel)},
 	}
 }
@@ -358,6 +358,11 @@ func (s *Server) vetStream(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, err)
 		return
 	}
+	done, ok := s.followChanges(w, r)
+	if !ok {
+		return
+	}
+	defer done()
 	last, err := s.o.Store.LastVetEventID(r.Context())
 	if err != nil {
 		WriteError(w, err)
@@ -375,10 +380,12 @@ func (s *Server) vetStream(w http.ResponseWriter, r *http.Request) {
 	if stream.send("", "hello", map[string]int64{"last_id": last}) != nil {
 		return
 	}
-	t := time.NewTicker(s.o.PollInterval)
-	defer t.Stop()
 	for {
-		es, err := s.o.Store.VetEventsAfter(ctx, last, 500)
+		snap, changed := s.feed.current()
+		es, err := []store.VetEvent(nil), error(nil)
+		if snap.vetLast > last {
+			es, err = s.o.Store.VetEventsAfter(ctx, last, 500)
+		}
 		if err == nil {
 			// One "run" per run and batch: a burst of progress events
 			// reloads a tile once.
@@ -409,10 +416,13 @@ func (s *Server) vetStream(w http.ResponseWriter, r *http.Request) {
 				last = e.ID
 			}
 		}
+		if err == nil && len(es) > 0 && snap.vetLast > last {
+			continue // more than one batch behind
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-changed:
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -59,7 +60,7 @@ func TestVettingRoutes(t *testing.T) {
 	}
 	// The agent starts and reports progress.
 	orch := orchestrator.New(ts.db, config.Vetting{}, ts.stateDir, nil)
-	if _, err := orch.Hello(ctx, v.ID, protocol.Hello{}); err != nil {
+	if _, err := orch.Hello(ctx, v.ID, protocol.Hello{Source: netip.MustParseAddr("10.9.0.50")}); err != nil {
 		t.Fatal(err)
 	}
 	next(t, ch, "run")

@@ -61,3 +61,48 @@ func (a API) validate(add func(field, problem, fix string)) {
 		add("api.trusted_role", "api.trust_lan is true but no role is given", "say what those users may do: read, write or admin")
 	}
 }
+
+// validateTrust refuses trusted networks that reach into a provisioning
+// network: machines there are untrusted by design (anyone can plug one in or
+// PXE-boot one), so api.trust_lan would let them act with api.trusted_role
+// without logging in.
+func (c Config) validateTrust(add func(field, problem, fix string)) {
+	if !c.API.TrustLAN {
+		return
+	}
+	type provNet struct {
+		field  string
+		prefix netip.Prefix
+	}
+	var prov []provNet
+	for i, s := range c.Provisioning.Subnets {
+		if p := s.Prefix(); p.IsValid() {
+			prov = append(prov, provNet{fmt.Sprintf("provisioning.subnets[%d].cidr", i), p.Masked()})
+		}
+	}
+	for i, itf := range c.Network.Interfaces {
+		if itf.Role != RoleProvisioning {
+			continue
+		}
+		for j, a := range itf.Addresses {
+			if p, err := netip.ParsePrefix(a); err == nil {
+				prov = append(prov, provNet{fmt.Sprintf("network.interfaces[%d].addresses[%d]", i, j), p.Masked()})
+			}
+		}
+	}
+	for i, n := range c.API.TrustedNetworks {
+		t, err := netip.ParsePrefix(n)
+		if err != nil {
+			continue // reported by API.validate
+		}
+		t = t.Masked()
+		for _, p := range prov {
+			if t.Overlaps(p.prefix) {
+				add(fmt.Sprintf("api.trusted_networks[%d]", i),
+					fmt.Sprintf("%s overlaps the provisioning network %s (%s): machines there would act as %q without logging in", t, p.prefix, p.field, c.API.TrustedRole),
+					"list only management networks in api.trusted_networks (none of the provisioning subnets), or set api.trust_lan to false")
+				break
+			}
+		}
+	}
+}

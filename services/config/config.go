@@ -134,6 +134,7 @@ func (c Config) Validate() error {
 	c.validateListeners(add)
 	c.validateNetwork(add)
 	c.API.validate(add)
+	c.validateTrust(add)
 	c.Update.validate(add)
 	c.Vetting.validate(add)
 	if len(errs) == 0 {

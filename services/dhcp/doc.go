@@ -11,7 +11,8 @@
 //     the longest-expired one), probed with ARP (ping through a relay) before
 //     it is offered unless it is the client's own unexpired lease or the
 //     subnet sets conflict_probe: false (an address that answers is set
-//     aside for declineHold). Choosing costs a few indexed lookups: the
+//     aside for declineHold, as is an address its own client DECLINEs; a
+//     DECLINE from any other MAC is ignored, RFC 2131 4.3.3). Choosing costs a few indexed lookups: the
 //     subnet's leases are read in full only at start and when no never-used
 //     address is left. Unknown clients are enrolled as new hosts
 //     ("unknown-525400aabbcc"). Leases live in the store, so a restart keeps

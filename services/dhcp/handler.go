@@ -228,6 +228,14 @@ func (s *server) authoritative(ctx context.Context, req *dhcpv4.DHCPv4, sub *sub
 		if !s.ours(req, st) || !sub.prefix.Contains(ip) {
 			return nil
 		}
+		// RFC 2131 4.3.3: only the client the address was offered or leased
+		// to may decline it; anyone else could otherwise wipe a bound lease.
+		if l, err := s.db.LeaseByIP(ctx, ip); errors.Is(err, store.ErrNotFound) || (err == nil && (l.MAC != mac || !l.Active(s.now()))) {
+			s.log.Debug("ignoring DECLINE of an address not offered or leased to the sender", "mac", mac, "ip", ip, "subnet", sub.cfg.Name)
+			return nil
+		} else if err != nil {
+			return err
+		}
 		s.log.Warn("client declined address: it is in use by another machine", "mac", mac, "ip", ip, "subnet", sub.cfg.Name)
 		s.addEvent(ctx, mac, "", store.EventDHCPDecline, fmt.Sprintf("ip=%s subnet=%s", ip, sub.cfg.Name))
 		return s.db.PutLease(ctx, store.Lease{IP: ip, Subnet: sub.cfg.Name, State: store.LeaseDeclined, Expires: s.now().Add(declineHold)})
@@ -611,6 +619,9 @@ func (s *server) event(ctx context.Context, req *dhcpv4.DHCPv4, st state, resp *
 		d = append(d, "proxy")
 	}
 	if f := resp.BootFileNameOption(); f != "" {
+		// Without the query: a script URL carries the host's token, and
+		// events are shown to every read-scope API user.
+		f, _, _ = strings.Cut(f, "?")
 		d = append(d, "file="+f)
 	}
 	if c.bootable() {

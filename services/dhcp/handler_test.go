@@ -149,6 +149,36 @@ func TestDiscoverRequestEnrolls(t *testing.T) {
 	}
 }
 
+// TestBootEventsHaveNoToken: the ACK tells iPXE its script URL with the
+// host's token; the boot event recording it (shown to read-scope API users)
+// names the file without the token.
+func TestBootEventsHaveNoToken(t *testing.T) {
+	ctx := context.Background()
+	ts := newTestServer(t)
+	mac := "52:54:00:00:00:07"
+	h, err := ts.db.CreateHost(ctx, store.Host{Name: "pc-07", MACs: []string{mac}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipxe := dhcpv4.WithUserClass("iPXE", false)
+	offer, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeDiscover, ipxe), ts.eth1)
+	ack, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeRequest, ipxe,
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 0, 0, 1))),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(offer.YourIPAddr))), ts.eth1)
+	if f := ack.BootFileNameOption(); !strings.Contains(f, "?token="+h.Token) {
+		t.Fatalf("ACK boot file = %q, want the script URL with the host's token", f)
+	}
+	evs, err := ts.db.BootEvents(ctx, mac, 10)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("BootEvents = %+v, %v, want offer and ack", evs, err)
+	}
+	for _, e := range evs {
+		if strings.Contains(e.Detail, h.Token) || !strings.Contains(e.Detail, "file=http://10.0.0.1:8080/boot/52-54-00-00-00-07.ipxe ") {
+			t.Errorf("%s event detail = %q, want the script URL without its token", e.Kind, e.Detail)
+		}
+	}
+}
+
 func TestReservation(t *testing.T) {
 	ts := newTestServer(t)
 	_, err := ts.db.CreateHost(context.Background(), store.Host{Name: "pc-07", MACs: []string{"52:54:00:00:00:07"}, IPv4: netip.MustParseAddr("10.0.0.7")})
@@ -204,6 +234,54 @@ func TestConflictProbeAndDecline(t *testing.T) {
 	*ts.clock = ts.now().Add(declineHold + time.Minute)
 	if o, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:03", dhcpv4.MessageTypeDiscover), ts.eth1); yiaddr(o) == "<no reply>" {
 		t.Errorf("DISCOVER after hold got no reply")
+	}
+}
+
+// TestDeclineOnlyByOwner: RFC 2131 4.3.3 — a DECLINE takes an address out of
+// use only when it comes from the client the address was offered or leased
+// to; a forged DECLINE from another MAC must not wipe a bound lease.
+func TestDeclineOnlyByOwner(t *testing.T) {
+	ctx := context.Background()
+	ts := newTestServer(t)
+	owner, other := "52:54:00:00:00:01", "52:54:00:00:00:66"
+	sid := dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 0, 0, 1)))
+	offer, _ := ts.do(t, msgFrom(t, owner, dhcpv4.MessageTypeDiscover), ts.eth1)
+	ack, _ := ts.do(t, msgFrom(t, owner, dhcpv4.MessageTypeRequest, sid,
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(offer.YourIPAddr))), ts.eth1)
+	if ack.MessageType() != dhcpv4.MessageTypeAck {
+		t.Fatalf("REQUEST = %s, want ACK", ack.MessageType())
+	}
+	bound := addrOf(ack.YourIPAddr)
+	decline := func(mac string, ip netip.Addr) {
+		t.Helper()
+		if r, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeDecline, sid,
+			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(ip.AsSlice()))), ts.eth1); r != nil {
+			t.Errorf("DECLINE got a reply: %s", r.MessageType())
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		mac  string
+		ip   netip.Addr
+	}{
+		{"another client's bound lease", other, bound},
+		{"a never-used address", other, netip.MustParseAddr("10.0.0.150")},
+		{"an address the owner was never offered", owner, netip.MustParseAddr("10.0.0.151")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			decline(tc.mac, tc.ip)
+			if l, err := ts.db.LeaseByIP(ctx, bound); err != nil || l.MAC != owner || l.State != store.LeaseBound {
+				t.Errorf("lease of %s after DECLINE(%s, %s) = %+v, %v, want still bound to %s", bound, tc.mac, tc.ip, l, err, owner)
+			}
+			if l, err := ts.db.LeaseByIP(ctx, tc.ip); tc.ip != bound && !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("DECLINE(%s, %s) stored %+v, %v, want nothing stored", tc.mac, tc.ip, l, err)
+			}
+		})
+	}
+	// The owner itself declining its address sets it aside.
+	decline(owner, bound)
+	if l, err := ts.db.LeaseByIP(ctx, bound); err != nil || l.State != store.LeaseDeclined {
+		t.Errorf("lease of %s after the owner's DECLINE = %+v, %v, want declined", bound, l, err)
 	}
 }
 

@@ -103,10 +103,8 @@ func RenderScript(h Host, mac, base string, p Profiles) ([]byte, error) {
 			return nil, errRecord{fmt.Sprintf("host %s: its %s contains control characters", safe(h.Name), field)}
 		}
 	}
-	for _, w := range strings.Fields(h.Cmdline) {
-		if w == "||" || w == "&&" {
-			return nil, errRecord{fmt.Sprintf("host %s: its cmdline contains the iPXE operator %q", safe(h.Name), w)}
-		}
+	if why := ipxeSyntax(h.Cmdline); why != "" {
+		return nil, errRecord{fmt.Sprintf("host %s: its cmdline contains %s", safe(h.Name), why)}
 	}
 	if h.Name == "" || strings.ContainsAny(h.Name, " \t$") {
 		return nil, errRecord{"host record has no usable name"}
@@ -237,6 +235,29 @@ func bad(s string) bool {
 		}
 	}
 	return false
+}
+
+// ipxeSyntax says what in s iPXE would read as script syntax rather than
+// kernel arguments on a "kernel" line, or "" for nothing. iPXE splits the
+// line into words, honouring quotes and backslashes; a word "||", "&&" or
+// ";" ends the command and a word starting with "#" comments out the rest
+// (which would drop "|| goto failed"). Quotes and backslashes are refused:
+// they change where iPXE's words begin, which would hide an operator from
+// this check. ${settings} stay allowed (operators use them; they expand to
+// the booting machine's own settings).
+func ipxeSyntax(s string) string {
+	if i := strings.IndexAny(s, "\"'\\"); i >= 0 {
+		return fmt.Sprintf("%q, which iPXE reads as quoting", s[i:i+1])
+	}
+	for _, w := range strings.Fields(s) {
+		switch {
+		case w == "||" || w == "&&" || w == ";":
+			return fmt.Sprintf("the iPXE operator %q", w)
+		case strings.HasPrefix(w, "#"):
+			return fmt.Sprintf("%q, which iPXE reads as the start of a comment", w)
+		}
+	}
+	return ""
 }
 
 // safe makes s printable on one script line.

@@ -540,3 +540,18 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// SettingOnce stores value under key unless the key is set, and returns
+// the stored value: the first writer of several processes wins, so a
+// value fixed once (like the iSCSI naming date) never changes.
+func (s *Store) SettingOnce(ctx context.Context, key, value string) (string, error) {
+	var got string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO settings (key, value, updated_ms) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING`,
+			key, value, ms2int(s.now())); err != nil {
+			return fmt.Errorf("storing setting %s: %w", key, err)
+		}
+		return tx.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&got)
+	})
+	return got, err
+}

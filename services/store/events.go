@@ -29,7 +29,9 @@ type BootEvent struct {
 	Time   time.Time
 }
 
-// AddBootEvent records e; a zero Time means now.
+// AddBootEvent records e; a zero Time means now. Token values quoted in the
+// detail (a boot URL's ?token=) are redacted: events are shown to every
+// read-scope API user.
 func (s *Store) AddBootEvent(ctx context.Context, e BootEvent) error {
 	n, err := NormalizeMAC(e.MAC)
 	if err != nil {
@@ -47,7 +49,7 @@ func (s *Store) AddBootEvent(ctx context.Context, e BootEvent) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if _, err := s.db.ExecContext(ctx, `INSERT INTO boot_events (mac, host, kind, detail, time_ms) VALUES (?, ?, ?, ?, ?)`,
-		n, e.Host, e.Kind, e.Detail, ms2int(e.Time)); err != nil {
+		n, e.Host, e.Kind, Redacted(e.Detail), ms2int(e.Time)); err != nil {
 		return fmt.Errorf("storing boot event: %w", err)
 	}
 	return nil

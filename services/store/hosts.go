@@ -339,9 +339,18 @@ func insertMACs(ctx context.Context, tx *sql.Tx, h Host) error {
 	return nil
 }
 
-// DeleteHost removes a host and its MACs. Leases and boot events stay.
+// DeleteHost removes a host, its MACs and its iSCSI initiator; a host
+// with volumes is refused. Leases and boot events stay.
 func (s *Store) DeleteHost(ctx context.Context, name string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		var vols int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM iscsi_volumes WHERE host_id = (SELECT id FROM hosts WHERE name = ?)`,
+			strings.ToLower(name)).Scan(&vols); err != nil {
+			return fmt.Errorf("counting volumes of %s: %w", name, err)
+		}
+		if vols > 0 {
+			return Errors{{Field: "name", Problem: fmt.Sprintf("host %s still has %d iSCSI volume(s); delete them first (kiln volumes rm %s/NAME)", name, vols, name), Err: ErrConflict}}
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM hosts WHERE name = ?`, strings.ToLower(name))
 		if err != nil {
 			return fmt.Errorf("deleting host %s: %w", name, err)

@@ -41,6 +41,10 @@ type VetRun struct {
 	Created, Updated      time.Time
 	Started, Ended        time.Time
 	Deadline, Heartbeat   time.Time
+
+	// AgentSource is the address the agent's hello came from (the server saw
+	// it; the agent cannot choose it).
+	AgentSource string
 }
 
 // VetStage is one stage's outcome.
@@ -108,7 +112,7 @@ type VetUpdate struct {
 const vetRunColumns = `id, COALESCE(host_id, 0), host, state, active, profile, hold, wipe, token, token_hash,
 	ssh_private, ssh_public, spec, model, verdict, summary, findings, stage, progress, hold_addr,
 	hold_host_key, agent_addr, boot_id, event_seq, error, created_ms, updated_ms, started_ms, ended_ms,
-	deadline_ms, heartbeat_ms`
+	deadline_ms, heartbeat_ms, agent_source`
 
 func scanVetRun(r scanner) (VetRun, error) {
 	var v VetRun
@@ -116,7 +120,7 @@ func scanVetRun(r scanner) (VetRun, error) {
 	err := r.Scan(&v.ID, &v.HostID, &v.Host, &v.State, &v.Active, &v.Profile, &v.Hold, &v.Wipe, &v.Token,
 		&v.TokenHash, &v.SSHPrivate, &v.SSHPublic, &v.Spec, &v.Model, &v.Verdict, &v.Summary, &v.Findings,
 		&v.Stage, &v.Progress, &v.HoldAddr, &v.HoldHostKey, &v.AgentAddr, &v.BootID, &v.EventSeq, &v.Error,
-		&c, &u, &st, &en, &dl, &hb)
+		&c, &u, &st, &en, &dl, &hb, &v.AgentSource)
 	if err != nil {
 		return VetRun{}, err
 	}
@@ -263,11 +267,11 @@ func (s *Store) UpdateVetRun(ctx context.Context, id int64, fn func(r *VetRun, u
 				token = ?, token_hash = ?, ssh_private = ?, ssh_public = ?, spec = ?, model = ?, verdict = ?,
 				summary = ?, findings = ?, stage = ?, progress = ?, hold_addr = ?, hold_host_key = ?, agent_addr = ?,
 				boot_id = ?, event_seq = ?, error = ?, updated_ms = ?, started_ms = ?, ended_ms = ?, deadline_ms = ?,
-				heartbeat_ms = ? WHERE id = ?`,
+				heartbeat_ms = ?, agent_source = ? WHERE id = ?`,
 				r.State, r.Active, r.Profile, r.Hold, r.Wipe, r.Token, r.TokenHash, r.SSHPrivate, r.SSHPublic, r.Spec,
 				r.Model, r.Verdict, r.Summary, r.Findings, r.Stage, r.Progress, r.HoldAddr, r.HoldHostKey, r.AgentAddr,
 				r.BootID, r.EventSeq, r.Error, ms2int(r.Updated), ms2int(r.Started), ms2int(r.Ended), ms2int(r.Deadline),
-				ms2int(r.Heartbeat), id)
+				ms2int(r.Heartbeat), r.AgentSource, id)
 			if err != nil {
 				return fmt.Errorf("updating vetting run: %w", err)
 			}

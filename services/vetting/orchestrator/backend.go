@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -62,6 +63,10 @@ func (o *Orchestrator) Hello(ctx context.Context, runID string, h protocol.Hello
 		}
 		r.State, r.Started, r.BootID = StateRunning, now, h.BootID
 		r.AgentAddr = strings.Join(h.Addrs, " ")
+		r.AgentSource = ""
+		if h.Source.IsValid() {
+			r.AgentSource = h.Source.String()
+		}
 		if h.Model != "" {
 			r.Model = h.Model
 		}
@@ -175,6 +180,13 @@ func (o *Orchestrator) recordEvents(ctx context.Context, id int64, m *protocol.E
 			if e.Seq <= r.EventSeq {
 				continue // a retried batch
 			}
+			// The tunnel dials a held host's address: the agent may only
+			// name its own (its hello's source), on the SSH port. A refused
+			// announcement is not stored, so no view or report shows it.
+			if want := o.holdAddr(*r); e.Kind == protocol.EventHolding && e.Addr != want {
+				o.log.Warn("refused a hold address that is not the agent's own", "run", r.ID, "announced", e.Addr, "want", want)
+				continue
+			}
 			body, err := json.Marshal(e)
 			if err != nil {
 				return err
@@ -202,6 +214,15 @@ func (o *Orchestrator) recordEvents(ctx context.Context, id int64, m *protocol.E
 		return nil
 	})
 	return err
+}
+
+// holdAddr is the only SSH address a held run may announce: its agent's
+// source address, port 22 ("" when the source is unknown).
+func (o *Orchestrator) holdAddr(r store.VetRun) string {
+	if r.AgentSource == "" {
+		return ""
+	}
+	return net.JoinHostPort(r.AgentSource, strconv.Itoa(o.holdPort))
 }
 
 func stageRow(s verdict.StageResult) store.VetStage {

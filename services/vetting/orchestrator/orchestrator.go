@@ -85,6 +85,9 @@ type Orchestrator struct {
 	WoL func(ctx context.Context, mac string) error
 	// Notify delivers one notification; nil leaves the outbox alone.
 	Notify func(ctx context.Context, target config.Notify, n Notification) error
+	// holdPort is the port a held host's SSH server listens on (the live
+	// image's agent: 22).
+	holdPort int
 	// ReportURL returns the UI address of a run's report for notifications
 	// ("" when unknown).
 	ReportURL func(runID int64) string
@@ -96,8 +99,12 @@ func New(st *store.Store, cfg config.Vetting, stateDir string, log *slog.Logger)
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Orchestrator{st: st, cfg: cfg, dir: filepath.Join(stateDir, "vetting", "runs"), now: time.Now,
-		log: log.With("component", "vetting")}
+		holdPort: 22, log: log.With("component", "vetting")}
 }
+
+// SetHoldPort replaces the held hosts' SSH port (tests whose SSH server
+// cannot take port 22).
+func (o *Orchestrator) SetHoldPort(port int) { o.holdPort = port }
 
 // SetClock replaces the clock (tests).
 func (o *Orchestrator) SetClock(now func() time.Time) { o.now = now }

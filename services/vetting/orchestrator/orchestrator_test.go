@@ -238,6 +238,7 @@ func TestWrongSpecHolds(t *testing.T) {
 	f := newFixture(t, config.Vetting{}, "expect:\n  - fact: memory.installed_bytes\n    min: 64TiB\n")
 	ctx := context.Background()
 	hold := true
+	f.orch.SetHoldPort(2222) // the test's agent announces 127.0.0.1:2222
 	r0, err := f.orch.Start(ctx, orchestrator.StartRequest{Host: "node7", Hold: &hold})
 	if err != nil {
 		t.Fatal(err)
@@ -299,6 +300,49 @@ func TestWrongSpecHolds(t *testing.T) {
 	}
 	if r := f.run(t, id); r.State != orchestrator.StateFailed || r.Active || r.SSHPrivate != "" {
 		t.Errorf("released run %s active %v", r.State, r.Active)
+	}
+}
+
+// TestHoldAddrIsTheAgentsAddress: the admin SSH tunnel dials the held
+// host's address, so the agent may not choose it: only the address its hello
+// came from, port 22, is taken; loopback, another host or another port are
+// refused and the run keeps no address to dial.
+func TestHoldAddrIsTheAgentsAddress(t *testing.T) {
+	f := newFixture(t, config.Vetting{}, "")
+	ctx := context.Background()
+	hold := true
+	if _, err := f.orch.Start(ctx, orchestrator.StartRequest{Host: "node7", Hold: &hold}); err != nil {
+		t.Fatal(err)
+	}
+	id, tok := f.boot(t)
+	c := &protocol.Client{BaseURL: f.url, Token: tok} // the agent's hello comes from 127.0.0.1
+	if _, err := c.Hello(ctx, protocol.Hello{Protocol: protocol.Version, Addrs: []string{"10.9.0.50/24"}}); err != nil {
+		t.Fatal(err)
+	}
+	runID := strconv.FormatInt(id, 10)
+	if err := c.Send(ctx, &protocol.Report{RunID: runID, Verdict: verdict.Fail}); err != nil {
+		t.Fatal(err)
+	}
+	seq := int64(0)
+	announce := func(addr string) string {
+		t.Helper()
+		seq++
+		if err := c.Send(ctx, &protocol.Events{Events: []protocol.Event{{Seq: seq, Kind: protocol.EventHolding, Addr: addr,
+			HostKey: "ssh-ed25519 AAAAtest", Time: time.Now()}}}); err != nil {
+			t.Fatalf("holding event %s: %v", addr, err)
+		}
+		return f.run(t, id).HoldAddr
+	}
+	for _, addr := range []string{"127.0.0.1:8443", "10.9.0.50:22", "10.0.0.1:22", "[::1]:22", "127.0.0.1", "kiln.example:22"} {
+		if got := announce(addr); got != "" {
+			t.Errorf("after announcing %q the tunnel would dial %q, want nothing (not the agent's address, port 22)", addr, got)
+		}
+	}
+	if got := announce("127.0.0.1:22"); got != "127.0.0.1:22" {
+		t.Errorf("after announcing the agent's own 127.0.0.1:22 the hold address is %q, want 127.0.0.1:22", got)
+	}
+	if got := announce("127.0.0.1:2222"); got != "127.0.0.1:22" {
+		t.Errorf("a later bad announcement changed the hold address to %q, want 127.0.0.1:22 kept", got)
 	}
 }
 

@@ -16,6 +16,7 @@
 package protocol
 
 import (
+	"net/netip"
 	"time"
 
 	"kiln.dev/kiln/services/vetting/inventory"
@@ -44,6 +45,9 @@ type Hello struct {
 	// Model is the machine's manufacturer and product (SMBIOS): the key of
 	// the baseline the assignment carries.
 	Model string `json:"model,omitempty"`
+	// Source is the address the hello came from: the server sets it from
+	// the connection, never from the agent's JSON.
+	Source netip.Addr `json:"-"`
 }
 
 // Assignment is the orchestrator's answer to Hello: what to run.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -156,6 +157,9 @@ func (s *server) hello(w http.ResponseWriter, r *http.Request) {
 	if h.Protocol != Version {
 		fail(w, http.StatusBadRequest, fmt.Sprintf("protocol version %d not spoken here (want %d); boot the vetting image of this appliance", h.Protocol, Version))
 		return
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		h.Source = ap.Addr().Unmap()
 	}
 	a, err := s.o.Backend.Hello(r.Context(), run, h)
 	if err != nil {
