@@ -58,7 +58,8 @@ type appliance struct {
 	db                   *store.Store
 }
 
-func newAppliance(t *testing.T) *appliance {
+// newAppliance starts the API; mount adds routes from other packages.
+func newAppliance(t *testing.T, mount ...func(srv *api.Server, db *store.Store, state string)) *appliance {
 	t.Helper()
 	dir := t.TempDir()
 	db, err := store.Open(context.Background(), store.Path(dir))
@@ -71,6 +72,9 @@ func newAppliance(t *testing.T) *appliance {
 		BcryptCost: bcrypt.MinCost, Logger: log, Vetting: orchestrator.New(db, config.Vetting{}, dir, log)})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, m := range mount {
+		m(srv, db, dir)
 	}
 	ts := httptest.NewTLSServer(srv.Handler())
 	t.Cleanup(func() { srv.Close(); ts.Close() })

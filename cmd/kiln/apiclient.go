@@ -232,7 +232,12 @@ func (o *apiOptions) client() (*apiClient, error) {
 // answers become errors wrapping errAuth (401, 403, 429), errNotFound (404)
 // or nothing, with the API's message (and every detail).
 func (c *apiClient) do(ctx context.Context, method, path string, body any, out any) error {
-	resp, err := c.send(ctx, method, path, body, "", nil)
+	return c.exchange(ctx, method, path, body, "", out)
+}
+
+// exchange is do with a body of type ctype ("": JSON).
+func (c *apiClient) exchange(ctx context.Context, method, path string, body any, ctype string, out any) error {
+	resp, err := c.send(ctx, method, path, body, ctype, nil)
 	if err != nil {
 		return err
 	}
@@ -370,4 +375,9 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// doRaw sends body as ctype (not JSON); out (if not nil) receives the JSON answer.
+func (c *apiClient) doRaw(ctx context.Context, method, path string, body io.Reader, ctype string, out any) error {
+	return c.exchange(ctx, method, path, body, ctype, out)
 }

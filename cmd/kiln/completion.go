@@ -16,6 +16,7 @@ var subcommands = map[string][]string{
 	"password":   {"show", "reset"},
 	"completion": {"bash", "zsh"},
 	"init":       {"reboot", "poweroff"},
+	"volumes":    {"list", "create", "upload", "grow", "rm", "chap"},
 	"vet":        {"start", "list", "show", "stop", "release", "report", "ssh", "tunnel"},
 }
 

@@ -133,7 +133,7 @@ func importHostsFile(ctx context.Context, cfg config.Config, stateDir string) (*
 		return nil, fmt.Errorf("provisioning.hosts_file: %w (fix the path or remove the field)", err)
 	}
 	defer fh.Close()
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("importing provisioning.hosts_file: %w", err)
 	}
 	db, err := store.Open(ctx, store.Path(stateDir))

@@ -52,6 +52,7 @@ func commands() map[string]command {
 		"net":        {"network status, try and confirm a network config (kiln net status|apply --try F|confirm)", runNet},
 		"update":     {"build, push, inspect and roll back over-the-air updates (kiln update build|verify|push|status|rollback)", runUpdate},
 		"keys":       {"make update signing keys (kiln keys gen --out DIR)", runKeys},
+		"volumes":    {"iSCSI volumes and CHAP for thin nodes (kiln volumes list|create|upload|grow|rm|chap)", runVolumes},
 		"vet":        {"start, watch, stop and report hardware vetting runs; log in to held hosts (kiln vet start|list|show|stop|release|report|ssh|tunnel)", runVet},
 	}
 }

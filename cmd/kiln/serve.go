@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -44,6 +45,14 @@ func runServe(ctx context.Context, args []string, s stdio) error {
 			return fmt.Errorf("serve: %w", err)
 		}
 		*p = abs
+	}
+	// The state directory holds the database, keys and tokens: root only,
+	// whatever the umask or an older kiln made of it.
+	if err := os.MkdirAll(*stateDir, 0o700); err != nil {
+		return fmt.Errorf("serve: creating the state directory: %w", err)
+	}
+	if err := os.Chmod(*stateDir, 0o700); err != nil {
+		return fmt.Errorf("serve: making the state directory private: %w", err)
 	}
 	cfg, err := config.Load(*configPath)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 
 	"kiln.dev/kiln/init/supervisor"
 	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/metrics"
 )
 
 // safeBuffer collects a child's output for failure messages.
@@ -136,6 +137,16 @@ func TestServeEndToEnd(t *testing.T) {
 	if got := readNotify(); got != "READY=1" {
 		t.Errorf("kiln serve told systemd %q, want READY=1", got)
 	}
+	// Issue 11, finding 11: the state directory and the database are root's only.
+	for p, want := range map[string]os.FileMode{state: 0o700, filepath.Join(state, "kiln.db"): 0o600} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s has mode %04o, want %04o", p, fi.Mode().Perm(), want)
+		}
+	}
 
 	hc := &http.Client{
 		Timeout:       5 * time.Second,
@@ -167,6 +178,13 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 
 	runDir := filepath.Join(state, "run")
+	// Every service serves its metrics to mgmt; /metrics wants a read token.
+	if code, _, _ := get(https + "/metrics"); code != http.StatusUnauthorized {
+		t.Errorf("GET /metrics without credentials = %d, want 401", code)
+	}
+	if fi, err := os.Stat(metrics.SocketPath(runDir, "mgmt")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("mgmt's metrics socket: %v, want it with mode 0600", err)
+	}
 	statusOut, err := exec.Command(bin, "status", "--run", runDir, "--json").Output()
 	if err != nil {
 		t.Fatalf("kiln status --json: %v", err)

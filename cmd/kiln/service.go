@@ -11,6 +11,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/metrics"
 	"kiln.dev/kiln/services/svc"
 )
 
@@ -51,8 +52,16 @@ func runService(ctx context.Context, args []string, s stdio) error {
 		},
 	})).With("component", name)
 
+	reg := metrics.New()
+	go func() {
+		if err := metrics.ServeUnix(ctx, reg, metrics.SocketPath(*runDir, name), logger); err != nil {
+			logger.Warn("metrics are not served: GET /metrics will show this service as down", "err", err)
+		}
+	}()
 	var once sync.Once
 	env := svc.Env{
+		Metrics:  reg,
+		Version:  kilnVersion(),
 		Config:   cfg,
 		StateDir: *stateDir,
 		RunDir:   *runDir,

@@ -174,12 +174,32 @@ func (m *Manager) Setup(ctx context.Context) (Status, error) {
 		return st, err
 	}
 	st.Mounted = true
-	for _, d := range []string{"state", "log", "config"} {
-		if err := os.MkdirAll(filepath.Join(m.Mountpoint, d), 0o755); err != nil {
-			return st, fmt.Errorf("creating %s on the data partition: %w", d, err)
-		}
+	if err := MakeDirs(m.Mountpoint); err != nil {
+		return st, fmt.Errorf("on the data partition: %w", err)
 	}
 	return st, nil
+}
+
+// dirModes are the modes of the directories MakeDirs keeps under the data
+// root: state holds the database, keys and tokens and config may hold
+// notification credentials, so only root enters them; logs are readable by
+// root's group.
+var dirModes = map[string]os.FileMode{"state": 0o700, "config": 0o700, "log": 0o750}
+
+// MakeDirs creates state, log and config under root with their modes (see
+// dirModes) whatever the umask, and tightens them where an older kiln made
+// them more open. PID 1 also calls it for a temporary /data.
+func MakeDirs(root string) error {
+	for _, d := range []string{"state", "log", "config"} {
+		p, mode := filepath.Join(root, d), dirModes[d]
+		if err := os.MkdirAll(p, mode); err != nil {
+			return fmt.Errorf("creating %s: %w", p, err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			return fmt.Errorf("setting the mode of %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // Inspect reports the data partition's device and content without changing anything.

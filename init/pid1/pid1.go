@@ -346,8 +346,8 @@ func (p *Init) Run(ctx context.Context) error {
 	if b.DataErr != nil && p.o.StartServicesWithoutData {
 		if err := unix.Mount("tmpfs", "/data", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err == nil {
 			mounted = append(mounted, "/data")
-			for _, d := range []string{b.StateDir, b.LogDir, b.ConfigDir} {
-				os.MkdirAll(d, 0o755)
+			if err := datapart.MakeDirs("/data"); err != nil {
+				p.problem("%v", err)
 			}
 			p.problem("services run on a temporary /data: nothing they store survives a reboot")
 		}

@@ -25,6 +25,7 @@ import (
 
 	"kiln.dev/kiln/services/api"
 	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/iscsi"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/vetting/inventory"
 	"kiln.dev/kiln/services/vetting/orchestrator"
@@ -59,7 +60,7 @@ func TestUIEndToEnd(t *testing.T) {
 	state := filepath.Join(dir, "state")
 	httpsPort, httpPort := freePort(t), freePort(t)
 	cfg := filepath.Join(dir, "kiln.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("hostname: e2e\nmanagement: {https_port: %d, http_port: %d, listen: 127.0.0.1}\n", httpsPort, httpPort)), 0o644)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("hostname: e2e\nmanagement: {https_port: %d, http_port: %d, listen: 127.0.0.1}\nprovisioning: {domain: e2e.example}\n", httpsPort, httpPort)), 0o644)
 	out := startServe(t, kiln, cfg, state)
 	if !strings.Contains(out, "kiln: admin password: ") || !strings.Contains(out, "kiln: management certificate sha256 ") {
 		t.Errorf("kiln serve's output lacks the first-login lines:\n%s", out)
@@ -159,6 +160,20 @@ func TestUIEndToEnd(t *testing.T) {
 	// The other pages: leases, live logs, tokens, and changing the first-boot password.
 	step("leases", chromedp.Navigate(base+"/ui/#/leases"), chromedp.WaitVisible(chromedp.CSS("#leases-table")))
 	waitFor("the lease", `document.getElementById('leases-table').textContent.includes('e2e-01')`)
+	// A volume made beside the running appliance (as kiln volumes would) shows on the volumes page.
+	vols, err := iscsi.OpenManager(context.Background(), db, state, "e2e.example", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vols.CreateVolume(context.Background(), "e2e-01", "boot", 64<<20, iscsi.Source{}); err != nil {
+		t.Fatal(err)
+	}
+	step("volumes", chromedp.Navigate(base+"/ui/#/volumes"), chromedp.WaitVisible(chromedp.CSS("#volumes-table")))
+	waitFor("the volume with its target", `document.getElementById('volumes-table').textContent.includes('e2e-01/boot') &&
+		document.getElementById('volumes-table').textContent.includes('64 MiB') &&
+		document.getElementById('volumes-table').textContent.includes(':e2e-01') &&
+		document.getElementById('volumes-space').textContent.includes('free of')`)
+	shot(t, ctx, shots, "07a-volumes")
 	step("logs", chromedp.Navigate(base+"/ui/#/logs/mgmt"), chromedp.WaitVisible(chromedp.CSS("#log-lines")))
 	waitFor("mgmt's log lines", `document.getElementById('log-lines').textContent.includes('listening')`)
 	shot(t, ctx, shots, "07-logs")

@@ -141,6 +141,10 @@ func fieldErrors(es store.Errors) *apiError {
 	return &apiError{status, top}
 }
 
+// WriteJSON writes v as indented JSON with status code, uncached; for
+// routes mounted from outside the package.
+func WriteJSON(w http.ResponseWriter, code int, v any) { writeJSON(w, code, v) }
+
 // writeJSON writes v with status code.
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -194,14 +194,15 @@ func New(ctx context.Context, o Options) (*Server, error) {
 }
 
 // Mount adds a route to the API from outside the package (e.g. the OTA
-// upload): pattern is "METHOD /path" as net/http spells it and scope says who
-// may call it. The handler gets the same authentication, CSRF checks and
-// security headers as every other route, reads its own body (no size limit is
-// imposed) and should answer errors with WriteError. Mount it before serving.
+// upload): pattern is "METHOD /api/…" as net/http spells it (or "GET
+// /metrics", Prometheus' conventional path) and scope says who may call it.
+// The handler gets the same authentication, CSRF checks and security headers
+// as every other route, reads its own body (no size limit is imposed) and
+// should answer errors with WriteError. Mount it before serving.
 func (s *Server) Mount(pattern string, scope Scope, h http.Handler) {
 	method, path, ok := strings.Cut(pattern, " ")
-	if !ok || method == "" || !strings.HasPrefix(path, "/api/") {
-		panic(fmt.Sprintf("api: Mount(%q): want \"METHOD /api/…\"", pattern))
+	if !ok || method == "" || !strings.HasPrefix(path, "/api/") && path != "/metrics" {
+		panic(fmt.Sprintf("api: Mount(%q): want \"METHOD /api/…\" or \"GET /metrics\"", pattern))
 	}
 	s.add(Route{Method: method, Path: path, Scope: scope, handler: h})
 }

@@ -29,11 +29,16 @@ type options struct {
 	foreignWait  time.Duration
 	probeTimeout time.Duration // per address ARP conflict probe
 	rate, burst  float64       // per-MAC packet rate limit
-	now          func() time.Time
+	// enrolRate, enrolBurst limit enrolling unknown machines (all MACs
+	// together); maxEnrolled caps the unknown-* hosts kiln creates.
+	enrolRate, enrolBurst float64
+	maxEnrolled           int
+	now                   func() time.Time
 }
 
 func defaultOptions() options {
-	return options{foreignWait: 4 * time.Second, probeTimeout: 500 * time.Millisecond, rate: 2, burst: 10, now: time.Now}
+	return options{foreignWait: 4 * time.Second, probeTimeout: 500 * time.Millisecond, rate: 2, burst: 10,
+		enrolRate: 5, enrolBurst: 50, maxEnrolled: 4096, now: time.Now}
 }
 
 // Run serves DHCP for the provisioning subnets until ctx is done.
@@ -56,12 +61,14 @@ func run(ctx context.Context, env svc.Env, o options) error {
 		return err
 	}
 	defer db.Close()
-	srv := &server{log: log, db: db, now: o.now, domain: p.Domain, dnsOn: env.Config.Enabled("dns", true), httpPort: p.HTTPBootPort()}
+	srv := &server{log: log, db: db, now: o.now, domain: p.Domain, dnsOn: env.Config.Enabled("dns", true), httpPort: p.HTTPBootPort(),
+		enrolRate: newLimiter(o.enrolRate, o.enrolBurst, 1, o.now), maxEnrolled: o.maxEnrolled}
 	for i, c := range p.Subnets {
 		if c.Mode != config.ModeOff {
 			srv.subnets = append(srv.subnets, newSubnet(i, c))
 		}
 	}
+	srv.metrics = newMetrics(env.Registry(), db, srv.subnets, o.now)
 	if len(srv.subnets) == 0 {
 		log.Info("no provisioning subnets to serve (provisioning.subnets is empty or all off)")
 		ready()
@@ -172,7 +179,7 @@ func run(ctx context.Context, env svc.Env, o options) error {
 		sub.probe = pr
 	}
 
-	pl := newPool(log, srv, newLimiter(o.rate, o.burst, o.now))
+	pl := newPool(log, srv, newLimiter(o.rate, o.burst, limiterMACs, o.now))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup

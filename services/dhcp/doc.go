@@ -15,8 +15,14 @@
 //     DECLINE from any other MAC is ignored, RFC 2131 4.3.3). Choosing costs a few indexed lookups: the
 //     subnet's leases are read in full only at start and when no never-used
 //     address is left. Unknown clients are enrolled as new hosts
-//     ("unknown-525400aabbcc"). Leases live in the store, so a restart keeps
-//     them. Before serving, kiln broadcasts a DISCOVER (repeated every second)
+//     ("unknown-525400aabbcc") when they complete an exchange (REQUEST, or
+//     the PXE boot server's port 4011), never for a DISCOVER: at most 5 a
+//     second (burst 50) and 4096 in all; past that they still get
+//     addresses. Offers to MACs without a host row are held 10 s (a known
+//     client's a minute), and when the pool has nothing else left a
+//     registered machine takes over the oldest of them: a flood of made-up
+//     MACs cannot lock registered machines out. Leases live in the store,
+//     so a restart keeps them. Before serving, kiln broadcasts a DISCOVER (repeated every second)
 //     and listens 4 s for another server's OFFER — dnsmasq answers a new
 //     client only after a 3 s ping check: with foreign_dhcp: refuse (the default) Run
 //     fails with ErrForeignServer and a message naming the server and the fix.
@@ -51,6 +57,8 @@
 // which the golden tests in testdata/ pin down. Packets are read by one
 // goroutine per socket and handled by a fixed pool of workers; a MAC always
 // maps to the same worker (its messages are handled in order) and has a token
-// bucket rate limit. DISCOVERs are answered with broadcasts, like most servers
-// that do not write ARP entries.
+// bucket rate limit; the limiter tracks at most 16384 MACs and evicts the
+// least recently seen (O(1) a packet, whatever a flood sends). DISCOVERs
+// are answered with broadcasts, like most servers that do not write ARP
+// entries.
 package dhcp

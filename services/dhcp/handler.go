@@ -23,9 +23,12 @@ import (
 
 // Timing of the address bookkeeping.
 const (
-	offerHold   = time.Minute      // an offered address is kept for the client this long
-	declineHold = 10 * time.Minute // an address a client declined (or a probe found in use) rests this long
-	maxProbes   = 3                // addresses probed per DISCOVER before giving up
+	offerHold = time.Minute // an offered address is kept for a known client this long
+	// unknownOfferHold is the hold for a MAC without a host row: real
+	// clients REQUEST within seconds; made-up MACs of a flood never do.
+	unknownOfferHold = 10 * time.Second
+	declineHold      = 10 * time.Minute // an address a client declined (or a probe found in use) rests this long
+	maxProbes        = 3                // addresses probed per DISCOVER before giving up
 )
 
 // prober checks whether an address is in use on the network.
@@ -55,6 +58,10 @@ type subnet struct {
 	// loaded. next is where the search for a never-used address resumes.
 	used map[netip.Addr]bool
 	next netip.Addr
+	// unknownOffers are the pool addresses offered to MACs without a host
+	// row, by address (so at most the pool's size): a known client may take
+	// one over when the pool has nothing else left.
+	unknownOffers map[netip.Addr]string
 }
 
 // after returns the pool address after ip, wrapping to the start.
@@ -66,7 +73,7 @@ func (s *subnet) after(ip netip.Addr) netip.Addr {
 }
 
 func newSubnet(i int, c config.Subnet) *subnet {
-	s := &subnet{cfg: c, field: fmt.Sprintf("provisioning.subnets[%d]", i), prefix: c.Prefix(), inflight: map[netip.Addr]bool{}}
+	s := &subnet{cfg: c, field: fmt.Sprintf("provisioning.subnets[%d]", i), prefix: c.Prefix(), inflight: map[netip.Addr]bool{}, unknownOffers: map[netip.Addr]string{}}
 	s.start, s.end = c.PoolRange()
 	if s.start.IsValid() && s.end.IsValid() && !s.end.Less(s.start) {
 		a, b := s.start.As4(), s.end.As4()
@@ -89,6 +96,17 @@ type server struct {
 	// httpPort is the HTTP boot service's port for boot URLs (0: the default).
 	httpPort int
 	subnets  []*subnet
+	metrics  *dhcpMetrics // nil counts nothing
+
+	// enrolRate limits enrolling unknown machines in all (nil: no limit);
+	// past maxEnrolled hosts of role unknown (0: no cap) nobody is enrolled.
+	// Either way the client still gets its address.
+	enrolRate   *limiter
+	maxEnrolled int
+
+	// refusedMu guards lastRefused.
+	refusedMu   sync.Mutex
+	lastRefused time.Time
 }
 
 // ingress is how a request reached kiln.
@@ -139,6 +157,7 @@ func (s *server) handle(ctx context.Context, req *dhcpv4.DHCPv4, in ingress) (*d
 	if sub == nil {
 		return nil, netip.AddrPort{}, nil
 	}
+	s.metrics.request(sub, req.MessageType())
 	st := state{
 		ServerIP: sub.self,
 		Subnet:   sub.cfg,
@@ -171,6 +190,7 @@ func (s *server) handle(ctx context.Context, req *dhcpv4.DHCPv4, in ingress) (*d
 	if err != nil || resp == nil {
 		return nil, netip.AddrPort{}, err
 	}
+	s.metrics.reply(sub, resp.MessageType())
 	s.event(ctx, req, st, resp)
 	return resp, destination(req, resp, in), nil
 }
@@ -189,7 +209,7 @@ func (s *server) proxy(ctx context.Context, req *dhcpv4.DHCPv4, in ingress, sub 
 	default:
 		return nil // the other DHCP server handles REQUEST, RELEASE …
 	}
-	h, err := s.hostFor(ctx, req, true)
+	h, err := s.hostFor(ctx, req, in.port4011) // enrolled once it completes its exchange
 	if err != nil {
 		return err
 	}
@@ -202,7 +222,9 @@ func (s *server) authoritative(ctx context.Context, req *dhcpv4.DHCPv4, sub *sub
 	mac := req.ClientHWAddr.String()
 	switch req.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
-		h, err := s.hostFor(ctx, req, true)
+		// Unknown machines are enrolled on REQUEST, not here: a flood of
+		// made-up MACs never gets that far.
+		h, err := s.hostFor(ctx, req, false)
 		if err != nil {
 			return err
 		}
@@ -213,9 +235,20 @@ func (s *server) authoritative(ctx context.Context, req *dhcpv4.DHCPv4, sub *sub
 		defer release()
 		now := s.now()
 		if old, err := s.db.LeaseByMAC(ctx, sub.cfg.Name, mac); err != nil || old.IP != ip || old.State != store.LeaseBound || !old.Active(now) {
-			if err := s.db.PutLease(ctx, s.lease(req, sub, ip, store.LeaseOffered, now.Add(offerHold))); err != nil {
+			hold := offerHold
+			if h == nil {
+				hold = unknownOfferHold
+			}
+			if err := s.db.PutLease(ctx, s.lease(req, sub, ip, store.LeaseOffered, now.Add(hold))); err != nil {
 				return err
 			}
+			sub.mu.Lock()
+			if h == nil {
+				sub.unknownOffers[ip] = mac
+			} else {
+				delete(sub.unknownOffers, ip)
+			}
+			sub.mu.Unlock()
 		}
 		st.Type, st.YourIP, st.Host = dhcpv4.MessageTypeOffer, ip, h
 		return nil
@@ -312,6 +345,9 @@ func (s *server) request(ctx context.Context, req *dhcpv4.DHCPv4, sub *subnet, s
 	if err := s.db.PutLease(ctx, s.lease(req, sub, ip, store.LeaseBound, now.Add(sub.cfg.Lease()))); err != nil {
 		return err
 	}
+	sub.mu.Lock()
+	delete(sub.unknownOffers, ip)
+	sub.mu.Unlock()
 	st.Type, st.YourIP, st.Host = dhcpv4.MessageTypeAck, ip, h
 	return nil
 }
@@ -338,7 +374,7 @@ func (s *server) free(ctx context.Context, sub *subnet, mac string, h *store.Hos
 	} else if err != nil {
 		return false, "", err
 	}
-	if l.MAC != mac && l.Active(s.now()) {
+	if l.MAC != mac && l.Active(s.now()) && !(known(h) && l.State == store.LeaseOffered && sub.unknownOffers[ip] == l.MAC) {
 		return false, fmt.Sprintf("%s is leased to another client", ip), nil
 	}
 	return true, "", nil
@@ -498,15 +534,24 @@ func (s *server) candidates(ctx context.Context, sub *subnet, mac string, h *sto
 			return nil, false, err
 		}
 		sub.used = make(map[netip.Addr]bool, len(leases))
-		var stale []store.Lease
+		var stale, unknown []store.Lease
 		for _, l := range leases {
 			sub.used[l.IP] = true
-			if l.MAC != mac && !l.Active(now) {
+			switch {
+			case l.MAC != mac && !l.Active(now):
 				stale = append(stale, l)
+			case l.MAC != mac && l.State == store.LeaseOffered && sub.unknownOffers[l.IP] == l.MAC:
+				unknown = append(unknown, l)
 			}
 		}
 		sub.next = sub.start
 		sort.Slice(stale, func(i, j int) bool { return stale[i].Updated.Before(stale[j].Updated) })
+		if known(h) {
+			// Offers to unknown MACs must not lock registered machines
+			// out: take the oldest of them over.
+			sort.Slice(unknown, func(i, j int) bool { return unknown[i].Updated.Before(unknown[j].Updated) })
+			stale = append(stale, unknown...)
+		}
 		for _, l := range stale {
 			if len(cands) == maxProbes {
 				break
@@ -540,6 +585,10 @@ func (s *server) loadUsed(ctx context.Context, sub *subnet) error {
 	return nil
 }
 
+// known reports whether h is a machine the operator registered (not one
+// kiln enrolled by itself).
+func known(h *store.Host) bool { return h != nil && h.Role != store.EnrolledRole }
+
 // reservedIn returns h's reserved address if it lies in sub.
 func reservedIn(sub *subnet, h *store.Host) (netip.Addr, bool) {
 	if h == nil || !h.IPv4.IsValid() || !sub.prefix.Contains(h.IPv4) {
@@ -569,7 +618,7 @@ func (s *server) hostFor(ctx context.Context, req *dhcpv4.DHCPv4, enroll bool) (
 			return nil, err
 		}
 	}
-	if !enroll {
+	if !enroll || !s.mayEnrol(ctx, mac) {
 		return nil, nil
 	}
 	h, created, err := s.db.EnrollUnknown(ctx, mac)
@@ -580,6 +629,33 @@ func (s *server) hostFor(ctx context.Context, req *dhcpv4.DHCPv4, enroll bool) (
 		s.log.Info("enrolled unknown machine", "mac", mac, "host", h.Name)
 	}
 	return &h, nil
+}
+
+// mayEnrol applies the enrolment rate and cap; a refusal is logged at most
+// once a minute (a flood would repeat it per packet).
+func (s *server) mayEnrol(ctx context.Context, mac string) bool {
+	if s.enrolRate != nil && !s.enrolRate.allow([6]byte{}) {
+		s.enrolRefused("rate", mac)
+		return false
+	}
+	if s.maxEnrolled > 0 {
+		n, err := s.db.CountHosts(ctx, store.EnrolledRole)
+		if err != nil || n >= s.maxEnrolled {
+			s.enrolRefused("cap", mac)
+			return false
+		}
+	}
+	return true
+}
+
+func (s *server) enrolRefused(why, mac string) {
+	s.refusedMu.Lock()
+	defer s.refusedMu.Unlock()
+	if now := s.now(); now.Sub(s.lastRefused) > time.Minute {
+		s.lastRefused = now
+		s.log.Warn("not enrolling unknown machines for now; they still get addresses", "reason", why, "mac", mac,
+			"max_enrolled", s.maxEnrolled, "hint", "delete or register the unknown-* hosts")
+	}
 }
 
 // ours reports whether a message naming a server (DECLINE, REQUEST) names kiln.

@@ -114,9 +114,8 @@ func TestDiscoverRequestEnrolls(t *testing.T) {
 	if dst.String() != "255.255.255.255:68" {
 		t.Errorf("OFFER sent to %s, want broadcast", dst)
 	}
-	h, err := ts.db.HostByMAC(ctx, mac)
-	if err != nil || h.Name != "unknown-525400000001" {
-		t.Errorf("HostByMAC after DISCOVER = %q, %v, want unknown-525400000001", h.Name, err)
+	if h, err := ts.db.HostByMAC(ctx, mac); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("HostByMAC after DISCOVER = %q, %v, want none yet (enrolled on REQUEST)", h.Name, err)
 	}
 	ack, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeRequest,
 		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 0, 0, 1))),
@@ -124,6 +123,9 @@ func TestDiscoverRequestEnrolls(t *testing.T) {
 		dhcpv4.WithOption(dhcpv4.OptHostName("debian"))), ts.eth1)
 	if ack.MessageType() != dhcpv4.MessageTypeAck || yiaddr(ack) != "10.0.0.100" {
 		t.Fatalf("REQUEST = %s %s, want ACK 10.0.0.100", ack.MessageType(), yiaddr(ack))
+	}
+	if h, err := ts.db.HostByMAC(ctx, mac); err != nil || h.Name != "unknown-525400000001" {
+		t.Errorf("HostByMAC after REQUEST = %q, %v, want unknown-525400000001", h.Name, err)
 	}
 	l, err := ts.db.LeaseByMAC(ctx, "hall-a", mac)
 	if err != nil || l.State != store.LeaseBound || l.Hostname != "debian" || !l.Expires.Equal(ts.now().Add(time.Hour)) {
@@ -423,7 +425,7 @@ func TestProxyMode(t *testing.T) {
 
 func TestLimiter(t *testing.T) {
 	now := time.Unix(0, 0)
-	l := newLimiter(2, 3, func() time.Time { return now })
+	l := newLimiter(2, 3, 100, func() time.Time { return now })
 	a, b := [6]byte{1}, [6]byte{2}
 	var got []bool
 	for range 4 {

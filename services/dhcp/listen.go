@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -149,6 +150,7 @@ func (p *pool) submit(j job) {
 }
 
 func (p *pool) dropped(why string, mac [6]byte) {
+	p.srv.metrics.drop(why)
 	p.dropMu.Lock()
 	defer p.dropMu.Unlock()
 	if now := time.Now(); now.Sub(p.lastDrop) > 10*time.Second {
@@ -161,6 +163,7 @@ func (p *pool) work(ctx context.Context, j job) {
 	req, err := dhcpv4.FromBytes(j.pkt)
 	if err != nil {
 		p.log.Debug("ignoring malformed packet", "from", j.in.peer, "err", err)
+		p.srv.metrics.drop("malformed")
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -168,6 +171,7 @@ func (p *pool) work(ctx context.Context, j job) {
 	resp, dst, err := p.srv.handle(ctx, req, j.in)
 	if err != nil {
 		p.log.Warn("no reply", "mac", req.ClientHWAddr, "type", req.MessageType(), "err", err)
+		p.srv.metrics.error()
 		return
 	}
 	if resp == nil {
@@ -196,37 +200,51 @@ func (p *pool) serve(l *listener) error {
 	}
 }
 
-// limiter is a token bucket per MAC.
+// limiter is a token bucket per MAC, for at most max MACs: a flood of
+// made-up MACs evicts the least recently seen bucket (an evicted MAC starts
+// over with a full bucket, which is what a new MAC gets anyway), so memory
+// is bounded and each packet costs O(1).
 type limiter struct {
 	rate  float64 // tokens per second
 	burst float64
+	max   int
 	now   func() time.Time
 
-	// mu guards buckets.
+	// mu guards buckets and lru.
 	mu      sync.Mutex
-	buckets map[[6]byte]*bucket
+	buckets map[[6]byte]*list.Element // of *bucket
+	lru     *list.List                // front: most recently seen
 }
 
 type bucket struct {
+	mac    [6]byte
 	tokens float64
 	last   time.Time
 }
 
-func newLimiter(rate, burst float64, now func() time.Time) *limiter {
-	return &limiter{rate: rate, burst: burst, now: now, buckets: map[[6]byte]*bucket{}}
+// limiterMACs bounds the limiter: ~100 bytes a bucket, ~1.6 MB at the cap.
+const limiterMACs = 16384
+
+func newLimiter(rate, burst float64, max int, now func() time.Time) *limiter {
+	return &limiter{rate: rate, burst: burst, max: max, now: now, buckets: map[[6]byte]*list.Element{}, lru: list.New()}
 }
 
 func (l *limiter) allow(mac [6]byte) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	b, ok := l.buckets[mac]
-	if !ok {
-		if len(l.buckets) >= 10000 {
-			l.purge(now)
+	var b *bucket
+	if e, ok := l.buckets[mac]; ok {
+		l.lru.MoveToFront(e)
+		b = e.Value.(*bucket)
+	} else {
+		if l.lru.Len() >= l.max {
+			old := l.lru.Back()
+			delete(l.buckets, old.Value.(*bucket).mac)
+			l.lru.Remove(old)
 		}
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[mac] = b
+		b = &bucket{mac: mac, tokens: l.burst, last: now}
+		l.buckets[mac] = l.lru.PushFront(b)
 	}
 	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now
@@ -237,11 +255,9 @@ func (l *limiter) allow(mac [6]byte) bool {
 	return true
 }
 
-// purge forgets buckets that are full again. The caller holds l.mu.
-func (l *limiter) purge(now time.Time) {
-	for mac, b := range l.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
-			delete(l.buckets, mac)
-		}
-	}
+// size is the number of MACs tracked.
+func (l *limiter) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lru.Len()
 }

@@ -31,6 +31,8 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/metrics"
+	"kiln.dev/kiln/services/metrics/metricstest"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
 )
@@ -124,7 +126,10 @@ func TestHelperServer(t *testing.T) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "dhcp")
-	err = Run(ctx, svc.Env{Config: c, StateDir: os.Getenv(envServerState), Logger: log,
+	// Metrics are served as kiln service does, on a socket in the state dir.
+	reg := metrics.New()
+	go metrics.ServeUnix(ctx, reg, metrics.SocketPath(os.Getenv(envServerState), "dhcp"), log)
+	err = Run(ctx, svc.Env{Config: c, StateDir: os.Getenv(envServerState), Logger: log, Metrics: reg,
 		Ready: func() { fmt.Println("KILN-READY") }})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "KILN-ERROR:", err)
@@ -514,6 +519,9 @@ func TestNetnsAuthoritative(t *testing.T) {
 	l.ip("-n", cli, "link", "set", "eth1", "address", "52:54:00:00:aa:02")
 	checkVars(t, "conflict", udhcpc(t, cli), map[string]string{"ip": "10.77.0.102"})
 
+	// The exchanges so far show in the metrics, scraped as mgmt does.
+	checkNetnsMetrics(t, state)
+
 	// Restart: leases survive, so a new client does not get .100 or .102.
 	kiln.stop(t)
 	startKilnReady(t, srv, cfg, state)
@@ -684,4 +692,32 @@ provisioning:
 	}
 	l.ip("-n", cli, "link", "set", "eth1", "address", "52:54:00:00:cc:02")
 	checkVars(t, "option 82 match", udhcpc(t, cli), map[string]string{"ip": "10.78.0.42", "hostname": "rack1-u1"})
+}
+
+// checkNetnsMetrics scrapes the DHCP service of TestNetnsAuthoritative
+// through a Gatherer and checks what its three udhcpc exchanges counted.
+func checkNetnsMetrics(t *testing.T, state string) {
+	t.Helper()
+	g := &metrics.Gatherer{Dir: metrics.SocketDir(state), Timeout: 5 * time.Second}
+	var b bytes.Buffer
+	g.WriteText(context.Background(), &b)
+	fams := metricstest.Parse(t, b.Bytes())
+	for _, c := range []struct {
+		fam     string
+		labels  []string
+		atLeast float64
+	}{
+		{metrics.SourceUpFamily, []string{"source", "dhcp"}, 1},
+		{"kiln_dhcp_requests_total", []string{"subnet", "hall-a", "type", "discover"}, 3},
+		{"kiln_dhcp_requests_total", []string{"subnet", "hall-a", "type", "request"}, 3},
+		{"kiln_dhcp_replies_total", []string{"subnet", "hall-a", "type", "offer"}, 3},
+		{"kiln_dhcp_replies_total", []string{"subnet", "hall-a", "type", "ack"}, 3},
+		{"kiln_dhcp_pool_addresses", []string{"subnet", "hall-a"}, 51},
+		{"kiln_dhcp_pool_leases", []string{"subnet", "hall-a", "state", "bound"}, 2},
+	} {
+		// Retransmissions may add to the counts; NaN (no series) fails.
+		if got := fams.Value(c.fam, c.labels...); !(got >= c.atLeast) {
+			t.Errorf("%s%v = %v, want at least %v\n%s", c.fam, c.labels, got, c.atLeast, b.String())
+		}
+	}
 }

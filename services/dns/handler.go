@@ -12,6 +12,8 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/sync/singleflight"
+
+	"kiln.dev/kiln/services/metrics"
 )
 
 // Handler answers DNS questions from the current zone and forwards the rest.
@@ -25,6 +27,7 @@ type Handler struct {
 	flight    singleflight.Group
 	log       *slog.Logger
 	now       func() time.Time
+	stats     *dnsMetrics // nil counts nothing
 	// base is cancelled when the server stops, ending forwarded exchanges.
 	base context.Context
 
@@ -49,6 +52,8 @@ type HandlerOptions struct {
 	ForwardTimeout time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Metrics receives the handler's families; nil counts nothing.
+	Metrics *metrics.Registry
 }
 
 // NewHandler returns a handler serving an empty zone until SetZone is called.
@@ -76,6 +81,7 @@ func NewHandler(ctx context.Context, o HandlerOptions, log *slog.Logger) *Handle
 		now:       o.Now,
 		base:      ctx,
 	}
+	h.stats = newMetrics(o.Metrics, h.cache)
 	empty, _, _ := BuildZone(ZoneSpec{}, nil)
 	h.zone.Store(empty)
 	return h
@@ -88,6 +94,7 @@ func (h *Handler) SetZone(z *Zone) { h.zone.Store(z) }
 func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	client, tcp := peer(w.RemoteAddr())
 	resp := h.Respond(client, tcp, r)
+	h.stats.answered(tcp, r, resp)
 	if resp == nil {
 		return
 	}
@@ -191,7 +198,9 @@ func (h *Handler) mayRecurse(client netip.Addr) bool {
 // result is the caller's to modify.
 func (h *Handler) forward(q dns.Question, do, cd bool) *dns.Msg {
 	key := cacheKey(q, do, cd)
-	if m := h.cache.get(key); m != nil {
+	m := h.cache.get(key)
+	h.stats.cache(m != nil)
+	if m != nil {
 		return m
 	}
 	v, err, _ := h.flight.Do(key, func() (any, error) {
@@ -218,6 +227,7 @@ func (h *Handler) forward(q dns.Question, do, cd bool) *dns.Msg {
 		return up, nil
 	})
 	if err != nil {
+		h.stats.upstreamError()
 		h.warnUpstream(q, err)
 		return nil
 	}

@@ -87,6 +87,12 @@ func startServerAt(t *testing.T, src Source, upstream, listen string, allow neti
 		AllowRecursion: []netip.Prefix{allow},
 		PollInterval:   50 * time.Millisecond,
 	}
+	return startServerOpts(t, src, o)
+}
+
+// startServerOpts runs the DNS service with o and returns its port.
+func startServerOpts(t *testing.T, src Source, o Options) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := New(ctx, o, src, testLogger(t))
 	if err != nil {

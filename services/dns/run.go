@@ -21,6 +21,7 @@ func Run(ctx context.Context, env svc.Env) error {
 	}
 	defer st.Close()
 	o := OptionsFromConfig(env.Config, localAddrs())
+	o.Metrics = env.Metrics
 	s, err := New(ctx, o, storeSource{st: st, now: time.Now}, env.Logger)
 	if err != nil {
 		return err

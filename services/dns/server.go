@@ -13,6 +13,8 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/sync/errgroup"
+
+	"kiln.dev/kiln/services/metrics"
 )
 
 // Source gives the records the zone is built from.
@@ -54,6 +56,8 @@ type Options struct {
 	UpstreamTimeout time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Metrics receives the service's families; nil counts nothing.
+	Metrics *metrics.Registry
 }
 
 // DefaultOptions returns the defaults used for unset fields.
@@ -178,6 +182,7 @@ func New(ctx context.Context, o Options, src Source, log *slog.Logger) (*Server,
 		MaxUDPSize:     o.MaxUDPSize,
 		ForwardTimeout: 2 * o.UpstreamTimeout * time.Duration(max(1, len(o.Upstreams))),
 		Now:            o.Now,
+		Metrics:        o.Metrics,
 	}, log)
 	return &Server{opts: o, src: src, log: log, handler: h}, nil
 }

@@ -57,5 +57,13 @@
 // Every script request (served or refused) and every artifact fetch that
 // starts at byte 0 is reported to an EventSink: kinds "script",
 // "script_denied" and "kernel" (an artifact; scripts add ?mac=<mac> to the
-// artifact URLs so the event names the machine).
+// artifact URLs so the event names the machine). Anyone on the LAN can make
+// these requests, so what is stored is bounded (EventLimit): per source (an
+// IPv4 address, an IPv6 /64) a burst of 10 then one per 6 s, all sources
+// together 200 then 20/s, 4096 sources remembered (least recently seen
+// forgotten first, constant time per request); held-back events are
+// counted into the source's next stored one ("N more events … suppressed"),
+// and refusals of a suppressed source are logged at debug level only. The
+// service also prunes the table at start and hourly: events older than 30
+// days go, and at most the newest 100,000 stay (DHCP's events included).
 package httpboot

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
@@ -27,6 +28,7 @@ func Run(ctx context.Context, env svc.Env) error {
 	}
 	defer st.Close()
 	o := OptionsFromConfig(env.Config, env.StateDir)
+	o.Metrics = env.Metrics
 	if env.Config.Provisioning.HTTPBoot.Root == "" {
 		if err := os.MkdirAll(o.FilesRoot, 0o755); err != nil {
 			return fmt.Errorf("creating the HTTP boot files root: %w", err)
@@ -58,6 +60,10 @@ func Run(ctx context.Context, env svc.Env) error {
 	if err != nil {
 		return fmt.Errorf("binding HTTP boot %s: %w", o.Listen, err)
 	}
+	pctx, stop := context.WithCancel(ctx)
+	pruned := make(chan struct{})
+	go func() { defer close(pruned); pruneLoop(pctx, st, time.Now, env.Logger) }()
+	defer func() { stop(); <-pruned }() // before the store closes
 	return s.Serve(ctx, ln, env.Ready)
 }
 

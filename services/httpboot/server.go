@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"kiln.dev/kiln/services/metrics"
 )
 
 // ErrUnknownHost is returned by Hosts when no host owns a MAC.
@@ -85,6 +87,10 @@ type Options struct {
 	Agent http.Handler
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Metrics receives the server's families; nil counts nothing.
+	Metrics *metrics.Registry
+	// EventLimit bounds the boot events stored per source and in total.
+	EventLimit EventLimit
 }
 
 // Server serves iPXE scripts and boot artifacts.
@@ -95,6 +101,7 @@ type Server struct {
 	vet    *os.Root // nil without Options.VetImageRoot
 	hosts  Hosts
 	events EventSink
+	limit  *eventLimiter
 	log    *slog.Logger
 }
 
@@ -116,7 +123,7 @@ func New(o Options, hosts Hosts, events EventSink, log *slog.Logger) (*Server, e
 	if err != nil {
 		return nil, fmt.Errorf("opening HTTP boot files root %s: %w (create it, or set provisioning.http_boot.root)", o.FilesRoot, err)
 	}
-	s := &Server{opts: o, root: root, hosts: hosts, events: events, log: log}
+	s := &Server{opts: o, root: root, hosts: hosts, events: events, limit: newEventLimiter(o.EventLimit), log: log}
 	if o.IPXERoot != "" {
 		if s.ipxe, err = os.OpenRoot(o.IPXERoot); err != nil {
 			root.Close()
@@ -239,8 +246,11 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 	ev := Event{Time: s.opts.Now(), Client: clientAddr(r), Kind: KindDenied}
 	deny := func(console, detail string) {
 		ev.Detail = detail
-		s.log.Info("boot script refused", "client", ev.Client, "mac", ev.MAC, "host", ev.Host, "reason", detail)
-		s.report(ctx, ev)
+		level := slog.LevelInfo
+		if !s.report(ctx, ev) {
+			level = slog.LevelDebug // a flood: its events are suppressed, so are its log lines
+		}
+		s.log.Log(ctx, level, "boot script refused", "client", ev.Client, "mac", ev.MAC, "host", ev.Host, "reason", detail)
 		writeScript(w, RenderDenied(console))
 	}
 	mac, ok := CanonicalMAC(rawMAC)
@@ -344,22 +354,32 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, root *os.Root
 	http.ServeContent(w, r, name, st.ModTime(), f)
 }
 
-func (s *Server) report(ctx context.Context, ev Event) {
+// report stores ev unless its source is over its EventLimit; it says
+// whether ev was kept.
+func (s *Server) report(ctx context.Context, ev Event) bool {
 	if s.events == nil {
-		return
+		return true
+	}
+	ok, suppressed := s.limit.allow(ev.Client, ev.Time)
+	if !ok {
+		return false
+	}
+	if suppressed > 0 {
+		ev.Detail += fmt.Sprintf(" (%d more events from %s suppressed before this one)", suppressed, sourceKey(ev.Client))
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := s.events.AddBootEvent(ctx, ev); err != nil {
 		s.log.Debug("storing boot event", "kind", ev.Kind, "mac", ev.MAC, "err", err)
 	}
+	return true
 }
 
 // Serve answers HTTP on ln until ctx is cancelled; ready is called once
 // serving.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error {
 	srv := &http.Server{
-		Handler:           s,
+		Handler:           metered(s.opts.Metrics, s),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,

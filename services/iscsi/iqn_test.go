@@ -73,3 +73,22 @@ func TestNames(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCheckIQN: whatever an operator types, an accepted name keeps the
+// grammar's promises (length, characters, prefix, date).
+func FuzzCheckIQN(f *testing.F) {
+	for _, s := range []string{"iqn.2026-01.example.hall:node1", "iqn.2026-13.x", "iqn.2026-01.a-.b", "eui.1", "iqn.2026-01.x:" + strings.Repeat("y", 300)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if CheckIQN(s) != nil {
+			return
+		}
+		if len(s) > MaxIQNLength || !strings.HasPrefix(s, "iqn.") || strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789-.:") != "" {
+			t.Errorf("CheckIQN accepted %q", s)
+		}
+		if err := checkDate(s[4:11]); err != nil {
+			t.Errorf("CheckIQN accepted %q with a bad date: %v", s, err)
+		}
+	})
+}

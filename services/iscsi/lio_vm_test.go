@@ -251,7 +251,7 @@ func apply(cfs Configfs, want State) error {
 	return cfs.Apply(Diff(have, want))
 }
 
-func setupNetns(t *testing.T) {
+func setupNetns(t testing.TB) {
 	t.Helper()
 	t.Cleanup(func() { run("ip", "netns", "del", netnsTarget) })
 	for _, args := range [][]string{
@@ -320,7 +320,7 @@ func setCHAP(t *testing.T, iface, target, portal string, c CHAP, wrong string) {
 }
 
 // diskWithSerial waits for the SCSI disk whose unit serial is serial.
-func diskWithSerial(t *testing.T, serial string) string {
+func diskWithSerial(t testing.TB, serial string) string {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		blocks, _ := filepath.Glob("/sys/class/scsi_disk/*/device/block/sd*")

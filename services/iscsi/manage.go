@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,22 @@ func NamesFor(ctx context.Context, st *store.Store, domain string, now time.Time
 		return Names{}, err
 	}
 	return NewNames(domain, date)
+}
+
+// OpenManager returns the Manager of the appliance whose state directory
+// is stateDir: volumes below <state>/iscsi/volumes, the sealing key at
+// <state>/iscsi/chap.key, names from domain.
+func OpenManager(ctx context.Context, st *store.Store, stateDir, domain string, now time.Time) (*Manager, error) {
+	names, err := NamesFor(ctx, st, domain, now)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(stateDir, "iscsi")
+	sealer, err := OpenSealer(filepath.Join(dir, KeyFile))
+	if err != nil {
+		return nil, err
+	}
+	return &Manager{Store: st, Files: Files{Dir: filepath.Join(dir, "volumes")}, Sealer: sealer, Names: names}, nil
 }
 
 // Manager changes volumes and initiators, keeping the database, the

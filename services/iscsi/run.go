@@ -38,20 +38,19 @@ func Run(ctx context.Context, env svc.Env) error {
 		return fmt.Errorf("opening the machine database: %w", err)
 	}
 	defer st.Close()
-	sealer, err := OpenSealer(filepath.Join(dir, KeyFile))
+	if env.Config.Provisioning.Domain == "" {
+		return fmt.Errorf("%w (e.g. hall.example): it is the naming authority of kiln's iSCSI names", errNoDomain)
+	}
+	m, err := OpenManager(ctx, st, env.StateDir, env.Config.Provisioning.Domain, time.Now())
 	if err != nil {
 		return err
-	}
-	names, err := NamesFor(ctx, st, env.Config.Provisioning.Domain, time.Now())
-	if err != nil {
-		return fmt.Errorf("%w: %w", errNoDomain, err)
 	}
 	var subnets []netip.Prefix
 	for _, s := range env.Config.Provisioning.Subnets {
 		subnets = append(subnets, s.Prefix())
 	}
-	c := &Controller{Store: st, Sealer: sealer, Files: Files{Dir: filepath.Join(dir, "volumes")},
-		Configfs: Configfs{Root: DefaultRoot, Prefix: names.Prefix}, Names: names, Subnets: subnets,
+	c := &Controller{Store: st, Sealer: m.Sealer, Files: m.Files,
+		Configfs: Configfs{Root: DefaultRoot, Prefix: m.Names.Prefix}, Names: m.Names, Subnets: subnets,
 		Port: DefaultPort, Logger: env.Logger}
 	if _, err := c.Sync(ctx); err != nil {
 		return fmt.Errorf("restoring the iSCSI targets: %w", err)

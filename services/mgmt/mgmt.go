@@ -21,12 +21,33 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"kiln.dev/kiln/services/internal/httplimit"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
 )
 
+// limits bound what one client can hold of the servers: a browser opens
+// about six connections and an event stream or two, the CLI one or two.
+type limits struct {
+	conns httplimit.Conns
+	body  httplimit.Body
+}
+
+func defaultLimits() limits {
+	return limits{
+		conns: httplimit.Conns{Total: 1024, PerSource: 64},
+		// An update bundle pushed over a slow link still moves far more
+		// than 16 KiB/s; a login body is a few hundred bytes.
+		body: httplimit.Body{Grace: 10 * time.Second, MinRate: 16 << 10, Idle: time.Minute},
+	}
+}
+
 // Run serves until ctx is cancelled, then shuts down gracefully.
 func Run(ctx context.Context, env svc.Env) error {
+	return run(ctx, env, defaultLimits())
+}
+
+func run(ctx context.Context, env svc.Env, lim limits) error {
 	log := env.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -76,25 +97,18 @@ func Run(ctx context.Context, env svc.Env) error {
 		if err != nil {
 			return err
 		}
-		lns = append(lns, ln)
-		servers = append(servers, &http.Server{
-			Handler:           h.api(),
-			TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		})
+		lns = append(lns, httplimit.Listen(ln, lim.conns))
+		srv := newServer(h.api(), lim, log)
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		servers = append(servers, srv)
 	}
 	if m.HTTPPort != 0 {
 		ln, err := listen(m.Listen, m.HTTPPort, "management.http_port")
 		if err != nil {
 			return err
 		}
-		lns = append(lns, ln)
-		servers = append(servers, &http.Server{
-			Handler:           h.plain(),
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		})
+		lns = append(lns, httplimit.Listen(ln, lim.conns))
+		servers = append(servers, newServer(h.plain(), lim, log))
 	}
 	for _, srv := range servers {
 		srv.RegisterOnShutdown(a.Close) // ends event streams
@@ -146,6 +160,19 @@ func Run(ctx context.Context, env svc.Env) error {
 	lns = nil // the servers closed them
 	log.Info("stopped")
 	return err
+}
+
+// newServer serves h with deadlines on every phase a client controls:
+// headers, body (httplimit: a minimum rate), and keep-alive idling. Responses
+// have none: event streams and tunnels last as long as they are used.
+func newServer(h http.Handler, lim limits, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           httplimit.Handler(h, lim.body),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
 }
 
 // listen binds addr:port, with an operator-facing message naming field.

@@ -96,7 +96,7 @@ type fixedStatus struct {
 
 func (f fixedStatus) Status(context.Context) ([]byte, error) { return f.body, f.err }
 
-const sampleStatus = `{"ready":true,"services":[{"name":"mgmt","state":"ready"},{"name":"dns","state":"backoff"}]}`
+const sampleStatus = `{"ready":true,"services":[{"name":"mgmt","state":"ready"},{"name":"dns","state":"backoff","restarts":2}]}`
 
 func TestPlainHandler(t *testing.T) {
 	for _, tc := range []struct {
@@ -296,6 +296,7 @@ func TestRun(t *testing.T) {
 	if resp, body := get(base + "/api/v1/status"); resp.StatusCode != 200 || body != sampleStatus {
 		t.Errorf("GET /api/v1/status = %d %q, want the supervisor's JSON", resp.StatusCode, body)
 	}
+	checkMetrics(t, hc, base, filepath.Join(dir, "state"), runDir)
 	if fi, err := os.Stat(filepath.Join(dir, "state", "mgmt", "tls", "key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("key.pem: %v (mode %v), want 0600", err, fi.Mode().Perm())
 	}
@@ -329,5 +330,72 @@ func TestRunReportsBusyPort(t *testing.T) {
 	err = Run(context.Background(), svc.Env{Config: cfg, StateDir: t.TempDir(), RunDir: t.TempDir(), Ready: func() { t.Error("Ready called although binding failed") }})
 	if err == nil || !strings.Contains(err.Error(), "management.http_port: binding 127.0.0.1:"+strconv.Itoa(busy)) {
 		t.Errorf("Run with a busy HTTP port = %v, want an error naming management.http_port", err)
+	}
+}
+
+// TestSlowClientsAreCut: 50 logins whose body never comes no longer hold 50
+// connections open, and one source cannot open more than its share.
+func TestSlowClientsAreCut(t *testing.T) {
+	lim := defaultLimits()
+	lim.body.Grace = 300 * time.Millisecond // the real 10 s would only slow the test
+	lim.conns.PerSource = 60
+	port := freePort(t)
+	cfg := config.Default()
+	cfg.Management = config.Management{HTTPSPort: port, Listen: "127.0.0.1"}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, svc.Env{Config: cfg, StateDir: t.TempDir(), RunDir: t.TempDir(),
+			Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), Ready: func() { close(ready) }}, lim)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("run returned before ready: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready within 10s")
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	tlsDial := func() (*tls.Conn, error) {
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+		return c, err
+	}
+	var slow []*tls.Conn
+	for i := range 50 {
+		c, err := tlsDial()
+		if err != nil {
+			t.Fatalf("slow login %d: %v", i+1, err)
+		}
+		if _, err := io.WriteString(c, "POST /api/v1/login HTTP/1.1\r\nHost: kiln\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n{"); err != nil {
+			t.Fatal(err)
+		}
+		slow = append(slow, c)
+	}
+	wait := time.Now().Add(10 * time.Second) // one bound for all of them
+	for i, c := range slow {
+		c.SetReadDeadline(wait)
+		_, err := io.ReadAll(c)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("slow login %d is still open after its body deadline", i+1)
+		}
+	}
+	// Up to the per-source cap connections are taken, past it refused.
+	var open int
+	for range 61 {
+		if _, err := tlsDial(); err == nil {
+			open++
+		}
+	}
+	if open != 60 {
+		t.Errorf("TLS connections from one source: %d accepted of 61, want the cap of 60", open)
 	}
 }

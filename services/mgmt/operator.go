@@ -16,6 +16,8 @@ import (
 	"kiln.dev/kiln/services/api"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/firewall"
+	"kiln.dev/kiln/services/iscsi"
+	"kiln.dev/kiln/services/iscsi/iscsihttp"
 	"kiln.dev/kiln/services/netconf"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
@@ -54,7 +56,8 @@ func EnsureCertificate(cfg config.Config, stateDir string) (fp string, created b
 }
 
 // newAPI builds the operator API served over HTTPS. Routes owned by other
-// packages (the OTA bundle upload, roll back, the network status) are added here with a.Mount,
+// packages (the OTA bundle upload, roll back, the network status, iSCSI
+// volumes) are added here with a.Mount,
 // so they get the API's authentication and CSRF checks and mgmt's tests
 // enumerate them with every other route.
 func newAPI(ctx context.Context, env svc.Env, db *store.Store, fp string, log *slog.Logger) (*api.Server, *orchestrator.Orchestrator, error) {
@@ -67,14 +70,20 @@ func newAPI(ctx context.Context, env svc.Env, db *store.Store, fp string, log *s
 		StateDir:    env.StateDir,
 		Banner:      firewallBanner{fw: firewall.New(-1), log: log},
 		Fingerprint: fp,
+		Version:     env.Version,
 		Logger:      log,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("starting the API: %w", err)
 	}
-	otahttp.ForAppliance(env.StateDir, env.RunDir, env.Config.Update.BootTries(), log).Mount(a) // update status, push, rollback
+	ota := otahttp.ForAppliance(env.StateDir, env.RunDir, env.Config.Update.BootTries(), log)
+	ota.Mount(a) // update status, push, rollback
+	mountMetrics(a, env, db, ota.Slots, log)
 	// Links, leases, the firewall's ruleset and a pending network trial.
 	a.Mount("GET /api/v1/network", api.ScopeRead, netconf.StatusHandler(env.RunDir))
+	// iSCSI volumes and CHAP; without provisioning.domain they answer 503 saying so.
+	vols, why := iscsi.OpenManager(ctx, db, env.StateDir, env.Config.Provisioning.Domain, time.Now())
+	(&iscsihttp.Handler{Manager: vols, Unavailable: why, Log: log}).Mount(a)
 	return a, orch, nil
 }
 

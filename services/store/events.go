@@ -81,3 +81,19 @@ func (s *Store) PruneBootEvents(ctx context.Context, before time.Time) (int64, e
 	})
 	return n, err
 }
+
+// PruneBootEventsKeep deletes all but the newest keep events and returns
+// how many it deleted.
+func (s *Store) PruneBootEventsKeep(ctx context.Context, keep int) (int64, error) {
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM boot_events WHERE id <= (
+			SELECT id FROM boot_events ORDER BY id DESC LIMIT 1 OFFSET ?)`, max(keep, 0))
+		if err != nil {
+			return fmt.Errorf("pruning boot events: %w", err)
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	return n, err
+}

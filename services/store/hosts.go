@@ -643,3 +643,13 @@ func validArtifact(s string) bool {
 	}
 	return true
 }
+
+// CountHosts returns how many hosts have role (all hosts when role is "").
+func (s *Store) CountHosts(ctx context.Context, role string) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM hosts WHERE ? = '' OR role = ?`, role, role).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("counting hosts: %w", err)
+	}
+	return n, nil
+}

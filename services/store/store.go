@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -55,8 +56,17 @@ type Option func(*Store)
 // WithClock sets the clock used for timestamps (default time.Now).
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
 
+// FileMode is the mode of the database and its -wal and -shm files: they
+// hold password hashes, run tokens and SSH keys, so only root reads them.
+const FileMode = 0o600
+
 // Open opens (creating if needed) the database at path and migrates it.
+// The database files are FileMode whatever the umask, and files an older
+// kiln left readable are made so.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	if err := privateFiles(path); err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
 		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
@@ -72,6 +82,23 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// privateFiles creates the database file with FileMode if it is missing
+// (SQLite gives its -wal and -shm files the database file's mode) and
+// tightens the mode of every one of the three that exists.
+func privateFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, FileMode)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, FileMode); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close closes the database.

@@ -304,6 +304,20 @@ func TestBootEvents(t *testing.T) {
 	if n, err := s.PruneBootEvents(ctx, t0.Add(time.Second)); err != nil || n != 1 {
 		t.Errorf("PruneBootEvents() = %d, %v, want 1", n, err)
 	}
+	for i := range 5 {
+		if err := s.AddBootEvent(ctx, BootEvent{MAC: "52:54:00:00:00:02", Kind: EventScript, Time: t0.Add(time.Duration(10+i) * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.PruneBootEventsKeep(ctx, 3); err != nil || n != 4 {
+		t.Errorf("PruneBootEventsKeep(3) of 7 = %d, %v, want 4 deleted", n, err)
+	}
+	if es, _ := s.BootEvents(ctx, "52:54:00:00:00:02", 10); len(es) != 3 || !es[2].Time.Equal(t0.Add(12*time.Second)) {
+		t.Errorf("events left = %+v, want the newest 3", es)
+	}
+	if n, err := s.PruneBootEventsKeep(ctx, 3); err != nil || n != 0 {
+		t.Errorf("PruneBootEventsKeep(3) again = %d, %v, want 0", n, err)
+	}
 }
 
 const hallYAML = `hosts:

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/metrics"
 )
 
 // Env is a running service's environment.
@@ -23,6 +24,20 @@ type Env struct {
 	// Ready is called once the service answers requests; it sends READY=1 over
 	// sd_notify to the supervisor. Calling it more than once is harmless.
 	Ready func()
+	// Metrics is the service's registry, served to the management
+	// service's GET /metrics; nil in tests that do not look (a service then
+	// counts into a registry of its own).
+	Metrics *metrics.Registry
+	// Version is kiln's version ("dev" in tests).
+	Version string
+}
+
+// Registry returns env.Metrics, or a fresh registry nobody scrapes.
+func (env Env) Registry() *metrics.Registry {
+	if env.Metrics == nil {
+		return metrics.New()
+	}
+	return env.Metrics
 }
 
 // RunFunc is a service's entry point. It returns when ctx is cancelled (SIGTERM)

@@ -19,6 +19,7 @@ import (
 // directory (host mode) it serves <state>/tftp instead and says so.
 func Run(ctx context.Context, env svc.Env) error {
 	o := OptionsFromConfig(env.Config)
+	o.Metrics = env.Metrics
 	if env.Config.Provisioning.TFTP.Root == "" {
 		if _, err := os.Stat(o.Root); errors.Is(err, os.ErrNotExist) {
 			alt := filepath.Join(env.StateDir, "tftp")

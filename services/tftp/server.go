@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"kiln.dev/kiln/services/metrics"
 )
 
 // Event is one TFTP request and its outcome.
@@ -57,6 +59,8 @@ type Options struct {
 	MaxTransfers, MaxPerClient int
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Metrics receives the server's families; nil counts nothing.
+	Metrics *metrics.Registry
 }
 
 // DefaultMaxWindowSize is the largest windowsize granted unless configured:
@@ -117,6 +121,7 @@ type Server struct {
 	events EventSink
 	log    *slog.Logger
 	limit  *limiter
+	stats  *tftpMetrics // nil counts nothing
 	// handlers bounds the goroutines handling requests (transfers and refusals).
 	handlers chan struct{}
 	wg       sync.WaitGroup
@@ -146,6 +151,7 @@ func New(o Options, events EventSink, log *slog.Logger) (*Server, error) {
 	return &Server{
 		opts: o, root: root, events: events, log: log,
 		limit:    newLimiter(o.MaxTransfers, o.MaxPerClient),
+		stats:    newMetrics(o.Metrics),
 		handlers: make(chan struct{}, o.MaxTransfers+32),
 		active:   map[activeKey]bool{},
 	}, nil
@@ -192,6 +198,7 @@ func (s *Server) Serve(ctx context.Context, conn *net.UDPConn, ready func()) err
 		case s.handlers <- struct{}{}:
 		default:
 			s.log.Debug("TFTP request dropped: too many requests in progress", "client", from)
+			s.stats.drop()
 			continue
 		}
 		s.wg.Add(1)
@@ -245,7 +252,9 @@ func (s *Server) handle(ctx context.Context, pkt []byte, from netip.AddrPort, lo
 		return
 	}
 	defer conn.Close()
+	s.stats.start()
 	err = s.serve(ctx, conn, req, from, ifindex, &ev)
+	s.stats.done(err, ev.Bytes)
 	ev.Duration = s.opts.Now().Sub(start)
 	if err != nil {
 		ev.Err = err.Error()

@@ -1,8 +1,9 @@
-// kiln web UI: session, router, live updates. Views live in views.js, hosts.js and vetting.js.
+// kiln web UI: session, router, live updates. Views live in views.js, hosts.js, vetting.js and volumes.js.
 import { api, setCSRF, h, fill } from './api.js';
 import { loginView, dashboardView, leasesView, logsView, settingsView, usersView } from './views.js';
 import { hostsView, hostView, hostFormView } from './hosts.js';
 import { vettingView } from './vetting.js';
+import { volumesView } from './volumes.js';
 
 const main = document.getElementById('main');
 const state = { session: null, info: null };
@@ -17,6 +18,7 @@ const routes = [
   [/^#\/hosts\/([^/]+)\/edit$/, hostFormView, 'Edit host'],
   [/^#\/hosts\/([^/]+)$/, hostView, 'Host'],
   [/^#\/vetting(?:\/([^/]+))?$/, vettingView, 'Vetting'],
+  [/^#\/volumes$/, volumesView, 'Volumes'],
   [/^#\/leases$/, leasesView, 'Leases'],
   [/^#\/logs(?:\/([^/]+))?$/, logsView, 'Logs'],
   [/^#\/settings$/, settingsView, 'Settings'],
