@@ -306,8 +306,8 @@ func (p *Init) Run(ctx context.Context) error {
 			p.problem("%v", b.DataErr)
 		} else {
 			mounted = append(mounted, "/data")
-			for _, d := range []string{b.StateDir, b.LogDir, b.ConfigDir} {
-				os.MkdirAll(d, 0o755)
+			if err := datapart.MakeDirs("/data"); err != nil {
+				p.problem("%v", err)
 			}
 			fmt.Fprintln(p.o.Out, "kiln-init: LIVE system (from the ISO): state is kept in memory and lost at power-off; the recovery menu installs kiln to a disk")
 		}
