@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"kiln.dev/kiln/image/hosttool"
+	"kiln.dev/kiln/image/verity"
 	"kiln.dev/kiln/partitions"
 )
 
@@ -248,6 +249,24 @@ func checkPayloadsInImage(t *testing.T, img, dir string) {
 	}
 	if !bytes.Equal(got, root) {
 		t.Error("root-a does not start with the payload root.squashfs")
+	}
+	// Both slots hold the squashfs and its hash tree, matching root.verity.
+	b, err := os.ReadFile(filepath.Join(dir, PayloadRootVerity))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vp, err := verity.ParseParams(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("payload %s: %v", PayloadRootVerity, err)
+	}
+	if vp.Size() != int64(len(root)) {
+		t.Errorf("root.verity describes %d bytes, the root payload has %d", vp.Size(), len(root))
+	}
+	for _, role := range []partitions.Role{partitions.RoleRootA, partitions.RoleRootB} {
+		p, _ := partitions.ByRole(role)
+		if err := verity.Check(io.NewSectionReader(f, int64(p.Start), int64(p.Size)), vp); err != nil {
+			t.Errorf("%s: %v", role, err)
+		}
 	}
 	for _, name := range []string{PayloadKernel, PayloadInitrd} {
 		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Size() == 0 {

@@ -26,6 +26,7 @@ import (
 	"kiln.dev/kiln/image/hosttool"
 	"kiln.dev/kiln/image/initramfs"
 	"kiln.dev/kiln/image/kmod"
+	"kiln.dev/kiln/image/verity"
 	"kiln.dev/kiln/ota/bootentry"
 	"kiln.dev/kiln/ota/bundle"
 	"kiln.dev/kiln/partitions"
@@ -127,10 +128,11 @@ func RequiredTools(qcow2 bool) []hosttool.Tool {
 // Payloads are the slot-independent parts of a release: what an OTA bundle carries.
 type Payloads struct {
 	KernelRelease string
-	Kernel        []byte // vmlinuz
-	Initrd        []byte // gzip newc cpio
-	RootPath      string // root squashfs file (in the work dir)
-	RootSize      int64
+	Kernel        []byte    // vmlinuz
+	Initrd        []byte    // gzip newc cpio
+	RootPath      string    // root squashfs file (in the work dir)
+	RootSize      int64     // squashfs (padded) and its hash tree
+	RootVerity    string    // kiln.verity value of the root (image/verity.Params)
 	BootEFI       []byte    // systemd-bootx64.efi
 	BIOS          *biosBoot // GRUB's boot sector and core image (legacy BIOS boot)
 	VetInitrd     []byte    // the vetting live image's initrd (gzip newc cpio); nil without Spec.Agent
@@ -140,7 +142,9 @@ type Payloads struct {
 const (
 	PayloadKernel = "vmlinuz"
 	PayloadInitrd = "initrd"
-	PayloadRoot   = "root.squashfs"
+	PayloadRoot   = "root.squashfs" // the squashfs, then its verity tree
+	// PayloadRootVerity holds the root's kiln.verity value (one line).
+	PayloadRootVerity = "root.verity"
 )
 
 // BuildPayloads builds kernel, initrd and root squashfs into work.
@@ -282,6 +286,11 @@ func BuildPayloads(ctx context.Context, s Spec, work string) (*Payloads, error) 
 	if err := mksquashfs(ctx, stage, p.RootPath, comp); err != nil {
 		return nil, err
 	}
+	vp, err := verity.Append(p.RootPath)
+	if err != nil {
+		return nil, err
+	}
+	p.RootVerity = vp.String()
 	st, err := os.Stat(p.RootPath)
 	if err != nil {
 		return nil, fmt.Errorf("root squashfs: %w", err)
@@ -289,7 +298,7 @@ func BuildPayloads(ctx context.Context, s Spec, work string) (*Payloads, error) 
 	p.RootSize = st.Size()
 	root, _ := partitions.ByRole(partitions.RoleRootA)
 	if uint64(p.RootSize) > root.Size {
-		return nil, fmt.Errorf("root squashfs is %d bytes, larger than the %d-byte root partition: grow partitions.RootSize", p.RootSize, root.Size)
+		return nil, fmt.Errorf("root squashfs with its verity tree is %d bytes, larger than the %d-byte root partition: grow partitions.RootSize", p.RootSize, root.Size)
 	}
 	log.Info("root squashfs built", "bytes", p.RootSize, "compression", comp, "took", time.Since(t0).Round(time.Millisecond))
 	return p, nil
@@ -374,12 +383,12 @@ func rootTree(ctx context.Context, s Spec, k *kernelTree, mods []*kmod.Module) (
 	return t, nil
 }
 
-// WritePayloads writes vmlinuz, initrd and root.squashfs into dir.
+// WritePayloads writes vmlinuz, initrd, root.squashfs and root.verity into dir.
 func WritePayloads(p *Payloads, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating payload dir: %w", err)
 	}
-	for name, data := range map[string][]byte{PayloadKernel: p.Kernel, PayloadInitrd: p.Initrd} {
+	for name, data := range map[string][]byte{PayloadKernel: p.Kernel, PayloadInitrd: p.Initrd, PayloadRootVerity: []byte(p.RootVerity + "\n")} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			return fmt.Errorf("writing payload %s: %w", name, err)
 		}
@@ -403,6 +412,7 @@ func espFiles(s Spec, p *Payloads) []esp.File {
 		Slot:       partitions.SlotA,
 		Version:    s.Version,
 		RootUUID:   partitions.PartUUID(s.ApplianceID, partitions.RoleRootA),
+		Verity:     p.RootVerity,
 	}
 	grubEnv, err := bootentry.EncodeGRUBEnv(nil)
 	if err != nil {

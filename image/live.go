@@ -9,6 +9,7 @@ import (
 
 	"kiln.dev/kiln/image/esp"
 	"kiln.dev/kiln/image/iso"
+	"kiln.dev/kiln/image/verity"
 	"kiln.dev/kiln/partitions"
 )
 
@@ -28,15 +29,17 @@ const (
 var isoTime = time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // LiveCmdline is the live system's kernel command line: stage 1 finds the
-// medium carrying kiln.live's ID and mounts its root squashfs; there is no
+// medium carrying kiln.live's ID and mounts its root squashfs through
+// dm-verity with rootVerity (the kiln.verity value of Payloads.RootVerity:
+// LIVE/ROOT.SFS is the slots' squashfs with its hash tree); there is no
 // slot and no root= partition.
-func LiveCmdline(s Spec) string {
+func LiveCmdline(s Spec, rootVerity string) string {
 	return "kiln.live=" + partitions.LiveID(s.ApplianceID, s.Version, s.Generation) +
-		" ro console=tty0 console=ttyS0,115200 panic=10"
+		" " + verity.CmdlineParam + "=" + rootVerity + " ro console=tty0 console=ttyS0,115200 panic=10"
 }
 
 // liveGRUBConfig is the live ISO's grub.cfg (BIOS: CD-ROM and stick).
-func liveGRUBConfig(s Spec) []byte {
+func liveGRUBConfig(s Spec, p *Payloads) []byte {
 	return fmt.Appendf(nil, `# kiln live ISO (legacy BIOS), rendered by image.liveGRUBConfig.
 serial --unit=0 --speed=115200
 terminal_input console serial
@@ -49,13 +52,13 @@ menuentry "kiln %s (live)" {
   linux /%s %s
   initrd /%s
 }
-`, s.Version, isoKernel, LiveCmdline(s), isoInitrd)
+`, s.Version, isoKernel, LiveCmdline(s, p.RootVerity), isoInitrd)
 }
 
 // liveEntry is the ESP image's one boot entry (UEFI: systemd-boot). It has no
 // try counter: a live medium is never updated.
-func liveEntry(s Spec) []byte {
-	return fmt.Appendf(nil, "title kiln %s (live)\nlinux /kiln/live/vmlinuz\ninitrd /kiln/live/initrd\noptions %s\n", s.Version, LiveCmdline(s))
+func liveEntry(s Spec, p *Payloads) []byte {
+	return fmt.Appendf(nil, "title kiln %s (live)\nlinux /kiln/live/vmlinuz\ninitrd /kiln/live/initrd\noptions %s\n", s.Version, LiveCmdline(s, p.RootVerity))
 }
 
 // liveESPSize fits systemd-boot, kernel and initrd with room to spare, at
@@ -71,6 +74,9 @@ func liveESPSize(p *Payloads) int64 {
 // through the GPT when dd'ed), kernel, initrd and the root squashfs.
 func WriteISO(ctx context.Context, s Spec, p *Payloads, out string) error {
 	t0 := time.Now()
+	if _, err := verity.ParseParams(p.RootVerity); err != nil {
+		return fmt.Errorf("live ISO: the payloads' root has no verity tree: %w", err)
+	}
 	if p.BIOS == nil || p.BIOS.LiveCD == nil {
 		return fmt.Errorf("live ISO: the payloads have no GRUB images (build them with BuildPayloads)")
 	}
@@ -97,7 +103,7 @@ func WriteISO(ctx context.Context, s Spec, p *Payloads, out string) error {
 		err = esp.Write(ef, 0, esp.Options{Size: size, VolumeID: volumeID(s.ApplianceID + "/live"), Label: "KILN-LIVE"}, []esp.File{
 			{Path: "EFI/BOOT/BOOTX64.EFI", Data: p.BootEFI},
 			{Path: "loader/loader.conf", Data: []byte(LoaderConf)},
-			{Path: "loader/entries/kiln-live.conf", Data: liveEntry(s)},
+			{Path: "loader/entries/kiln-live.conf", Data: liveEntry(s, p)},
 			{Path: "kiln/live/vmlinuz", Data: p.Kernel},
 			{Path: "kiln/live/initrd", Data: p.Initrd},
 		})
@@ -110,7 +116,7 @@ func WriteISO(ctx context.Context, s Spec, p *Payloads, out string) error {
 	}
 	liveID := partitions.LiveID(s.ApplianceID, s.Version, s.Generation)
 	files := []iso.File{
-		{Path: isoGRUBCfg, Data: liveGRUBConfig(s)},
+		{Path: isoGRUBCfg, Data: liveGRUBConfig(s, p)},
 		{Path: isoGRUBCD, Data: p.BIOS.LiveCD},
 		{Path: isoGRUBCore, Data: p.BIOS.LiveCore},
 		{Path: isoKernel, Data: p.Kernel},

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"kiln.dev/kiln/image/verity"
 	"kiln.dev/kiln/init/gpt"
 	"kiln.dev/kiln/init/isofs"
 	"kiln.dev/kiln/partitions"
@@ -32,7 +33,7 @@ func checkISO(t *testing.T, path string, s Spec, p *Payloads) {
 	if want := partitions.LiveVolumeSetID(partitions.LiveID(s.ApplianceID, s.Version, s.Generation)); v.SetID != want {
 		t.Errorf("ISO volume set ID = %q, want %q (stage 1 looks for it)", v.SetID, want)
 	}
-	for name, want := range map[string][]byte{isoKernel: p.Kernel, isoInitrd: p.Initrd, isoGRUBCfg: liveGRUBConfig(s)} {
+	for name, want := range map[string][]byte{isoKernel: p.Kernel, isoInitrd: p.Initrd, isoGRUBCfg: liveGRUBConfig(s, p)} {
 		if got, err := v.ReadFile(name); err != nil || !bytes.Equal(got, want) {
 			t.Errorf("ISO %s: %d bytes (%v), want the build's %d", name, len(got), err, len(want))
 		}
@@ -44,8 +45,22 @@ func checkISO(t *testing.T, path string, s Spec, p *Payloads) {
 	if got, err := v.ReadFile(ISORoot); err != nil || !bytes.Equal(got, root) {
 		t.Errorf("ISO %s: %d bytes (%v), want the %d-byte root squashfs", ISORoot, len(got), err, len(root))
 	}
-	if !strings.Contains(string(liveGRUBConfig(s)), "kiln.live="+partitions.LiveID(s.ApplianceID, s.Version, s.Generation)) {
-		t.Errorf("grub.cfg lacks kiln.live=:\n%s", liveGRUBConfig(s))
+	// The live root is verified like a slot's: ROOT.SFS holds the tree the
+	// command line's kiln.verity= describes.
+	vp, err := verity.ParseParams(p.RootVerity)
+	if err != nil {
+		t.Fatalf("payload root verity %q: %v", p.RootVerity, err)
+	}
+	if err := verity.Check(bytes.NewReader(root), vp); err != nil {
+		t.Errorf("ISO %s against kiln.verity=%s: %v", ISORoot, p.RootVerity, err)
+	}
+	for _, want := range []string{"kiln.live=" + partitions.LiveID(s.ApplianceID, s.Version, s.Generation), verity.CmdlineParam + "=" + p.RootVerity} {
+		if !strings.Contains(string(liveGRUBConfig(s, p)), want) {
+			t.Errorf("grub.cfg lacks %s:\n%s", want, liveGRUBConfig(s, p))
+		}
+		if !strings.Contains(string(liveEntry(s, p)), want) {
+			t.Errorf("kiln-live.conf lacks %s:\n%s", want, liveEntry(s, p))
+		}
 	}
 	cd, _ := v.Lookup(isoGRUBCD)
 	espE, _ := v.Lookup(isoESP)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"kiln.dev/kiln/image"
+	"kiln.dev/kiln/image/verity"
 	"kiln.dev/kiln/init/console"
 	"kiln.dev/kiln/init/pid1"
 	"kiln.dev/kiln/init/supervisor"
@@ -29,6 +30,7 @@ import (
 	"kiln.dev/kiln/ota/commit"
 	"kiln.dev/kiln/ota/otahttp"
 	"kiln.dev/kiln/ota/pull"
+	"kiln.dev/kiln/ota/rootscan"
 	"kiln.dev/kiln/ota/slots"
 	"kiln.dev/kiln/ota/system"
 	"kiln.dev/kiln/partitions"
@@ -92,7 +94,8 @@ func runUpdateBuild(args []string, s stdio) error {
 	payloads := fs.String("payloads", "", "directory written by kiln image build --payloads (vmlinuz, initrd, root.squashfs)")
 	kernel := fs.String("kernel", "", "kernel payload (overrides DIR/vmlinuz)")
 	initrd := fs.String("initrd", "", "initrd payload (overrides DIR/initrd)")
-	root := fs.String("root", "", "root squashfs payload (overrides DIR/root.squashfs)")
+	root := fs.String("root", "", "root payload: squashfs then its verity tree (overrides DIR/root.squashfs)")
+	rootVerity := fs.String("root-verity", "", "the root payload's kiln.verity value (overrides the contents of DIR/root.verity)")
 	keyPath := fs.String("key", "", "signing key (kiln keys gen)")
 	version := fs.String("version", "", "release string shown in the boot menu and status")
 	generation := fs.Int("generation", 0, "OTA generation: must be above every appliance's running generation")
@@ -116,6 +119,20 @@ func runUpdateBuild(args []string, s stdio) error {
 			return fmt.Errorf("update build: no %s: pass --payloads DIR (from kiln image build --payloads DIR): %w", f.name, errUsage)
 		}
 	}
+	if *rootVerity == "" && *payloads != "" {
+		b, err := os.ReadFile(filepath.Join(*payloads, image.PayloadRootVerity))
+		if err != nil {
+			return fmt.Errorf("update build: %w (kiln image build --payloads writes it next to root.squashfs)", err)
+		}
+		*rootVerity = strings.TrimSpace(string(b))
+	}
+	if *rootVerity == "" {
+		return fmt.Errorf("update build: no root verity: pass --payloads DIR (from kiln image build --payloads DIR) or --root-verity: %w", errUsage)
+	}
+	if err := checkRootVerity(files.Root, *rootVerity); err != nil {
+		return fmt.Errorf("update build: %w", err)
+	}
+	files.RootVerity = *rootVerity
 	var problems []string
 	if *keyPath == "" {
 		problems = append(problems, "--key: the signing key is required (make one with kiln keys gen)")
@@ -549,7 +566,7 @@ func (w *initWiring) otaAfterStart(ctx context.Context, b *pid1.Boot) {
 		return
 	}
 	o := w.ota.opts
-	o.Checks = w.healthChecks(b)
+	o.Checks = append(w.healthChecks(b), w.rootCheck(ctx))
 	e := w.ota.boot.Entry
 	fmt.Fprintf(w.out, "kiln-ota: trial boot of generation %d (version %s, try %d): health checks within %s\n",
 		e.Generation, e.Version, e.Counter.Done, o.Deadline)
@@ -570,6 +587,46 @@ func (w *initWiring) otaAfterStart(ctx context.Context, b *pid1.Boot) {
 	if err := b.Control.Reboot(ctx); err != nil {
 		fmt.Fprintf(w.out, "kiln-init: PROBLEM: rebooting: %v\n", err)
 	}
+}
+
+// rootCheck reads the whole verified root in the background: a trial boot
+// commits only once dm-verity has checked every block of the new slot.
+func (w *initWiring) rootCheck(ctx context.Context) commit.Check {
+	fail := func(err error) commit.Check {
+		return commit.Check{Name: "root", Run: func(context.Context) error { return err }}
+	}
+	node, err := rootscan.FindDevice("/sys/class/block", "/dev", verity.DeviceName)
+	if err != nil {
+		return fail(err)
+	}
+	f, err := os.Open(node)
+	if err != nil {
+		return fail(fmt.Errorf("opening the verified root: %w", err))
+	}
+	size, err := f.Seek(0, io.SeekEnd)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return fail(fmt.Errorf("sizing the verified root %s: %w", node, err))
+	}
+	start := time.Now()
+	scan := rootscan.Start(ctx, f, size, node)
+	go func() {
+		err := scan.Wait()
+		f.Close()
+		if err == nil {
+			fmt.Fprintf(w.out, "kiln-ota: root verified: %d bytes of %s read through dm-verity in %s\n", size, node, time.Since(start).Round(10*time.Millisecond))
+		}
+	}()
+	return commit.Check{Name: "root", Run: func(ctx context.Context) error {
+		err := scan.Check(ctx)
+		if errors.Is(err, rootscan.ErrCorrupt) {
+			return fmt.Errorf("%w: %w", commit.ErrFinal, err)
+		}
+		return err
+	}}
 }
 
 // healthChecks are what commits a new version: every enabled service
@@ -654,6 +711,32 @@ func probeAPI(ctx context.Context, m config.Management) error {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return nil
+}
+
+// checkRootVerity rebuilds the root payload's hash tree and compares it with
+// the tree in the payload and the root hash about to be signed: a bundle
+// whose tree does not match would install a slot stage 1 refuses.
+func checkRootVerity(root, value string) error {
+	p, err := verity.ParseParams(value)
+	if err != nil {
+		return fmt.Errorf("--root-verity: %w", err)
+	}
+	f, err := os.Open(root)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() != p.Size() {
+		return fmt.Errorf("root payload %s is %d bytes, but its verity value describes %d (data and tree): pass the root.squashfs and root.verity of the same kiln image build --payloads", root, st.Size(), p.Size())
+	}
+	if err := verity.Check(f, p); err != nil {
+		return fmt.Errorf("root payload %s: %w: pass the root.squashfs and root.verity of the same kiln image build --payloads", root, err)
 	}
 	return nil
 }

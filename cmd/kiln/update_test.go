@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"kiln.dev/kiln/image/verity"
 	"kiln.dev/kiln/ota/bundle"
 	"kiln.dev/kiln/ota/install"
 	"kiln.dev/kiln/ota/otahttp"
@@ -84,6 +86,23 @@ func TestUpdateCLI(t *testing.T) {
 		os.WriteFile(filepath.Join(payloads, name), []byte(data), 0o644)
 	}
 	out := filepath.Join(dir, "b.bundle")
+	// The root payload needs its tree and root.verity, as kiln image build --payloads writes them.
+	if _, _, err := runCmd(t, runUpdate, "", "build", "--payloads", payloads, "--key", filepath.Join(dir, "test.key"),
+		"--version", "2.0", "--generation", "2", "--out", out); err == nil || !strings.Contains(err.Error(), "root.verity") {
+		t.Errorf("update build without root.verity = %v, want an error naming it", err)
+	}
+	vp, err := verity.Append(filepath.Join(payloads, "root.squashfs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := vp
+	wrong.RootHash = bytes.Repeat([]byte{7}, 32)
+	os.WriteFile(filepath.Join(payloads, "root.verity"), []byte(wrong.String()+"\n"), 0o644)
+	if _, _, err := runCmd(t, runUpdate, "", "build", "--payloads", payloads, "--key", filepath.Join(dir, "test.key"),
+		"--version", "2.0", "--generation", "2", "--out", out); !errors.Is(err, verity.ErrMismatch) {
+		t.Errorf("update build with a root.verity of another tree = %v, want ErrMismatch", err)
+	}
+	os.WriteFile(filepath.Join(payloads, "root.verity"), []byte(vp.String()+"\n"), 0o644)
 	if _, errOut, err := runCmd(t, runUpdate, "", "build", "--payloads", payloads, "--key", filepath.Join(dir, "test.key"),
 		"--version", "2.0", "--generation", "2", "--out", out); err != nil {
 		t.Fatalf("update build: %v\n%s", err, errOut)

@@ -16,6 +16,9 @@ import (
 // slot's boot entry: kiln.verity=<root hash>:<data blocks>:<salt>.
 const CmdlineParam = "kiln.verity"
 
+// DeviceName is the device-mapper name stage 1 gives the verified root.
+const DeviceName = "kiln-root"
+
 // Params are the facts a boot needs to open a root partition laid out as the
 // image build and OTA install write it: DataBlocks blocks of squashfs
 // (zero-padded to BlockSize), then the hash tree, starting at block DataBlocks.
@@ -110,4 +113,51 @@ func Append(p string) (Params, error) {
 		return Params{}, fmt.Errorf("writing the verity tree of %s: %w", p, err)
 	}
 	return t.Params(), nil
+}
+
+// ErrMismatch marks data or a tree that does not match the root hash.
+var ErrMismatch = errors.New("does not match its verity root hash")
+
+// CheckRoot checks that the tree stored after the data in r hashes to
+// p.RootHash: one block read, so the data itself is not checked (the kernel
+// checks each block as it is read; Check checks them all).
+func CheckRoot(r io.ReaderAt, p Params) error {
+	buf := make([]byte, BlockSize)
+	off := p.DataBlocks * BlockSize // the top level of the tree, or the only data block
+	if p.DataBlocks == 1 {
+		off = 0
+	}
+	if _, err := r.ReadAt(buf, off); err != nil {
+		return fmt.Errorf("reading the top of the verity tree: %w", err)
+	}
+	h := sha256.New()
+	h.Write(p.Salt)
+	h.Write(buf)
+	if !bytes.Equal(h.Sum(nil), p.RootHash) {
+		return fmt.Errorf("the verity tree's top block %w", ErrMismatch)
+	}
+	return nil
+}
+
+// Check rebuilds the tree over the data in r and compares it with the tree
+// stored after the data and with p.RootHash.
+func Check(r io.ReaderAt, p Params) error {
+	t, err := Build(r, p.DataBlocks*BlockSize, p.Salt)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(t.RootHash, p.RootHash) {
+		return fmt.Errorf("the data %w (root hash %x, want %x)", ErrMismatch, t.RootHash, p.RootHash)
+	}
+	if len(t.Hash) == 0 {
+		return nil
+	}
+	stored := make([]byte, len(t.Hash))
+	if _, err := r.ReadAt(stored, p.DataBlocks*BlockSize); err != nil {
+		return fmt.Errorf("reading the stored verity tree: %w", err)
+	}
+	if !bytes.Equal(stored, t.Hash) {
+		return fmt.Errorf("the stored verity tree %w (it differs from the tree of the data)", ErrMismatch)
+	}
+	return nil
 }

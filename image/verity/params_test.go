@@ -110,3 +110,35 @@ func TestAppendVerifiedByVeritysetup(t *testing.T) {
 		t.Errorf("veritysetup verify passed a flipped byte:\n%s", out)
 	}
 }
+
+func TestCheck(t *testing.T) {
+	for _, blocks := range []int{1, 300} {
+		p := filepath.Join(t.TempDir(), "img")
+		os.WriteFile(p, data(blocks*BlockSize), 0o644)
+		params, err := Append(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, _ := os.ReadFile(p)
+		if err := Check(bytes.NewReader(img), params); err != nil {
+			t.Errorf("%d blocks: Check(good image) = %v", blocks, err)
+		}
+		if err := CheckRoot(bytes.NewReader(img), params); err != nil {
+			t.Errorf("%d blocks: CheckRoot(good image) = %v", blocks, err)
+		}
+		img[len(img)-1] ^= 1 // the last tree byte, or the only data block's
+		if err := Check(bytes.NewReader(img), params); !errors.Is(err, ErrMismatch) {
+			t.Errorf("%d blocks: Check(flipped tree byte) = %v, want ErrMismatch", blocks, err)
+		}
+		img[len(img)-1] ^= 1
+		img[0] ^= 1
+		if err := Check(bytes.NewReader(img), params); !errors.Is(err, ErrMismatch) {
+			t.Errorf("%d blocks: Check(flipped data byte) = %v, want ErrMismatch", blocks, err)
+		}
+		other := params
+		other.RootHash = bytes.Repeat([]byte{1}, 32)
+		if err := CheckRoot(bytes.NewReader(img), other); !errors.Is(err, ErrMismatch) {
+			t.Errorf("%d blocks: CheckRoot(other root hash) = %v, want ErrMismatch", blocks, err)
+		}
+	}
+}

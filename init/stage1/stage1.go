@@ -1,7 +1,8 @@
 // Package stage1 is the initramfs program (/init): it mounts the kernel file
 // systems, loads the modules that reach the root disk, finds the root
-// partition by the PARTUUID on the kernel command line, mounts its squashfs
-// read-only and switches root to it, executing /sbin/init. On any failure it
+// partition by the PARTUUID on the kernel command line, maps it through
+// dm-verity with the root hash on the command line, mounts the verified
+// squashfs read-only and switches root to it, executing /sbin/init. On any failure it
 // says what failed and what it saw, counts down and reboots; it never hangs.
 package stage1
 
@@ -96,9 +97,17 @@ func boot(o Options) error {
 			return fmt.Errorf("loading squashfs module: %w", err)
 		}
 	}
+	if loader != nil && !loader.Loaded("dm_verity") {
+		if err := loader.Load("dm-verity", ""); err != nil {
+			return fmt.Errorf("loading the dm-verity module (the verified root needs it): %w", err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.RootWait)
 	defer cancel()
-	var dev string
+	// The root is a squashfs followed by its hash tree: a slot's partition,
+	// or on the live ISO a loop device over LIVE/ROOT.SFS. Either way it is
+	// mounted only through dm-verity.
+	var part, verityID string
 	if cl.Live != "" {
 		if loader != nil {
 			if err := loader.Load("loop", ""); err != nil {
@@ -109,17 +118,28 @@ func boot(o Options) error {
 		if err != nil {
 			return err
 		}
-		if dev, err = AttachLoop(blockdev.Default, m); err != nil {
+		if part, err = AttachLoop(blockdev.Default, m); err != nil {
 			return err
 		}
 		printf(o, "live root: %s at byte %d (%d bytes) on %s", LiveRootPath, m.Offset, m.Size, m.Device)
-	} else if dev, err = WaitForRoot(ctx, o, blockdev.Default, "/sys/devices", cl.RootPARTUUID, loader, 250*time.Millisecond); err != nil {
+		verityID = "LIVE-" + cl.Live
+	} else {
+		if part, err = WaitForRoot(ctx, o, blockdev.Default, "/sys/devices", cl.RootPARTUUID, loader, 250*time.Millisecond); err != nil {
+			return err
+		}
+		verityID = cl.RootPARTUUID
+	}
+	dev, err := openVerity(o, blockdev.Default, part, cl.Verity, verityID)
+	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(newRoot, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", newRoot, err)
 	}
 	if err := unix.Mount(dev, newRoot, "squashfs", unix.MS_RDONLY, ""); err != nil {
+		if errors.Is(err, unix.EIO) {
+			return fmt.Errorf("mounting root %s: %w", dev, errRootRejected)
+		}
 		return fmt.Errorf("mounting root %s (squashfs, read-only) at %s: %w", dev, newRoot, err)
 	}
 	if _, err := os.Stat(filepath.Join(newRoot, cl.Init)); err != nil {

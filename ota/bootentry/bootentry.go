@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"kiln.dev/kiln/image/verity"
 	"kiln.dev/kiln/partitions"
 )
 
@@ -36,7 +37,10 @@ type Entry struct {
 	Slot       partitions.Slot // root slot the entry boots
 	Version    string          // human-readable release string shown in the title
 	RootUUID   string          // PARTUUID of the slot's root partition
-	Counter    *Counter        // nil: no boot counting (a committed entry)
+	// Verity is the kiln.verity value (image/verity.Params) of the slot's
+	// root: stage 1 mounts the root only through dm-verity with it.
+	Verity  string
+	Counter *Counter // nil: no boot counting (a committed entry)
 }
 
 // FileName returns the entry's file name, e.g. "kiln-7+3-0.conf" or "kiln-1.conf".
@@ -60,8 +64,12 @@ func InitrdPath(s partitions.Slot) string { return "/kiln/" + string(s) + "/init
 
 // Options returns the kernel command line of an entry.
 func (e Entry) Options() string {
-	return fmt.Sprintf("root=PARTUUID=%s kiln.slot=%s ro console=tty0 console=ttyS0,115200 panic=10",
-		strings.ToLower(e.RootUUID), e.Slot)
+	v := ""
+	if e.Verity != "" {
+		v = " " + verity.CmdlineParam + "=" + e.Verity
+	}
+	return fmt.Sprintf("root=PARTUUID=%s kiln.slot=%s%s ro console=tty0 console=ttyS0,115200 panic=10",
+		strings.ToLower(e.RootUUID), e.Slot, v)
 }
 
 // Render returns the entry file's contents.
@@ -144,6 +152,12 @@ func Parse(name string, data []byte) (Entry, error) {
 	for _, opt := range strings.Fields(fields["options"]) {
 		if u, ok := strings.CutPrefix(opt, "root=PARTUUID="); ok {
 			e.RootUUID = strings.ToUpper(u)
+		}
+		if v, ok := strings.CutPrefix(opt, verity.CmdlineParam+"="); ok {
+			if _, err := verity.ParseParams(v); err != nil {
+				return Entry{}, fmt.Errorf("boot entry %s: %w", name, err)
+			}
+			e.Verity = v
 		}
 		if s, ok := strings.CutPrefix(opt, "kiln.slot="); ok {
 			if e.Slot, err = partitions.ParseSlot(s); err != nil {

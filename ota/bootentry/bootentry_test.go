@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -16,8 +17,11 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 const uuidA = "0A1B2C3D-4E5F-5A6B-8C7D-8E9FA0B1C2D3"
 
+// verityA is a kiln.verity value (root hash, data blocks, salt).
+const verityA = "6c0d4e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5:2500:a1b2c3d4"
+
 func TestRenderGolden(t *testing.T) {
-	e := Entry{Generation: 1, Slot: partitions.SlotA, Version: "0.1.0", RootUUID: uuidA}
+	e := Entry{Generation: 1, Slot: partitions.SlotA, Version: "0.1.0", RootUUID: uuidA, Verity: verityA}
 	got := Render(e)
 	golden := filepath.Join("testdata", "kiln-1.conf")
 	if *update {
@@ -37,7 +41,7 @@ func TestRenderGolden(t *testing.T) {
 func TestRenderParseRoundTrip(t *testing.T) {
 	for _, e := range []Entry{
 		{Generation: 1, Slot: partitions.SlotA, Version: "0.1.0", RootUUID: uuidA},
-		{Generation: 12, Slot: partitions.SlotB, Version: "2026.11", RootUUID: uuidA, Counter: &Counter{Left: 3}},
+		{Generation: 12, Slot: partitions.SlotB, Version: "2026.11", RootUUID: uuidA, Verity: verityA, Counter: &Counter{Left: 3}},
 		{Generation: 99999999, Slot: partitions.SlotB, Version: "x", RootUUID: uuidA, Counter: &Counter{Left: 0, Done: 3}},
 	} {
 		t.Run(e.FileName(), func(t *testing.T) {
@@ -49,6 +53,13 @@ func TestRenderParseRoundTrip(t *testing.T) {
 				t.Errorf("Parse(Render) mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestParseRefusesMalformedVerity(t *testing.T) {
+	e := Entry{Generation: 3, Slot: partitions.SlotA, Version: "v", RootUUID: uuidA, Verity: "abc:1:-"}
+	if _, err := Parse(e.FileName(), Render(e)); err == nil || !strings.Contains(err.Error(), "kiln-3.conf: kiln.verity=\"abc:1:-\": malformed") {
+		t.Errorf("Parse(entry with kiln.verity=abc:1:-) = %v, want an error naming the file and the parameter", err)
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"kiln.dev/kiln/image/verity"
 )
 
 // testKey is a fixed key, so fuzz seeds and golden bytes stay stable.
@@ -415,5 +417,25 @@ func TestNewManifestFromFiles(t *testing.T) {
 	os.WriteFile(f.Initrd, []byte("changed"), 0o644)
 	if err := WriteFiles(io.Discard, m, testKey(1), f); err == nil || !strings.Contains(err.Error(), "changed after") {
 		t.Errorf("WriteFiles after a payload changed = %v, want a refusal", err)
+	}
+}
+
+func TestManifestRootVerity(t *testing.T) {
+	m := manifestFor(t, 2, testPayloads)
+	m.Payloads[2].Size = verity.Params{DataBlocks: 3}.Size() // 3 data blocks + 1 hash block
+	hash := strings.Repeat("ab", 32)
+	for _, tt := range []struct {
+		value, wantErr string
+	}{
+		{"", ""},
+		{hash + ":3:-", ""},
+		{hash + ":4:-", "4 data blocks and their hash tree take 20480 bytes, but the root.squashfs payload has 16384"},
+		{"nonsense", "root_verity: kiln.verity=\"nonsense\""},
+	} {
+		m.RootVerity = tt.value
+		_, err := m.Marshal()
+		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("Marshal(root_verity %q) = %v, want error %q", tt.value, err, tt.wantErr)
+		}
 	}
 }

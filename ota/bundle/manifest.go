@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+
+	"kiln.dev/kiln/image/verity"
 )
 
 // Member names, in the order they appear in a bundle.
@@ -48,6 +50,11 @@ type Manifest struct {
 	Version    string    `json:"version"`
 	Generation int       `json:"generation"`
 	Payloads   []Payload `json:"payloads"`
+	// RootVerity is the kiln.verity value (image/verity.Params) of the root
+	// payload, which holds the squashfs followed by its dm-verity hash tree.
+	// Signed with the rest, it is what the installed boot entry carries, so
+	// stage 1 mounts only the root this manifest's signer built.
+	RootVerity string `json:"root_verity,omitempty"`
 }
 
 // Payload is one payload's name, size and SHA-256 (lower-case hex).
@@ -127,6 +134,13 @@ func (m Manifest) Validate(l Limits) error {
 		}
 		if d, err := hex.DecodeString(p.SHA256); err != nil || len(d) != 32 || p.SHA256 != strings.ToLower(p.SHA256) {
 			bad("payloads[%d] (%s): sha256 %q is not 64 lower-case hex digits", i, p.Name, p.SHA256)
+		}
+	}
+	if m.RootVerity != "" {
+		if vp, err := verity.ParseParams(m.RootVerity); err != nil {
+			bad("root_verity: %v", err)
+		} else if root, ok := m.Payload(RootName); ok && root.Size != vp.Size() {
+			bad("root_verity: %d data blocks and their hash tree take %d bytes, but the %s payload has %d", vp.DataBlocks, vp.Size(), RootName, root.Size)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

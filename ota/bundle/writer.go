@@ -15,6 +15,10 @@ import (
 // Files names the payload files a bundle is built from.
 type Files struct {
 	Kernel, Initrd, Root string
+	// RootVerity is the kiln.verity value of Root (squashfs, then its hash
+	// tree, as kiln image build --payloads writes it); the signed manifest
+	// carries it to the boot entry.
+	RootVerity string
 }
 
 func (f Files) path(name string) string {
@@ -29,7 +33,7 @@ func (f Files) path(name string) string {
 
 // NewManifest hashes the payload files into a manifest.
 func NewManifest(compatible, version string, generation int, f Files) (Manifest, error) {
-	m := Manifest{Format: Format, Compatible: compatible, Version: version, Generation: generation}
+	m := Manifest{Format: Format, Compatible: compatible, Version: version, Generation: generation, RootVerity: f.RootVerity}
 	for _, name := range PayloadNames {
 		p := f.path(name)
 		fh, err := os.Open(p)

@@ -26,6 +26,10 @@ import (
 	"kiln.dev/kiln/partitions"
 )
 
+// ErrFinal, wrapped by a check's error, says the check will never pass
+// (a corrupted root): the trial ends at once instead of at the deadline.
+var ErrFinal = errors.New("will not pass")
+
 // Check is one health check: nil when healthy, else what is wrong.
 type Check struct {
 	Name string
@@ -161,15 +165,16 @@ func Commit(ctx context.Context, o Options, e bootentry.Entry) (Result, error) {
 	log := o.log().With("generation", e.Generation, "version", e.Version, "slot", e.Slot)
 	log.Info("trial boot: running health checks", "deadline", o.Deadline)
 	var reason string
+	final := false
 	for {
-		reason = runChecks(ctx, o.Checks, poll)
+		reason, final = runChecks(ctx, o.Checks, poll)
 		if reason == "" {
 			break
 		}
 		if ctx.Err() != nil {
 			return Result{}, ctx.Err()
 		}
-		if !o.now().Before(deadline) {
+		if final || !o.now().Before(deadline) {
 			break
 		}
 		t := time.NewTimer(poll)
@@ -205,7 +210,11 @@ func Commit(ctx context.Context, o Options, e bootentry.Entry) (Result, error) {
 		log.Info("committed: health checks passed", "entry", blessed.FileName())
 		return Result{Committed: true}, nil
 	}
-	reason = fmt.Sprintf("health checks did not pass within %s: %s", o.Deadline, reason)
+	if final {
+		reason = "a health check cannot pass: " + reason
+	} else {
+		reason = fmt.Sprintf("health checks did not pass within %s: %s", o.Deadline, reason)
+	}
 	bad, err := retry(ctx, func() (bootentry.Entry, error) { return slots.MarkBad(o.ESP, e) })
 	if o.State != nil {
 		if _, uerr := o.State.Update(func(r *slots.Record) error { *r = slots.Failed(*r, e.Slot, e, reason, now); return nil }); uerr != nil {
@@ -248,18 +257,20 @@ func acquire(ctx context.Context, path string) (*oplock.Lock, error) {
 }
 
 // runChecks runs every check (each bounded by timeout) and returns what
-// failed, or "" when all passed.
-func runChecks(ctx context.Context, checks []Check, timeout time.Duration) string {
+// failed, or "" when all passed, and whether a failure is final.
+func runChecks(ctx context.Context, checks []Check, timeout time.Duration) (string, bool) {
 	var failed []string
+	final := false
 	for _, c := range checks {
 		cctx, cancel := context.WithTimeout(ctx, max(timeout, 5*time.Second))
 		err := c.Run(cctx)
 		cancel()
 		if err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v", c.Name, err))
+			final = final || errors.Is(err, ErrFinal)
 		}
 	}
-	return strings.Join(failed, "; ")
+	return strings.Join(failed, "; "), final
 }
 
 func retry(ctx context.Context, f func() (bootentry.Entry, error)) (bootentry.Entry, error) {

@@ -118,6 +118,29 @@ func TestCommitFails(t *testing.T) {
 	}
 }
 
+// TestCommitFinalFailureEndsAtOnce: a check that can never pass (a corrupted
+// root) ends the trial at the first round, not at the deadline.
+func TestCommitFinalFailureEndsAtOnce(t *testing.T) {
+	trial := ent(3, a, &bootentry.Counter{Left: 2, Done: 1})
+	f := esp(trial, ent(2, b, nil))
+	rounds := 0
+	o := Options{ESP: f, Running: a, Deadline: time.Hour, Poll: time.Millisecond,
+		Checks: []Check{
+			{"services", func(context.Context) error { rounds++; return errors.New("not yet") }},
+			{"root", func(context.Context) error { return fmt.Errorf("%w: block 77 is corrupted", ErrFinal) }},
+		}}
+	res, err := Commit(context.Background(), o, trial)
+	if err != nil || res.Committed || !strings.Contains(res.Reason, "cannot pass: services: not yet; root: will not pass: block 77") {
+		t.Fatalf("Commit = %+v, %v; want not committed naming the final check", res, err)
+	}
+	if rounds != 1 {
+		t.Errorf("Commit ran %d rounds of checks, want 1", rounds)
+	}
+	if next, _ := crashfs.Boot(f); next.Slot != b {
+		t.Errorf("after a final failure systemd-boot boots %s, want slot b", next.FileName())
+	}
+}
+
 func TestCommitStopsOnShutdown(t *testing.T) {
 	trial := ent(2, b, &bootentry.Counter{Left: 2, Done: 1})
 	f := esp(ent(1, a, nil), trial)

@@ -37,8 +37,8 @@ func BenchmarkInstallVsRawWrite(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for off := 0; off < rootSize; off += chunk {
-			if _, err := f.Write(rel.root[off:min(off+chunk, rootSize)]); err != nil {
+		for off := 0; off < len(rel.root); off += chunk {
+			if _, err := f.Write(rel.root[off:min(off+chunk, len(rel.root))]); err != nil {
 				b.Fatal(err)
 			}
 		}

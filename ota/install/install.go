@@ -38,6 +38,7 @@ import (
 	"path"
 	"time"
 
+	"kiln.dev/kiln/image/verity"
 	"kiln.dev/kiln/ota/bootentry"
 	"kiln.dev/kiln/ota/bundle"
 	"kiln.dev/kiln/ota/espfs"
@@ -61,6 +62,9 @@ var (
 	ErrFailedBefore = errors.New("this generation failed before")
 	// ErrVerify: the written bytes did not read back as written.
 	ErrVerify = errors.New("read-back verification failed")
+	// ErrUnverified: the bundle's manifest carries no root_verity, so the
+	// slot could not boot (stage 1 mounts roots only through dm-verity).
+	ErrUnverified = errors.New("bundle has no verified root")
 )
 
 // Device is the target root partition.
@@ -209,6 +213,9 @@ func (in *Installer) Install(ctx context.Context, r io.Reader, req Request) (Res
 		Keys: in.Keys, Compatible: in.Compatible, MinGeneration: running.Generation + 1,
 		Limits: bundle.Limits{Root: dev.Size()},
 		Check: func(m bundle.Manifest) error {
+			if m.RootVerity == "" {
+				return fmt.Errorf("%w: its manifest has no root_verity (a kiln without verified roots built it); rebuild it with this kiln: kiln image build --payloads DIR, then kiln update build --payloads DIR", ErrUnverified)
+			}
 			if f, failed := rec.FailedGeneration(m.Generation); failed && !req.RetryFailed {
 				return fmt.Errorf("%w: generation %d (%s) %s; it is not installed again unless asked explicitly (push with --retry-failed)",
 					ErrFailedBefore, m.Generation, f.Version, f.Reason)
@@ -294,7 +301,7 @@ func (in *Installer) write(ctx context.Context, br *bundle.Reader, dev Device, t
 			}
 			log.Info("payload written", "payload", p.Name, "bytes", p.Size)
 		case bundle.RootName:
-			if err := writeRoot(ctx, dev, p, log); err != nil {
+			if err := writeRoot(ctx, dev, p, m.RootVerity, log); err != nil {
 				return Result{}, err
 			}
 			rootBytes = p.Size
@@ -319,7 +326,7 @@ func (in *Installer) write(ctx context.Context, br *bundle.Reader, dev Device, t
 		return Result{}, fmt.Errorf("syncing %s: %w", dir, err)
 	}
 	e := bootentry.Entry{Generation: m.Generation, Slot: slot, Version: m.Version, RootUUID: tgt.RootUUID,
-		Counter: &bootentry.Counter{Left: tries}}
+		Verity: m.RootVerity, Counter: &bootentry.Counter{Left: tries}}
 	if err := slots.Write(in.ESP, e); err != nil {
 		return Result{}, err
 	}
@@ -331,7 +338,7 @@ const chunk = 1 << 20
 
 // writeRoot streams the root payload onto the partition, syncs it, and
 // reads it back to compare.
-func writeRoot(ctx context.Context, dev Device, p *bundle.PayloadReader, log *slog.Logger) error {
+func writeRoot(ctx context.Context, dev Device, p *bundle.PayloadReader, rootVerity string, log *slog.Logger) error {
 	if p.Size > dev.Size() {
 		return fmt.Errorf("%w: root.squashfs is %d bytes, the partition %d", bundle.ErrTooLarge, p.Size, dev.Size())
 	}
@@ -378,6 +385,15 @@ func writeRoot(ctx context.Context, dev Device, p *bundle.PayloadReader, log *sl
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != p.SHA256 {
 		return fmt.Errorf("%w: the root partition reads back with SHA-256 %s, want %s (the disk may be failing)", ErrVerify, got, p.SHA256)
+	}
+	// The tree's top must give the signed root hash, or stage 1 would refuse
+	// the slot at boot (the data blocks' hashes the kernel checks as it reads).
+	vp, err := verity.ParseParams(rootVerity)
+	if err != nil {
+		return fmt.Errorf("%w: manifest root_verity: %w", bundle.ErrFormat, err)
+	}
+	if err := verity.CheckRoot(dev, vp); err != nil {
+		return fmt.Errorf("%w: the root payload's hash tree does not give the manifest's root_verity: %w (the bundle was built wrong)", ErrVerify, err)
 	}
 	log.Info("root partition written and verified", "bytes", p.Size)
 	return nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"kiln.dev/kiln/image/verity"
 	"kiln.dev/kiln/ota/bootentry"
 	"kiln.dev/kiln/ota/bundle"
 	"kiln.dev/kiln/ota/internal/crashfs"
@@ -35,7 +36,8 @@ var signer = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32))
 // release is one generation's payloads.
 type release struct {
 	gen                  int
-	kernel, initrd, root []byte
+	kernel, initrd, root []byte // root: data, then its verity tree
+	verity               string
 }
 
 var releases = map[[2]int]release{}
@@ -49,12 +51,19 @@ func newRelease(gen int, rootSize int) release {
 	return r
 }
 
+// makeRelease makes a generation whose root payload is about rootSize bytes
+// of data (whole verity blocks) followed by their hash tree.
 func makeRelease(gen int, rootSize int) release {
 	rng := rand.New(rand.NewSource(int64(gen)))
-	root := make([]byte, rootSize)
+	root := make([]byte, (rootSize+verity.BlockSize-1)/verity.BlockSize*verity.BlockSize)
 	rng.Read(root)
+	tree, err := verity.Build(bytes.NewReader(root), int64(len(root)), []byte{byte(gen)})
+	if err != nil {
+		panic(err)
+	}
 	return release{gen: gen, kernel: fmt.Appendf(nil, "kernel of generation %d", gen),
-		initrd: fmt.Appendf(nil, "initrd of generation %d, somewhat longer", gen), root: root}
+		initrd: fmt.Appendf(nil, "initrd of generation %d, somewhat longer", gen), root: append(root, tree.Hash...),
+		verity: tree.Params().String()}
 }
 
 func (r release) payload(name string) []byte {
@@ -68,7 +77,7 @@ func (r release) payload(name string) []byte {
 }
 
 func (r release) manifest() bundle.Manifest {
-	m := bundle.Manifest{Format: bundle.Format, Compatible: "kiln-x86_64", Version: fmt.Sprintf("v%d", r.gen), Generation: r.gen}
+	m := bundle.Manifest{Format: bundle.Format, Compatible: "kiln-x86_64", Version: fmt.Sprintf("v%d", r.gen), Generation: r.gen, RootVerity: r.verity}
 	for _, n := range bundle.PayloadNames {
 		s := sha256.Sum256(r.payload(n))
 		m.Payloads = append(m.Payloads, bundle.Payload{Name: n, Size: int64(len(r.payload(n))), SHA256: hex.EncodeToString(s[:])})
@@ -92,7 +101,7 @@ func (r release) entry(s partitions.Slot, c *bootentry.Counter) bootentry.Entry 
 	if s == partitions.SlotB {
 		u = uuidB
 	}
-	return bootentry.Entry{Generation: r.gen, Slot: s, Version: fmt.Sprintf("v%d", r.gen), RootUUID: u, Counter: c}
+	return bootentry.Entry{Generation: r.gen, Slot: s, Version: fmt.Sprintf("v%d", r.gen), RootUUID: u, Verity: r.verity, Counter: c}
 }
 
 // machine is an appliance running slot a (generation 2, committed) whose
@@ -106,7 +115,7 @@ type machine struct {
 	partSize int
 }
 
-const partSize = 3*chunk + 12345
+const partSize = 3*chunk + 12345 + 7*verity.BlockSize // a 3 MiB root and its tree fit
 
 func newMachine(t testing.TB, c *crashfs.Crasher) *machine {
 	old, cur := newRelease(1, 2*chunk+7), newRelease(2, 2*chunk+99)
@@ -237,6 +246,16 @@ func TestInstallRefuses(t *testing.T) {
 		{name: "truncated bundle", want: bundle.ErrCorrupt, changed: true, setup: func(t *testing.T, m *machine) ([]byte, Request) {
 			b := newRelease(3, 2*chunk).bundle(t, signer)
 			return b[:len(b)-1024-chunk], Request{}
+		}},
+		{name: "no root_verity", want: ErrUnverified, setup: func(t *testing.T, m *machine) ([]byte, Request) {
+			r := newRelease(3, 100)
+			r.verity = ""
+			return r.bundle(t, signer), Request{}
+		}},
+		{name: "root_verity not the payload's tree", want: ErrVerify, changed: true, setup: func(t *testing.T, m *machine) ([]byte, Request) {
+			r, o := newRelease(3, 1000), newRelease(4, 1000) // same sizes, other hashes
+			r.verity = o.verity
+			return r.bundle(t, signer), Request{}
 		}},
 		{name: "trailing member", want: bundle.ErrFormat, changed: true, setup: func(t *testing.T, m *machine) ([]byte, Request) {
 			b := newRelease(3, 1000).bundle(t, signer)

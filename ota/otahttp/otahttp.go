@@ -12,7 +12,8 @@
 // take its authentication: status needs read access, the rest admin.
 // Errors use the API's error shape ({"error": {"code", "message"}}) with a
 // status that says whose fault it is: 400 malformed or corrupt bundle, 403
-// bad signature or unknown key, 409 not now (another install runs, the
+// bad signature or unknown key, 408 the upload stalled (no data for 2 min
+// or not done in 2 h), 409 not now (another install runs, the
 // running slot is not committed, generation not newer, failed before), 413
 // too large, 422 wrong compatible string, 503 updates unavailable here.
 package otahttp
@@ -31,9 +32,14 @@ import (
 	"kiln.dev/kiln/ota/install"
 	"kiln.dev/kiln/ota/oplock"
 	"kiln.dev/kiln/ota/slots"
+	"kiln.dev/kiln/ota/stall"
 	"kiln.dev/kiln/partitions"
 	"kiln.dev/kiln/services/api"
 )
+
+// DefaultDeadlines bound an upload: nothing for two minutes, or two hours
+// in all, and the push fails.
+var DefaultDeadlines = stall.Deadlines{Idle: 2 * time.Minute, Overall: 2 * time.Hour}
 
 // Installer installs a bundle (*install.Installer).
 type Installer interface {
@@ -57,7 +63,10 @@ type Handler struct {
 	Reboot func() error
 	// RebootDelay lets the response reach the client first (default 1 s).
 	RebootDelay time.Duration
-	Log         *slog.Logger
+	// Deadlines bound a push's upload (DefaultDeadlines if zero): a
+	// stalled upload fails the install, which releases the update lock.
+	Deadlines stall.Deadlines
+	Log       *slog.Logger
 }
 
 // Mounter adds a route behind the API's authentication (*api.Server).
@@ -129,7 +138,15 @@ func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, api.Errorf(http.StatusBadRequest, api.CodeInvalid, "reboot", "reboot: this system cannot be rebooted from here; reboot it yourself after the install"))
 		return
 	}
-	res, err := h.Installer.Install(r.Context(), r.Body, req)
+	d := h.Deadlines
+	if d == (stall.Deadlines{}) {
+		d = DefaultDeadlines
+	}
+	// On expiry a read deadline in the past ends a Read blocked on the body.
+	rc := http.NewResponseController(w)
+	tr := stall.Watch(r.Context(), d, func() { rc.SetReadDeadline(time.Now()) })
+	defer tr.Stop()
+	res, err := h.Installer.Install(tr.Context(), tr.Reader(r.Body), req)
 	if err != nil {
 		ae := apiError(err)
 		h.log().Warn("push refused", "err", err, "remote", r.RemoteAddr)
@@ -210,6 +227,8 @@ func apiError(err error) error {
 		status, code = http.StatusUnprocessableEntity, "incompatible"
 	case errors.Is(err, bundle.ErrFormat), errors.Is(err, bundle.ErrCorrupt):
 		status, code = http.StatusBadRequest, "invalid_bundle"
+	case errors.Is(err, stall.ErrIdle), errors.Is(err, stall.ErrOverall):
+		status, code = http.StatusRequestTimeout, "timeout"
 	case errors.Is(err, oplock.ErrBusy):
 		status, code = http.StatusConflict, "busy"
 	case errors.Is(err, install.ErrNotCommitted), errors.Is(err, bundle.ErrGeneration),

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"kiln.dev/kiln/ota/install"
+	"kiln.dev/kiln/ota/stall"
 )
 
 // Index is the channel's JSON document.
@@ -60,6 +61,10 @@ func Next(now time.Time, period, offset time.Duration) time.Time {
 	return time.Unix(0, t).In(now.Location())
 }
 
+// DefaultDeadlines: a bundle is a few hundred MB; a channel that sends
+// nothing for two minutes, or takes two hours, is not going to finish.
+var DefaultDeadlines = stall.Deadlines{Idle: 2 * time.Minute, Overall: 2 * time.Hour}
+
 // Installer installs a bundle (*install.Installer).
 type Installer interface {
 	Install(ctx context.Context, r io.Reader, req install.Request) (install.Result, error)
@@ -84,6 +89,9 @@ type Puller struct {
 	Reboot func() error
 	// Client fetches index and bundle (a default with timeouts if nil).
 	Client *http.Client
+	// Deadlines bound the bundle's download (DefaultDeadlines if zero): a
+	// stalled channel fails the install, which releases the update lock.
+	Deadlines stall.Deadlines
 	// Now and After are the clock (time.Now and time.After if nil).
 	Now   func() time.Time
 	After func(time.Duration) <-chan time.Time
@@ -169,7 +177,13 @@ func (p *Puller) CheckOnce(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("channel index url %q: %w", idx.URL, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	d := p.Deadlines
+	if d == (stall.Deadlines{}) {
+		d = DefaultDeadlines
+	}
+	tr := stall.Watch(ctx, d, nil) // cancelling the request's context ends a blocked read
+	defer tr.Stop()
+	req, err := http.NewRequestWithContext(tr.Context(), http.MethodGet, u.String(), nil)
 	if err != nil {
 		return false, err
 	}
@@ -182,7 +196,7 @@ func (p *Puller) CheckOnce(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("downloading the bundle %s: %s", u, resp.Status)
 	}
 	log.Info("installing from the channel", "url", u.String())
-	if _, err := p.Installer.Install(ctx, resp.Body, install.Request{Source: u.String()}); err != nil {
+	if _, err := p.Installer.Install(tr.Context(), tr.Reader(resp.Body), install.Request{Source: u.String()}); err != nil {
 		return false, fmt.Errorf("installing %s: %w", u, err)
 	}
 	return true, nil

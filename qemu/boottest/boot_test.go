@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"kiln.dev/kiln/qemu"
+	"kiln.dev/kiln/services/metrics"
+	"kiln.dev/kiln/services/metrics/metricstest"
 )
 
 // bootToReady waits for the stage-1 marker, PID 1 and "kiln: ready" and
@@ -107,6 +109,50 @@ func TestBootReady(t *testing.T) {
 	resp, _ := get(t, ctx, http_+"/api/v1/status")
 	if loc := resp.Header.Get("Location"); resp.StatusCode < 300 || resp.StatusCode > 399 || !strings.HasPrefix(loc, "https://") {
 		t.Errorf("GET http /api/v1/status = %d Location %q, want a redirect to https://", resp.StatusCode, loc)
+	}
+	checkMetrics(t, ctx, https, Login(t, ctx, vm, https))
+}
+
+// checkMetrics scrapes GET /metrics once: the image's services all serve
+// their metrics, and the OTA families describe the fresh image in slot a.
+func checkMetrics(t *testing.T, ctx context.Context, base, cookie string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	req.Header.Set("Cookie", cookie)
+	resp, err := HTTPClient().Do(req)
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics = %s, want 200:\n%s", resp.Status, body)
+	}
+	fams := metricstest.Parse(t, body)
+	for _, c := range []struct {
+		fam  string
+		kv   []string
+		want float64
+	}{
+		{"kiln_supervisor_ready", nil, 1},
+		{"kiln_service_state", []string{"service", "mgmt", "state", "ready"}, 1},
+		{metrics.SourceUpFamily, []string{"source", "mgmt"}, 1},
+		{"kiln_ota_available", nil, 1},
+		{"kiln_ota_slot_running", []string{"slot", "a"}, 1},
+		{"kiln_ota_slot_committed", []string{"slot", "a"}, 1},
+		{"kiln_ota_slot_state", []string{"slot", "b", "state", "empty"}, 1},
+	} {
+		if got := fams.Value(c.fam, c.kv...); got != c.want {
+			t.Errorf("GET /metrics: %s%v = %v, want %v", c.fam, c.kv, got, c.want)
+		}
+	}
+	for _, m := range fams[metrics.SourceUpFamily].GetMetric() {
+		if m.GetGauge().GetValue() != 1 {
+			t.Errorf("GET /metrics: %s of %v = 0: a running service's metrics are unreachable", metrics.SourceUpFamily, m.GetLabel())
+		}
+	}
+	if avail := fams.Value("kiln_data_avail_bytes"); !(avail > 0) {
+		t.Errorf("GET /metrics: kiln_data_avail_bytes = %v, want > 0 (the data partition)", avail)
 	}
 }
 
@@ -315,11 +361,6 @@ func extractData(raw, dst string) (qemu.GPTPartition, error) {
 // proves the entry itself is bootable.
 func TestUsedUpEntryIsIgnored(t *testing.T) {
 	img := Image(t)
-	for _, tool := range []string{"mcopy", "mtype"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install mtools)", tool)
-		}
-	}
 	for _, tt := range []struct {
 		entry    string
 		wantSlot string
@@ -330,24 +371,7 @@ func TestUsedUpEntryIsIgnored(t *testing.T) {
 		t.Run(tt.entry, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*BootTimeout())
 			defer cancel()
-			raw := filepath.Join(t.TempDir(), "disk.raw")
-			if err := qemu.ConvertRaw(ctx, img, raw); err != nil {
-				t.Fatal(err)
-			}
-			parts := gpt(t, raw)
-			esp := fmt.Sprintf("%s@@%d", raw, parts[1].Offset())
-			entryA, err := exec.CommandContext(ctx, "mtype", "-i", esp, "::/loader/entries/kiln-1.conf").Output()
-			if err != nil {
-				t.Fatalf("reading the image's kiln-1.conf: %v", err)
-			}
-			entryB := slotBEntry(string(entryA), parts[3].UUID)
-			src := filepath.Join(t.TempDir(), tt.entry)
-			if err := os.WriteFile(src, []byte(entryB), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if out, err := exec.CommandContext(ctx, "mcopy", "-i", esp, src, "::/loader/entries/"+tt.entry).CombinedOutput(); err != nil {
-				t.Fatalf("mcopy: %v: %s", err, out)
-			}
+			raw, parts, entryB := withSlotBEntry(t, ctx, img, tt.entry)
 			vm := NewVM(t, ctx, img, VMOptions{Disk: NewOverlay(t, raw, "")})
 			l, err := vm.Expect(ctx, Stage1RE, BootTimeout())
 			if err != nil {
@@ -363,6 +387,37 @@ func TestUsedUpEntryIsIgnored(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withSlotBEntry copies img to a raw disk whose ESP gains a generation-2
+// entry for slot b named name (the image's entry turned to slot b), and
+// returns the disk, its partitions and the entry's text.
+func withSlotBEntry(t *testing.T, ctx context.Context, img, name string) (string, map[int]qemu.GPTPartition, string) {
+	t.Helper()
+	for _, tool := range []string{"mcopy", "mtype"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (apt-get install mtools)", tool)
+		}
+	}
+	raw := filepath.Join(t.TempDir(), "disk.raw")
+	if err := qemu.ConvertRaw(ctx, img, raw); err != nil {
+		t.Fatal(err)
+	}
+	parts := gpt(t, raw)
+	esp := fmt.Sprintf("%s@@%d", raw, parts[1].Offset())
+	entryA, err := exec.CommandContext(ctx, "mtype", "-i", esp, "::/loader/entries/kiln-1.conf").Output()
+	if err != nil {
+		t.Fatalf("reading the image's kiln-1.conf: %v", err)
+	}
+	entryB := slotBEntry(string(entryA), parts[3].UUID)
+	src := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(src, []byte(entryB), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, "mcopy", "-i", esp, src, "::/loader/entries/"+name).CombinedOutput(); err != nil {
+		t.Fatalf("mcopy: %v: %s", err, out)
+	}
+	return raw, parts, entryB
 }
 
 // gpt reads the partitions of a raw disk, indexed by GPT index.

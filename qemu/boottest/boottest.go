@@ -339,3 +339,39 @@ var BaselineMarkers = []Marker{
 	{"kernel to /init", RunInitRE},
 	{"hello /init (to kiln-baseline: hello)", BaselineRE},
 }
+
+// passwordRE is PID 1's first-boot line with the admin password.
+var passwordRE = regexp.MustCompile(`kiln: admin password: (\S+)`)
+
+// Login logs in as admin with the password the console printed and returns
+// the session cookie (a GET needs no CSRF token).
+func Login(t testing.TB, ctx context.Context, vm *qemu.VM, base string) string {
+	t.Helper()
+	pw := ""
+	for _, l := range vm.Lines() {
+		if m := passwordRE.FindStringSubmatch(l.Text); m != nil {
+			pw = m[1]
+		}
+	}
+	if pw == "" {
+		t.Fatalf("no %q line on the console: cannot log in", "kiln: admin password:")
+	}
+	hc := HTTPClient()
+	hc.Timeout = 30 * time.Second // bcrypt under TCG
+	body := fmt.Sprintf(`{"user":"admin","password":%q}`, pw)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/session", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("POST /api/v1/session: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /api/v1/session as admin = %s, want 201", resp.Status)
+	}
+	var cookies []string
+	for _, c := range resp.Cookies() {
+		cookies = append(cookies, c.Name+"="+c.Value)
+	}
+	return strings.Join(cookies, "; ")
+}

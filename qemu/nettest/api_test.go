@@ -3,10 +3,8 @@ package nettest
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -18,42 +16,6 @@ import (
 	"kiln.dev/kiln/services/firewall"
 	"kiln.dev/kiln/services/netconf"
 )
-
-// passwordRE is PID 1's first-boot line with the admin password.
-var passwordRE = regexp.MustCompile(`kiln: admin password: (\S+)`)
-
-// login logs in as admin with the password the console printed and returns
-// the session cookie (a GET needs no CSRF token).
-func login(t *testing.T, ctx context.Context, vm *qemu.VM, base string) string {
-	t.Helper()
-	pw := ""
-	for _, l := range vm.Lines() {
-		if m := passwordRE.FindStringSubmatch(l.Text); m != nil {
-			pw = m[1]
-		}
-	}
-	if pw == "" {
-		t.Fatalf("no %q line on the console: cannot log in", "kiln: admin password:")
-	}
-	hc := boottest.HTTPClient()
-	hc.Timeout = 30 * time.Second // bcrypt under TCG
-	body := fmt.Sprintf(`{"user":"admin","password":%q}`, pw)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/session", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatalf("POST /api/v1/session: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("POST /api/v1/session as admin = %s, want 201", resp.Status)
-	}
-	var cookies []string
-	for _, c := range resp.Cookies() {
-		cookies = append(cookies, c.Name+"="+c.Value)
-	}
-	return strings.Join(cookies, "; ")
-}
 
 // networkStatus reads GET /api/v1/network until ready says the answer is
 // complete (a DHCP lease may land after "kiln: ready"), at most 10 s.
@@ -109,7 +71,7 @@ func checkNetworkAPI(t *testing.T, ctx context.Context, vm *qemu.VM, base string
 		}
 		return st.Links[i]
 	}
-	cookie := login(t, ctx, vm, base)
+	cookie := boottest.Login(t, ctx, vm, base)
 	st, body := networkStatus(t, ctx, base, cookie, func(st netconf.Status) bool {
 		return slices.Contains(link(st, "mgmt0").Addresses, mgmtAddr) && len(st.Leases) > 0
 	})

@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/image/verity"
 	"kiln.dev/kiln/ota/bundle"
 	"kiln.dev/kiln/ota/slots"
 	"kiln.dev/kiln/qemu"
@@ -69,13 +70,16 @@ func NeedTools(t testing.TB) {
 	}
 }
 
-// Payloads are a release's kernel, initrd and root squashfs files.
+// Payloads are a release's kernel, initrd and root files (the root: a
+// squashfs, then its verity tree), and the root's kiln.verity value.
 type Payloads struct {
 	Kernel, Initrd, Root string
+	RootVerity           string
 }
 
 // ExtractPayloads takes slot a's kernel and initrd from the ESP of a raw
-// image and its root squashfs (exactly the filesystem's bytes) from root-a.
+// image and its root squashfs (exactly the filesystem's bytes) from root-a,
+// with its verity tree added again.
 func ExtractPayloads(ctx context.Context, raw, dir string) (Payloads, error) {
 	f, err := os.Open(raw)
 	if err != nil {
@@ -114,7 +118,17 @@ func ExtractPayloads(ctx context.Context, raw, dir string) (Payloads, error) {
 	if _, err := f.ReadAt(root, rootA.Offset()); err != nil {
 		return Payloads{}, err
 	}
-	return p, os.WriteFile(p.Root, root, 0o644)
+	if err := os.WriteFile(p.Root, root, 0o644); err != nil {
+		return Payloads{}, err
+	}
+	return p, addVerity(&p)
+}
+
+// addVerity appends the verity tree to p.Root as the image build does.
+func addVerity(p *Payloads) error {
+	vp, err := verity.Append(p.Root)
+	p.RootVerity = vp.String()
+	return err
 }
 
 // Repack unpacks a root squashfs, lets edit change the tree, and packs it
@@ -174,9 +188,12 @@ func BuildCases(ctx context.Context, img, dir string) (Cases, error) {
 	withConfig := func(name, config string) (Payloads, error) {
 		p := base
 		p.Root = filepath.Join(dir, name+".squashfs")
-		return p, Repack(ctx, base.Root, p.Root, func(d string) error {
+		if err := Repack(ctx, base.Root, p.Root, func(d string) error {
 			return os.WriteFile(filepath.Join(d, "etc/kiln/kiln.yaml"), []byte(config), 0o644)
-		})
+		}); err != nil {
+			return p, err
+		}
+		return p, addVerity(&p)
 	}
 	c := Cases{Base: base, Unmountable: base}
 	if c.Good, err = withConfig("b", "hostname: kiln-b\n"); err != nil {
@@ -188,12 +205,15 @@ func BuildCases(ctx context.Context, img, dir string) (Cases, error) {
 		return c, err
 	}
 	c.Unmountable.Root = filepath.Join(dir, "d.squashfs")
-	return c, BreakSquashfs(base.Root, c.Unmountable.Root)
+	if err := BreakSquashfs(base.Root, c.Unmountable.Root); err != nil {
+		return c, err
+	}
+	return c, addVerity(&c.Unmountable)
 }
 
 // Bundle signs p as version/generation with key.
 func Bundle(p Payloads, version string, gen int, key ed25519.PrivateKey) ([]byte, error) {
-	files := bundle.Files{Kernel: p.Kernel, Initrd: p.Initrd, Root: p.Root}
+	files := bundle.Files{Kernel: p.Kernel, Initrd: p.Initrd, Root: p.Root, RootVerity: p.RootVerity}
 	m, err := bundle.NewManifest(bundle.Compatible(), version, gen, files)
 	if err != nil {
 		return nil, err

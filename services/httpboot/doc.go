@@ -18,7 +18,13 @@
 //
 // A script is only given to the machine it belongs to: the token must be the
 // one of the host owning the MAC in the URL (compared in constant time), and
-// the MAC is what iPXE itself puts in the URL.
+// the request must come from that machine's address — the host's
+// reservation, the address whose current (bound, unexpired) lease is the
+// MAC's, or, for an on-link client, the address the kernel's neighbour table
+// (/proc/net/arp) maps to the MAC (proxyDHCP sites, where another server
+// leases the addresses). The token alone is not enough: it crosses the LAN
+// in DHCP replies that are broadcast, and a script carries the vetting run's
+// token.
 //
 // Every failure path of a script ends in "exit 1", so the firmware falls
 // through to its next boot device (normally the local disk). Refusals —

@@ -79,7 +79,7 @@ func TestScriptFloodStoresBoundedRows(t *testing.T) {
 	}
 	defer st.Close()
 	root, _ := filesRoot(t)
-	s, err := New(Options{FilesRoot: root}, storeHosts{st}, storeEvents{st}, testLogger(t))
+	s, err := New(Options{FilesRoot: root}, storeHosts{st, time.Now}, storeEvents{st}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,5 +136,23 @@ func TestPruneBootEvents(t *testing.T) {
 	n, err := PruneBootEvents(context.Background(), &f, t0, BootEventMaxAge, BootEventMaxRows)
 	if err != nil || n != 7 || !f.before.Equal(t0.Add(-30*24*time.Hour)) || f.keep != 100_000 {
 		t.Errorf("PruneBootEvents() = %d, %v, asked before %s keep %d; want 7, older than 30 days, keep 100000", n, err, f.before, f.keep)
+	}
+}
+
+func TestNeighborIn(t *testing.T) {
+	table := []byte(`IP address       HW type     Flags       HW address            Mask     Device
+10.0.0.60        0x1         0x2         52:54:00:00:00:0b     *        eth1
+10.0.0.61        0x1         0x0         00:00:00:00:00:00     *        eth1
+10.0.0.62        0x1         0x6         52:54:00:00:00:0C     *        eth1
+`)
+	for _, tc := range []struct{ ip, want string }{
+		{"10.0.0.60", "52:54:00:00:00:0b"},
+		{"10.0.0.61", ""}, // incomplete
+		{"10.0.0.62", "52:54:00:00:00:0c"},
+		{"10.0.0.63", ""},
+	} {
+		if got := neighborIn(table, netip.MustParseAddr(tc.ip)); got != tc.want {
+			t.Errorf("neighborIn(%s) = %q, want %q", tc.ip, got, tc.want)
+		}
 	}
 }

@@ -51,7 +51,7 @@ func Run(ctx context.Context, env svc.Env) error {
 		env.Logger.Warn("no vetting live image to serve; vet hosts need provisioning.http_boot.vet_image or their own kernel and initrd", "missing", o.VetImageRoot)
 		o.VetImageRoot = ""
 	}
-	s, err := New(o, storeHosts{st}, storeEvents{st}, env.Logger)
+	s, err := New(o, storeHosts{st, time.Now}, storeEvents{st}, env.Logger)
 	if err != nil {
 		return err
 	}
@@ -89,6 +89,7 @@ func OptionsFromConfig(c config.Config, stateDir string) Options {
 		IPXERoot:     ipxe,
 		VetImageRoot: vet,
 		Profiles:     DefaultProfiles(),
+		Neighbor:     ProcNeighbor("/proc/net/arp"),
 		BaseURL: func(client netip.Addr) string {
 			for _, s := range subnets {
 				if s.Boot.HTTPBase != "" && s.Prefix().Contains(client) {
@@ -100,8 +101,12 @@ func OptionsFromConfig(c config.Config, stateDir string) Options {
 	}
 }
 
-// storeHosts reads hosts from the machine database.
-type storeHosts struct{ st *store.Store }
+// storeHosts reads hosts and leases from the machine database; now is the
+// clock leases expire by.
+type storeHosts struct {
+	st  *store.Store
+	now func() time.Time
+}
 
 func (s storeHosts) HostByMAC(ctx context.Context, mac string) (Host, error) {
 	h, err := s.st.HostByMAC(ctx, mac)
@@ -111,7 +116,24 @@ func (s storeHosts) HostByMAC(ctx context.Context, mac string) (Host, error) {
 	if err != nil {
 		return Host{}, err
 	}
-	return Host{Name: h.Name, Profile: string(h.BootProfile), Token: h.Token, Kernel: h.Kernel, Initrd: h.Initrd, Cmdline: h.Cmdline}, nil
+	return Host{Name: h.Name, Profile: string(h.BootProfile), Token: h.Token, Reserved: h.IPv4, Kernel: h.Kernel, Initrd: h.Initrd, Cmdline: h.Cmdline}, nil
+}
+
+func (s storeHosts) LeasedTo(ctx context.Context, ip netip.Addr) (string, error) {
+	if !ip.Is4() {
+		return "", nil // DHCPv4 leases only
+	}
+	l, err := s.st.LeaseByIP(ctx, ip)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if l.State != store.LeaseBound || !l.Active(s.now()) {
+		return "", nil
+	}
+	return l.MAC, nil
 }
 
 // vetRuns starts vet hosts' runs through the orchestrator.

@@ -5,6 +5,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strings"
 	"text/template"
@@ -30,6 +31,9 @@ type Host struct {
 	Profile string
 	// Token authenticates the host's script URL; empty never matches.
 	Token string
+	// Reserved is the host's reserved IPv4 address (invalid: none); a
+	// script is served only to it or to the address leased to the MAC.
+	Reserved netip.Addr
 	// RunToken is the bearer token of the host's vetting run (profile vet),
 	// put on the live image's kernel command line.
 	RunToken string

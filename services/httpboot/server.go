@@ -23,11 +23,15 @@ import (
 // ErrUnknownHost is returned by Hosts when no host owns a MAC.
 var ErrUnknownHost = errors.New("unknown host")
 
-// Hosts finds the host a MAC belongs to.
+// Hosts finds the host a MAC belongs to and the machine an address is
+// leased to.
 type Hosts interface {
 	// HostByMAC returns the host owning mac (canonical lower-case colon
 	// form), or an error wrapping ErrUnknownHost.
 	HostByMAC(ctx context.Context, mac string) (Host, error)
+	// LeasedTo returns the MAC (canonical form) whose current lease — bound,
+	// unexpired — is ip, or "" when ip has none.
+	LeasedTo(ctx context.Context, ip netip.Addr) (string, error)
 }
 
 // ErrNoRun is wrapped by VetRuns errors for a vet host with no run to boot.
@@ -91,6 +95,11 @@ type Options struct {
 	Metrics *metrics.Registry
 	// EventLimit bounds the boot events stored per source and in total.
 	EventLimit EventLimit
+	// Neighbor returns the MAC (canonical form) the kernel's neighbour
+	// table holds for an on-link ip, or "": it identifies clients on
+	// subnets where another server leases the addresses (proxyDHCP). Nil:
+	// only leases and reservations identify a client.
+	Neighbor func(ip netip.Addr) string
 }
 
 // Server serves iPXE scripts and boot artifacts.
@@ -279,6 +288,15 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 		deny("no network boot for "+mac+": unknown machine or wrong token", detail)
 		return
 	}
+	if ok, err := s.requesterIs(ctx, ev.Client, mac, h); err != nil {
+		s.log.Error("looking up the requester's lease", "client", ev.Client, "err", err)
+		deny("kiln cannot read its machine database; try again later", "machine database error")
+		return
+	} else if !ok {
+		deny("no network boot for "+mac+" from "+ev.Client.String()+": a script goes only to the address kiln leased or reserved for its machine",
+			"requested from "+ev.Client.String()+", not the MAC's lease or reservation")
+		return
+	}
 	if h.Profile == ProfileVet {
 		if s.opts.Runs == nil {
 			deny("vetting is not available on this appliance", "no vetting orchestrator")
@@ -311,6 +329,27 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 	s.log.Info("boot script served", "client", ev.Client, "mac", mac, "host", h.Name, "profile", h.Profile)
 	s.report(ctx, ev)
 	writeScript(w, b)
+}
+
+// requesterIs reports whether client is the machine with mac: its
+// reservation, its current lease, or (on-link) its neighbour entry. A
+// script carries per-host secrets (tokens), so the MAC in the URL and the
+// token — which crossed the LAN in a broadcast DHCP reply — are not enough.
+func (s *Server) requesterIs(ctx context.Context, client netip.Addr, mac string, h Host) (bool, error) {
+	if !client.IsValid() {
+		return false, nil
+	}
+	if h.Reserved.IsValid() && h.Reserved == client {
+		return true, nil
+	}
+	holder, err := s.hosts.LeasedTo(ctx, client)
+	if err != nil {
+		return false, err
+	}
+	if holder == mac {
+		return true, nil
+	}
+	return s.opts.Neighbor != nil && s.opts.Neighbor(client) == mac, nil
 }
 
 // serveFile serves p below root; prefix names the tree in events ("" for

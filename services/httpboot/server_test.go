@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,8 +37,13 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 // fakeHosts is a map-backed Hosts.
 type fakeHosts struct {
-	byMAC map[string]Host
-	err   error
+	byMAC  map[string]Host
+	leases map[netip.Addr]string // address → MAC of its current lease
+	err    error
+}
+
+func (f fakeHosts) LeasedTo(_ context.Context, ip netip.Addr) (string, error) {
+	return f.leases[ip], f.err
 }
 
 func (f fakeHosts) HostByMAC(_ context.Context, mac string) (Host, error) {
@@ -79,11 +85,14 @@ const (
 	macC = "52:54:00:00:00:0c"
 )
 
+// testHosts: node-a holds the lease of 10.0.0.50 (get's address) and of
+// 127.0.0.1 (the loopback tests), node-c has the reservation 10.0.0.52,
+// node-b neither (it is known by its neighbour entry, 10.0.0.60).
 var testHosts = fakeHosts{byMAC: map[string]Host{
 	macA: {Name: "node-a", Profile: ProfileVet, Token: "token-a"},
 	macB: {Name: "node-b", Profile: ProfileLocal, Token: "token-b"},
-	macC: {Name: "node-c", Profile: ProfileVet, Token: "token-c"},
-}}
+	macC: {Name: "node-c", Profile: ProfileVet, Token: "token-c", Reserved: netip.MustParseAddr("10.0.0.52")},
+}, leases: map[netip.Addr]string{netip.MustParseAddr("10.0.0.50"): macA, netip.MustParseAddr("127.0.0.1"): macA}}
 
 // filesRoot builds an artifact root: a kernel, a subdirectory, a FIFO and a
 // symlink out of the root.
@@ -122,7 +131,12 @@ func newTestServer(t *testing.T, hosts Hosts) (*Server, *recorder, []byte) {
 	root, kernel := filesRoot(t)
 	rec := &recorder{}
 	s, err := New(Options{FilesRoot: root, Now: func() time.Time { return time.Unix(1_700_000_000, 0) },
-		Runs: fakeRuns{"node-a": "run-token-a"}}, hosts, rec, testLogger(t))
+		Runs: fakeRuns{"node-a": "run-token-a"}, Neighbor: func(ip netip.Addr) string {
+			if ip == netip.MustParseAddr("10.0.0.60") {
+				return macB
+			}
+			return ""
+		}}, hosts, rec, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,8 +145,12 @@ func newTestServer(t *testing.T, hosts Hosts) (*Server, *recorder, []byte) {
 }
 
 func get(s http.Handler, method, target string, hdr ...string) *http.Response {
+	return getFrom(s, "10.0.0.50:40000", method, target, hdr...)
+}
+
+func getFrom(s http.Handler, remote, method, target string, hdr ...string) *http.Response {
 	r := httptest.NewRequest(method, target, nil)
-	r.RemoteAddr = "10.0.0.50:40000"
+	r.RemoteAddr = remote
 	for i := 0; i+1 < len(hdr); i += 2 {
 		r.Header.Set(hdr[i], hdr[i+1])
 	}
@@ -157,32 +175,55 @@ func TestScripts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	localB, err := RenderScript(testHosts.byMAC[macB], macB, "http://example.com", DefaultProfiles())
+	if err != nil {
+		t.Fatal(err)
+	}
+	notYours := func(mac, from string) string {
+		return string(RenderDenied("no network boot for " + mac + " from " + from + ": a script goes only to the address kiln leased or reserved for its machine"))
+	}
 	for _, tc := range []struct {
 		name, target string
+		from         string // remote address; default 10.0.0.50
 		wantBody     string
 		wantEvent    Event
 	}{
-		{"owner with token", "/boot/" + macA + ".ipxe?token=token-a", string(vetA),
+		{"owner with token", "/boot/" + macA + ".ipxe?token=token-a", "", string(vetA),
 			Event{MAC: macA, Host: "node-a", Kind: KindScript, Detail: "profile vet"}},
-		{"hyphen notation", "/boot/52-54-00-00-00-0A.ipxe?token=token-a", string(vetA),
+		{"hyphen notation", "/boot/52-54-00-00-00-0A.ipxe?token=token-a", "", string(vetA),
 			Event{MAC: macA, Host: "node-a", Kind: KindScript, Detail: "profile vet"}},
-		{"wrong token", "/boot/" + macA + ".ipxe?token=token-x", denied(macA),
+		{"wrong token", "/boot/" + macA + ".ipxe?token=token-x", "", denied(macA),
 			Event{MAC: macA, Host: "node-a", Kind: KindDenied, Detail: "wrong token"}},
-		{"another host's token", "/boot/" + macA + ".ipxe?token=token-b", denied(macA),
+		{"another host's token", "/boot/" + macA + ".ipxe?token=token-b", "", denied(macA),
 			Event{MAC: macA, Host: "node-a", Kind: KindDenied, Detail: "wrong token"}},
-		{"no token", "/boot/" + macA + ".ipxe", denied(macA),
+		{"no token", "/boot/" + macA + ".ipxe", "", denied(macA),
 			Event{MAC: macA, Host: "node-a", Kind: KindDenied, Detail: "no token in URL"}},
-		{"unknown MAC", "/boot/52:54:00:00:00:ff.ipxe?token=token-a", denied("52:54:00:00:00:ff"),
+		{"unknown MAC", "/boot/52:54:00:00:00:ff.ipxe?token=token-a", "", denied("52:54:00:00:00:ff"),
 			Event{MAC: "52:54:00:00:00:ff", Kind: KindDenied, Detail: "unknown MAC"}},
-		{"vet host without a run", "/boot/" + macC + ".ipxe?token=token-c",
+		{"owner's token from another address", "/boot/" + macA + ".ipxe?token=token-a", "10.0.0.99:40000", notYours(macA, "10.0.0.99"),
+			Event{MAC: macA, Host: "node-a", Kind: KindDenied, Detail: "requested from 10.0.0.99, not the MAC's lease or reservation"}},
+		{"another host's token and MAC from a leased address", "/boot/" + macB + ".ipxe?token=token-b", "", notYours(macB, "10.0.0.50"),
+			Event{MAC: macB, Host: "node-b", Kind: KindDenied, Detail: "requested from 10.0.0.50, not the MAC's lease or reservation"}},
+		{"neighbour entry", "/boot/" + macB + ".ipxe?token=token-b", "10.0.0.60:40000", string(localB),
+			Event{MAC: macB, Host: "node-b", Kind: KindScript, Detail: "profile local"}},
+		{"reservation", "/boot/" + macC + ".ipxe?token=token-c", "10.0.0.52:40000",
 			string(RenderDenied("no vetting run queued for node-c; start one in the UI")),
 			Event{MAC: macC, Host: "node-c", Kind: KindDenied, Detail: "no vetting run"}},
-		{"malformed MAC", "/boot/not-a-mac.ipxe?token=token-a",
+		{"reserved host from elsewhere", "/boot/" + macC + ".ipxe?token=token-c", "", notYours(macC, "10.0.0.50"),
+			Event{MAC: macC, Host: "node-c", Kind: KindDenied, Detail: "requested from 10.0.0.50, not the MAC's lease or reservation"}},
+		{"vet host without a run", "/boot/" + macC + ".ipxe?token=token-c", "10.0.0.52:40000",
+			string(RenderDenied("no vetting run queued for node-c; start one in the UI")),
+			Event{MAC: macC, Host: "node-c", Kind: KindDenied, Detail: "no vetting run"}},
+		{"malformed MAC", "/boot/not-a-mac.ipxe?token=token-a", "",
 			string(RenderDenied("this URL does not name a MAC address (use /boot/${net0/mac}.ipxe)")),
 			Event{Kind: KindDenied, Detail: "malformed MAC in URL"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp := get(s, http.MethodGet, "http://example.com"+tc.target)
+			from := tc.from
+			if from == "" {
+				from = "10.0.0.50:40000"
+			}
+			resp := getFrom(s, from, http.MethodGet, "http://example.com"+tc.target)
 			if resp.StatusCode != http.StatusOK {
 				t.Errorf("GET %s status = %d, want 200", tc.target, resp.StatusCode)
 			}

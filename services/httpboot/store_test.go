@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
@@ -40,16 +41,24 @@ func TestStoreAdapters(t *testing.T) {
 	if h.Token == "" {
 		t.Fatal("store created a host without a token")
 	}
-	if err := st.PutLease(ctx, store.Lease{IP: netip.MustParseAddr("10.0.0.50"), Subnet: "a", MAC: macA, State: store.LeaseBound}); err != nil {
+	if err := st.PutLease(ctx, store.Lease{IP: netip.MustParseAddr("10.0.0.50"), Subnet: "a", MAC: macA, State: store.LeaseBound, Expires: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	root, _ := filesRoot(t)
 	orch := orchestrator.New(st, config.Vetting{}, t.TempDir(), testLogger(t))
-	s, err := New(Options{FilesRoot: root, Runs: vetRuns{st, orch}}, storeHosts{st}, storeEvents{st}, testLogger(t))
+	s, err := New(Options{FilesRoot: root, Runs: vetRuns{st, orch}}, storeHosts{st, time.Now}, storeEvents{st}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+
+	// Its token from an address that is not its lease: refused, no run made.
+	if b := body(getFrom(s, "10.0.0.99:40000", http.MethodGet, "http://10.0.0.1:8080/boot/"+macA+".ipxe?token="+h.Token)); !strings.Contains(b, "from 10.0.0.99") {
+		t.Errorf("script for node1 asked from 10.0.0.99 =\n%s\nwant a refusal naming the address", b)
+	}
+	if runs, _ := st.ListVetRuns(ctx, store.VetRunFilter{Host: "node1"}); len(runs) != 0 {
+		t.Errorf("a refused script request made runs %+v", runs)
+	}
 
 	// node1 was never vetted: its first network boot creates a run (auto_run).
 	resp := get(s, http.MethodGet, "http://10.0.0.1:8080/boot/"+macA+".ipxe?token="+h.Token)
@@ -73,7 +82,7 @@ func TestStoreAdapters(t *testing.T) {
 	for _, e := range evs {
 		kinds = append(kinds, e.Kind+"/"+e.Host+"/"+e.Detail)
 	}
-	want := []string{"kernel/node1/vet/vmlinuz", "script/node1/profile vet"}
+	want := []string{"kernel/node1/vet/vmlinuz", "script/node1/profile vet", "script_denied/node1/requested from 10.0.0.99, not the MAC's lease or reservation"}
 	if strings.Join(kinds, ",") != strings.Join(want, ",") {
 		t.Errorf("stored boot events = %q, want %q (newest first)", kinds, want)
 	}
@@ -132,12 +141,12 @@ func TestKernelProfileFromStore(t *testing.T) {
 	}
 	defer st.Close()
 	h, err := st.CreateHost(ctx, store.Host{Name: "node2", MACs: []string{macA}, BootProfile: store.BootKernel,
-		Kernel: "custom/vmlinuz", Initrd: "https://images.example/initrd.img", Cmdline: "console=ttyS0 quiet"})
+		IPv4: netip.MustParseAddr("10.0.0.50"), Kernel: "custom/vmlinuz", Initrd: "https://images.example/initrd.img", Cmdline: "console=ttyS0 quiet"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	root, _ := filesRoot(t)
-	s, err := New(Options{FilesRoot: root}, storeHosts{st}, nil, testLogger(t))
+	s, err := New(Options{FilesRoot: root}, storeHosts{st, time.Now}, nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

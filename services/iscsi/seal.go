@@ -1,16 +1,14 @@
 package iscsi
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
+
+	"kiln.dev/kiln/services/internal/sealkey"
 )
 
 // Why sealed and not hashed: CHAP (RFC 1994, RFC 3720 §11.1.4) proves a
@@ -41,53 +39,11 @@ const KeyFile = "chap.key"
 // agree on one key: it is written to a temporary file and linked into
 // place, which never replaces a key another process linked first.
 func OpenSealer(path string) (*Sealer, error) {
-	key, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		key, err = createKey(path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the CHAP sealing key: %w", err)
-	}
-	if len(key) != 32 {
-		return nil, fmt.Errorf("CHAP sealing key %s has %d bytes, want 32 (restore it from a backup of the data partition; without it every CHAP secret must be regenerated)", path, len(key))
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := cipher.NewGCM(block)
+	aead, err := sealkey.Load(path, "restore it from a backup of the data partition; without it every CHAP secret must be regenerated")
 	if err != nil {
 		return nil, err
 	}
 	return &Sealer{aead: aead}, nil
-}
-
-func createKey(path string) ([]byte, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".chap.key-*")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(key); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, err
-	}
-	return os.ReadFile(path)
 }
 
 // Seal encrypts secret bound to context (e.g. "<host>/chap"): it opens

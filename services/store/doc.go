@@ -40,4 +40,13 @@
 // MACs are stored lower-case colon separated (NormalizeMAC). Option 82 match
 // keys (circuit-id, remote-id) are text: printable ASCII as is, anything else as
 // "0x" followed by lower-case hex (Option82Text).
+//
+// # Secrets at rest
+//
+// kiln.db, -wal and -shm are 0600 (FileMode). Secrets only checked are kept
+// as hashes; the ones kiln must read back (a vetting run's token, rendered
+// into its boot script, and a held run's SSH private key) are sealed with
+// AES-256-GCM under the key in secrets.key beside the database (seal.go), so
+// a copy of kiln.db alone reveals none of them. Open seals plaintext values
+// an older kiln stored.
 package store

@@ -24,8 +24,8 @@ var secretColumns = []string{
 	"api_tokens.secret_hash",
 }
 
-// Secrets returns every non-empty secret value the database holds, for
-// audits proving that no view leaks one.
+// Secrets returns every non-empty secret value the database holds (sealed
+// ones both as stored and opened), for audits proving that no view leaks one.
 func (s *Store) Secrets(ctx context.Context) ([]Secret, error) {
 	var out []Secret
 	for _, tc := range secretColumns {
@@ -41,6 +41,10 @@ func (s *Store) Secrets(ctx context.Context) ([]Secret, error) {
 				return nil, fmt.Errorf("reading %s: %w", tc, err)
 			}
 			out = append(out, Secret{Column: tc, Value: v})
+			if plain, err := s.unseal(v); err == nil && plain != v {
+				// Sealed at rest: the plaintext is what a leak would show.
+				out = append(out, Secret{Column: tc, Value: plain})
+			}
 		}
 		err = rows.Err()
 		rows.Close()

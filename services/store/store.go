@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/cipher"
 	"database/sql"
 	"embed"
 	"errors"
@@ -43,6 +44,8 @@ var migrationFS embed.FS
 type Store struct {
 	db  *sql.DB
 	now func() time.Time
+	// aead seals secrets kiln reads back (see KeyFileName).
+	aead cipher.AEAD
 	// writeMu serializes this process's writes. Without it goroutines
 	// writing at once wait in SQLite's busy handler, which sleeps in steps of
 	// up to 100 ms; the mutex hands the write lock over as soon as it is
@@ -77,7 +80,15 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	if s.aead, err = loadKey(path); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
 	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	if err := s.sealLegacy(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}

@@ -114,7 +114,7 @@ const vetRunColumns = `id, COALESCE(host_id, 0), host, state, active, profile, h
 	hold_host_key, agent_addr, boot_id, event_seq, error, created_ms, updated_ms, started_ms, ended_ms,
 	deadline_ms, heartbeat_ms, agent_source`
 
-func scanVetRun(r scanner) (VetRun, error) {
+func (s *Store) scanVetRun(r scanner) (VetRun, error) {
 	var v VetRun
 	var c, u, st, en, dl, hb int64
 	err := r.Scan(&v.ID, &v.HostID, &v.Host, &v.State, &v.Active, &v.Profile, &v.Hold, &v.Wipe, &v.Token,
@@ -126,6 +126,12 @@ func scanVetRun(r scanner) (VetRun, error) {
 	}
 	v.Created, v.Updated, v.Started, v.Ended = int2time(c), int2time(u), int2time(st), int2time(en)
 	v.Deadline, v.Heartbeat = int2time(dl), int2time(hb)
+	if v.Token, err = s.unseal(v.Token); err != nil {
+		return VetRun{}, fmt.Errorf("run %d's token: %w", v.ID, err)
+	}
+	if v.SSHPrivate, err = s.unseal(v.SSHPrivate); err != nil {
+		return VetRun{}, fmt.Errorf("run %d's SSH key: %w", v.ID, err)
+	}
 	return v, nil
 }
 
@@ -155,7 +161,7 @@ func (s *Store) CreateVetRun(ctx context.Context, r VetRun) (VetRun, error) {
 		res, err := tx.ExecContext(ctx, `INSERT INTO vet_runs (host_id, host, state, active, profile, hold, wipe,
 			token, token_hash, ssh_private, ssh_public, spec, model, findings, deadline_ms, created_ms, updated_ms)
 			VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.HostID, r.Host, r.State, r.Profile, r.Hold, r.Wipe, r.Token, r.TokenHash, r.SSHPrivate, r.SSHPublic,
+			r.HostID, r.Host, r.State, r.Profile, r.Hold, r.Wipe, s.seal(r.Token), r.TokenHash, s.seal(r.SSHPrivate), r.SSHPublic,
 			r.Spec, r.Model, r.Findings, ms2int(r.Deadline), ms2int(now), ms2int(now))
 		if err != nil {
 			return fmt.Errorf("storing run: %w", err)
@@ -190,7 +196,7 @@ func (s *Store) ActiveVetRun(ctx context.Context, hostID int64) (VetRun, error) 
 }
 
 func (s *Store) oneVetRun(ctx context.Context, where string, args ...any) (VetRun, error) {
-	r, err := scanVetRun(s.db.QueryRowContext(ctx, `SELECT `+vetRunColumns+` FROM vet_runs `+where, args...))
+	r, err := s.scanVetRun(s.db.QueryRowContext(ctx, `SELECT `+vetRunColumns+` FROM vet_runs `+where, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return VetRun{}, fmt.Errorf("vetting run: %w", ErrNotFound)
 	}
@@ -226,7 +232,7 @@ func (s *Store) ListVetRuns(ctx context.Context, f VetRunFilter) ([]VetRun, erro
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, f.Limit)
-	return queryAll(ctx, s.db, "vetting runs", scanVetRun, q, args...)
+	return queryAll(ctx, s.db, "vetting runs", s.scanVetRun, q, args...)
 }
 
 // UpdateVetRun reads run id, lets fn change it and fill u, and stores both
@@ -235,7 +241,7 @@ func (s *Store) ListVetRuns(ctx context.Context, f VetRunFilter) ([]VetRun, erro
 func (s *Store) UpdateVetRun(ctx context.Context, id int64, fn func(r *VetRun, u *VetUpdate) error) (VetRun, error) {
 	var out VetRun
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		old, err := scanVetRun(tx.QueryRowContext(ctx, `SELECT `+vetRunColumns+` FROM vet_runs WHERE id = ?`, id))
+		old, err := s.scanVetRun(tx.QueryRowContext(ctx, `SELECT `+vetRunColumns+` FROM vet_runs WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("vetting run %d: %w", id, ErrNotFound)
 		}
@@ -268,7 +274,7 @@ func (s *Store) UpdateVetRun(ctx context.Context, id int64, fn func(r *VetRun, u
 				summary = ?, findings = ?, stage = ?, progress = ?, hold_addr = ?, hold_host_key = ?, agent_addr = ?,
 				boot_id = ?, event_seq = ?, error = ?, updated_ms = ?, started_ms = ?, ended_ms = ?, deadline_ms = ?,
 				heartbeat_ms = ?, agent_source = ? WHERE id = ?`,
-				r.State, r.Active, r.Profile, r.Hold, r.Wipe, r.Token, r.TokenHash, r.SSHPrivate, r.SSHPublic, r.Spec,
+				r.State, r.Active, r.Profile, r.Hold, r.Wipe, s.seal(r.Token), r.TokenHash, s.seal(r.SSHPrivate), r.SSHPublic, r.Spec,
 				r.Model, r.Verdict, r.Summary, r.Findings, r.Stage, r.Progress, r.HoldAddr, r.HoldHostKey, r.AgentAddr,
 				r.BootID, r.EventSeq, r.Error, ms2int(r.Updated), ms2int(r.Started), ms2int(r.Ended), ms2int(r.Deadline),
 				ms2int(r.Heartbeat), r.AgentSource, id)

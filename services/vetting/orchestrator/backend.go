@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -43,6 +44,23 @@ func (o *Orchestrator) CheckToken(ctx context.Context, token string, now time.Ti
 	return strconv.FormatInt(r.ID, 10), nil
 }
 
+// CheckSource implements protocol.SourceChecker: once a run's agent said
+// hello, the run's token works only from that address.
+func (o *Orchestrator) CheckSource(ctx context.Context, runID string, from netip.Addr) error {
+	id, err := ParseRunID(runID)
+	if err != nil {
+		return err
+	}
+	r, err := o.st.VetRunByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	if r.AgentSource == "" || (from.IsValid() && from.String() == r.AgentSource) {
+		return nil
+	}
+	return fmt.Errorf("%w: run %d's agent said hello from %s; this request came from %s", protocol.ErrWrongSource, r.ID, r.AgentSource, from)
+}
+
 // Hello implements protocol.Backend: the agent of a queued or booting run
 // (or one that rebooted while running) gets its assignment.
 func (o *Orchestrator) Hello(ctx context.Context, runID string, h protocol.Hello) (protocol.Assignment, error) {
@@ -55,6 +73,11 @@ func (o *Orchestrator) Hello(ctx context.Context, runID string, h protocol.Hello
 		if !r.Active || r.State == StateHolding || r.Verdict != "" {
 			return protocol.ErrRunOver
 		}
+		// The run's token is bound to its first hello's address (checked
+		// here too, in the transaction, against a race of two hellos).
+		if r.AgentSource != "" && h.Source.String() != r.AgentSource {
+			return fmt.Errorf("%w: run %d's agent said hello from %s; this hello came from %s", protocol.ErrWrongSource, r.ID, r.AgentSource, h.Source)
+		}
 		now := o.now()
 		if r.State == StateRunning && r.BootID != "" && h.BootID != r.BootID {
 			// The host rebooted mid-run: its agent starts over.
@@ -63,7 +86,6 @@ func (o *Orchestrator) Hello(ctx context.Context, runID string, h protocol.Hello
 		}
 		r.State, r.Started, r.BootID = StateRunning, now, h.BootID
 		r.AgentAddr = strings.Join(h.Addrs, " ")
-		r.AgentSource = ""
 		if h.Source.IsValid() {
 			r.AgentSource = h.Source.String()
 		}

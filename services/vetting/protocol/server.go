@@ -119,12 +119,39 @@ func (s *server) authorize(w http.ResponseWriter, r *http.Request, want string) 
 		fail(w, http.StatusForbidden, "the token belongs to another run")
 		return "", false
 	}
+	if sc, ok := s.o.Tokens.(SourceChecker); ok {
+		err := sc.CheckSource(r.Context(), run, remoteAddr(r))
+		switch {
+		case errors.Is(err, ErrWrongSource):
+			s.o.Logger.Warn("run token used from another address than its agent's", "path", r.URL.Path, "remote", r.RemoteAddr, "run", run, "error", err)
+			fail(w, http.StatusForbidden, "this run's token is bound to the address of its agent's first hello; restart the run to vet from another address")
+			return "", false
+		case err != nil:
+			s.o.Logger.Error("checking the token's source", "run", run, "error", err)
+			fail(w, http.StatusInternalServerError, "the orchestrator could not check this; retry")
+			return "", false
+		}
+	}
 	return run, true
+}
+
+// remoteAddr is the request's source address (invalid when unknown).
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 func (s *server) backendError(w http.ResponseWriter, run string, err error) {
 	if errors.Is(err, ErrRunOver) {
 		fail(w, http.StatusGone, err.Error())
+		return
+	}
+	if errors.Is(err, ErrWrongSource) {
+		s.o.Logger.Warn("hello from another address than the run's agent's", "run", run, "error", err)
+		fail(w, http.StatusForbidden, "this run's token is bound to the address of its agent's first hello; restart the run to vet from another address")
 		return
 	}
 	s.o.Logger.Error("backend failed", "run", run, "error", err)
@@ -158,9 +185,7 @@ func (s *server) hello(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, fmt.Sprintf("protocol version %d not spoken here (want %d); boot the vetting image of this appliance", h.Protocol, Version))
 		return
 	}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		h.Source = ap.Addr().Unmap()
-	}
+	h.Source = remoteAddr(r)
 	a, err := s.o.Backend.Hello(r.Context(), run, h)
 	if err != nil {
 		s.backendError(w, run, err)

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -17,6 +18,20 @@ var (
 	ErrUnknownToken = errors.New("unknown bearer token")
 	ErrTokenExpired = errors.New("bearer token expired")
 )
+
+// ErrWrongSource is returned by a SourceChecker for a request from another
+// address than the one its run's token is bound to; the server answers 403.
+var ErrWrongSource = errors.New("the run's token is bound to another address")
+
+// SourceChecker is an optional ability of a TokenChecker: a run's token is
+// bound to the address of the run's first hello, and requests from any
+// other address are refused (a token seen on the LAN is not enough to post
+// a forged inventory or report).
+type SourceChecker interface {
+	// CheckSource returns nil when run may be called from from, or an
+	// error wrapping ErrWrongSource.
+	CheckSource(ctx context.Context, runID string, from netip.Addr) error
+}
 
 // TokenChecker resolves a run's bearer token. The orchestrator implements it
 // over its database (storing HashToken of each token, never the token).
