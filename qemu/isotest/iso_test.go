@@ -18,6 +18,7 @@ import (
 
 var (
 	liveStage1RE = regexp.MustCompile(`kiln-stage1: live root: LIVE/ROOT.SFS at byte \d+ \(\d+ bytes\) on (/dev/\S+)`)
+	liveVerityRE = regexp.MustCompile(`kiln-stage1: root /dev/loop\d+ verified by dm-verity as /dev/dm-\d+`)
 	liveInitRE   = regexp.MustCompile(`kiln-init: LIVE system \(from the ISO\)`)
 )
 
@@ -50,7 +51,8 @@ func blankDisk(t *testing.T) string {
 }
 
 // TestLiveISO boots the ISO three ways; each boot must reach kiln: ready from
-// the ISO's root squashfs, with the live system announced.
+// the ISO's root squashfs, mounted through dm-verity, with the live system
+// announced.
 func TestLiveISO(t *testing.T) {
 	iso := isoPath(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -80,6 +82,9 @@ func TestLiveISO(t *testing.T) {
 			}
 			if m := liveStage1RE.FindStringSubmatch(l); m[1] != tc.device {
 				t.Errorf("stage 1 found the ISO on %s, want %s", m[1], tc.device)
+			}
+			if _, err := vm.Expect(ctx, liveVerityRE, time.Minute); err != nil {
+				t.Fatal(err)
 			}
 			if _, err := vm.Expect(ctx, liveInitRE, time.Minute); err != nil {
 				t.Fatal(err)
