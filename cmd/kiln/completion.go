@@ -18,6 +18,7 @@ var subcommands = map[string][]string{
 	"completion": {"bash", "zsh"},
 	"init":       {"reboot", "poweroff"},
 	"volumes":    {"list", "create", "upload", "grow", "rm", "chap"},
+	"roots":      {"list", "import", "promote", "rm"},
 	"vet":        {"start", "list", "show", "stop", "release", "report", "ssh", "tunnel"},
 }
 

@@ -54,6 +54,7 @@ func commands() map[string]command {
 		"backup":     {"write an encrypted backup of the state and config (kiln backup [-o FILE] | keygen -o FILE)", runBackup},
 		"restore":    {"restore a backup onto this appliance, keeping the old state aside (kiln restore [--force] FILE)", runRestore},
 		"keys":       {"make update signing keys (kiln keys gen --out DIR)", runKeys},
+		"roots":      {"root images of diskless machines (kiln roots list|import|promote|rm)", runRoots},
 		"volumes":    {"iSCSI volumes and CHAP for thin nodes (kiln volumes list|create|upload|grow|rm|chap)", runVolumes},
 		"vet":        {"start, watch, stop and report hardware vetting runs; log in to held hosts (kiln vet start|list|show|stop|release|report|ssh|tunnel)", runVet},
 	}

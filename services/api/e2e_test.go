@@ -174,6 +174,15 @@ func TestUIEndToEnd(t *testing.T) {
 		document.getElementById('volumes-table').textContent.includes(':e2e-01') &&
 		document.getElementById('volumes-space').textContent.includes('free of')`)
 	shot(t, ctx, shots, "07a-volumes")
+	// A root image version recorded beside it (kiln roots import stores its files first) shows on the roots page.
+	if _, err := db.AddRootImage(context.Background(), store.RootImage{Name: "contest", Version: 1, Promoted: true, Size: 3 << 20, Files: 42, Source: "contest.tar.zst"}); err != nil {
+		t.Fatal(err)
+	}
+	step("roots", chromedp.Navigate(base+"/ui/#/roots"), chromedp.WaitVisible(chromedp.CSS("#roots-table")))
+	waitFor("the root image version", `document.getElementById('roots-table').textContent.includes('contest@1') &&
+		document.getElementById('roots-table').textContent.includes('3 MiB') &&
+		document.getElementById('roots-table').textContent.includes('contest.tar.zst')`)
+	shot(t, ctx, shots, "07b-roots")
 	step("logs", chromedp.Navigate(base+"/ui/#/logs/mgmt"), chromedp.WaitVisible(chromedp.CSS("#log-lines")))
 	waitFor("mgmt's log lines", `document.getElementById('log-lines').textContent.includes('listening')`)
 	shot(t, ctx, shots, "07-logs")

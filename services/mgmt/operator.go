@@ -19,6 +19,9 @@ import (
 	"kiln.dev/kiln/services/iscsi"
 	"kiln.dev/kiln/services/iscsi/iscsihttp"
 	"kiln.dev/kiln/services/netconf"
+	"kiln.dev/kiln/services/nfs"
+	"kiln.dev/kiln/services/nfs/nfshttp"
+	"kiln.dev/kiln/services/nfs/roots"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
 	"kiln.dev/kiln/services/vetting/orchestrator"
@@ -87,6 +90,9 @@ func newAPI(ctx context.Context, env svc.Env, db *store.Store, fp string, log *s
 		vols.Reserve = env.Config.Provisioning.ISCSI
 	}
 	(&iscsihttp.Handler{Manager: vols, Unavailable: why, Log: log}).Mount(a)
+	// Root images of diskless machines (files below <state>/nfs).
+	(&nfshttp.Handler{Roots: &roots.Manager{Store: db, Layout: nfs.LayoutOf(env.StateDir)},
+		Config: env.Config.Provisioning, StateDir: env.StateDir, Log: log}).Mount(a)
 	return a, orch, nil
 }
 
