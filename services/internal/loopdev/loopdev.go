@@ -16,21 +16,32 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Attach binds file to a free loop device and returns its path.
-func Attach(file string, readOnly bool) (string, error) {
+// Device is an attached loop device, held open: with autoclear the kernel
+// frees a device when its last user goes, so the caller mounts it first
+// and closes it after (the mount keeps it until unmounted).
+type Device struct {
+	Path string
+	f    *os.File
+}
+
+// Close drops this hold on the device; unmounted, it is freed.
+func (d *Device) Close() error { return d.f.Close() }
+
+// Attach binds file to a free loop device.
+func Attach(file string, readOnly bool) (*Device, error) {
 	if _, err := os.Stat("/dev/loop-control"); errors.Is(err, fs.ErrNotExist) {
 		if out, err := exec.Command("modprobe", "loop").CombinedOutput(); err != nil {
-			return "", fmt.Errorf("loading the loop module: %v: %s", err, out)
+			return nil, fmt.Errorf("loading the loop module: %v: %s", err, out)
 		}
 	}
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
 	if err != nil {
-		return "", fmt.Errorf("opening /dev/loop-control: %w", err)
+		return nil, fmt.Errorf("opening /dev/loop-control: %w", err)
 	}
 	defer ctl.Close()
 	n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
 	if err != nil {
-		return "", fmt.Errorf("finding a free loop device: %w", err)
+		return nil, fmt.Errorf("finding a free loop device: %w", err)
 	}
 	dev := fmt.Sprintf("/dev/loop%d", n)
 	mode, flags := os.O_RDWR, uint32(unix.LO_FLAGS_AUTOCLEAR)
@@ -39,34 +50,23 @@ func Attach(file string, readOnly bool) (string, error) {
 	}
 	loop, err := os.OpenFile(dev, mode, 0)
 	if err != nil {
-		return "", fmt.Errorf("opening %s: %w", dev, err)
+		return nil, fmt.Errorf("opening %s: %w", dev, err)
 	}
-	defer loop.Close()
 	img, err := os.OpenFile(file, mode, 0)
 	if err != nil {
-		return "", err
+		loop.Close()
+		return nil, err
 	}
 	defer img.Close()
-	if err := unix.IoctlSetInt(int(loop.Fd()), unix.LOOP_SET_FD, int(img.Fd())); err != nil {
-		return "", fmt.Errorf("attaching %s to %s: %w", file, dev, err)
+	// One LOOP_CONFIGURE (Linux 5.8) binds the file and sets the flags.
+	cfg := unix.LoopConfig{Fd: uint32(img.Fd())}
+	cfg.Info.Flags = flags
+	copy(cfg.Info.File_name[:], file)
+	if err := unix.IoctlLoopConfigure(int(loop.Fd()), &cfg); err != nil {
+		loop.Close()
+		return nil, fmt.Errorf("attaching %s to %s: %w", file, dev, err)
 	}
-	info := unix.LoopInfo64{Flags: flags}
-	copy(info.File_name[:], file)
-	if err := unix.IoctlLoopSetStatus64(int(loop.Fd()), &info); err != nil {
-		unix.IoctlSetInt(int(loop.Fd()), unix.LOOP_CLR_FD, 0)
-		return "", fmt.Errorf("setting up %s: %w", dev, err)
-	}
-	return dev, nil
-}
-
-// Detach frees dev when nothing mounted it (a failed mount).
-func Detach(dev string) error {
-	f, err := os.OpenFile(dev, os.O_RDONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return unix.IoctlSetInt(int(f.Fd()), unix.LOOP_CLR_FD, 0)
+	return &Device{Path: dev, f: loop}, nil
 }
 
 // Resized tells dev that its file grew (LOOP_SET_CAPACITY).

@@ -15,8 +15,8 @@ func mountSquashfs(file, dir string) (unmount func() error, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Mount(dev, dir, "squashfs", unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
-		loopdev.Detach(dev)
+	defer dev.Close() // the mount holds it from here on
+	if err := unix.Mount(dev.Path, dir, "squashfs", unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
 		return nil, fmt.Errorf("mounting the squashfs image (is it one? is the squashfs module available?): %w", err)
 	}
 	return func() error { return unix.Unmount(dir, 0) }, nil
