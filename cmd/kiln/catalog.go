@@ -14,6 +14,7 @@ import (
 	"kiln.dev/kiln/services/iscsi"
 	"kiln.dev/kiln/services/mgmt"
 	"kiln.dev/kiln/services/netconf"
+	"kiln.dev/kiln/services/ntp"
 	"kiln.dev/kiln/services/svc"
 	"kiln.dev/kiln/services/tftp"
 )
@@ -40,6 +41,7 @@ func serviceCatalog() []catalogEntry {
 		{name: "dns", enabled: provisioning, run: dns.Run, after: []string{"netconf"}},
 		{name: "tftp", enabled: provisioning, run: tftp.Run, after: []string{"netconf"}},
 		{name: "httpboot", enabled: provisioning, run: httpboot.Run, after: []string{"netconf"}},
+		{name: "ntp", enabled: config.Config.NTPByDefault, run: ntp.Run, after: []string{"netconf"}},
 		{name: "iscsi", enabled: optIn, run: iscsi.Run, after: []string{"netconf"}},
 		{name: "update", enabled: func(c config.Config) bool { return c.Update.Channel != "" }, run: runUpdateService, after: []string{"netconf"}},
 	}

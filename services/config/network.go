@@ -123,6 +123,7 @@ func ProvisioningPorts(p Provisioning) []Port {
 		{"udp", 2049, "NFS"},
 		{"tcp", 3260, "iSCSI"},
 		{"udp", 514, "syslog"},
+		{"udp", 123, "NTP"}, // ntp.listen's port is fixed to what clients ask
 	}
 }
 
