@@ -541,6 +541,9 @@ func (c Config) listeners() []listener {
 	if on("httpboot") {
 		add("provisioning.http_boot.listen", "the HTTP boot server", "tcp", p.HTTPBootListen())
 	}
+	if c.Enabled("ntp", c.NTPByDefault()) {
+		add("ntp.listen", "the NTP server", "udp", c.NTP.ListenAddr())
+	}
 	return ls
 }
 
