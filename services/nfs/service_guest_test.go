@@ -65,6 +65,15 @@ func checkService(t *testing.T, mnt string) {
 	if err := lay.Prepare(); err != nil {
 		t.Fatal(err)
 	}
+	// The service leaves homes mounted (a restart keeps them); take the
+	// test's down before its directory is removed, once nfsd's export
+	// cache lets go of it.
+	t.Cleanup(func() {
+		DefaultKernel(lay.State).Flush()
+		if err := syscall.Unmount(lay.HomeDir("lab"), syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmounting the home: %v", err)
+		}
+	})
 	for v, text := range map[int]string{1: "VERSION=1\n", 2: "VERSION=2\n"} {
 		dir := lay.RootDir("contest", v)
 		mustMkdir(t, filepath.Join(dir, "etc"))
