@@ -51,6 +51,10 @@ func Run(ctx context.Context, env svc.Env) error {
 		env.Logger.Warn("no vetting live image to serve; vet hosts need provisioning.http_boot.vet_image or their own kernel and initrd", "missing", o.VetImageRoot)
 		o.VetImageRoot = ""
 	}
+	if _, err := os.Stat(o.DisklessImageRoot); err != nil {
+		env.Logger.Warn("no diskless client image to serve; diskless hosts need provisioning.http_boot.diskless_image or their own kernel and initrd", "missing", o.DisklessImageRoot)
+		o.DisklessImageRoot = ""
+	}
 	s, err := New(o, storeHosts{st, time.Now}, storeEvents{st}, env.Logger)
 	if err != nil {
 		return err
@@ -83,13 +87,18 @@ func OptionsFromConfig(c config.Config, stateDir string) Options {
 	if vet == "" {
 		vet = config.DefaultVetImage
 	}
+	diskless := c.Provisioning.HTTPBoot.DisklessImage
+	if diskless == "" {
+		diskless = config.DefaultDisklessImage
+	}
 	return Options{
-		Listen:       c.Provisioning.HTTPBootListen(),
-		FilesRoot:    files,
-		IPXERoot:     ipxe,
-		VetImageRoot: vet,
-		Profiles:     DefaultProfiles(),
-		Neighbor:     ProcNeighbor("/proc/net/arp"),
+		DisklessImageRoot: diskless,
+		Listen:            c.Provisioning.HTTPBootListen(),
+		FilesRoot:         files,
+		IPXERoot:          ipxe,
+		VetImageRoot:      vet,
+		Profiles:          DefaultProfiles(),
+		Neighbor:          ProcNeighbor("/proc/net/arp"),
 		BaseURL: func(client netip.Addr) string {
 			for _, s := range subnets {
 				if s.Boot.HTTPBase != "" && s.Prefix().Contains(client) {

@@ -62,9 +62,9 @@ func TestGoldenScripts(t *testing.T) {
 		{"vet.ipxe", Host{Name: "node1", Profile: ProfileVet, Token: "host-tok", RunToken: "tok-123"}},
 		{"vet-extra-cmdline.ipxe", Host{Name: "node1", Profile: ProfileVet, Token: "host-tok", RunToken: "tok-123", Cmdline: "kiln.stages=cpu,memory"}},
 		{"local.ipxe", Host{Name: "node1", Profile: ProfileLocal, Token: "tok-123"}},
-		{"diskless.ipxe", Host{Name: "node2", Profile: ProfileDiskless, Token: "t"}},
+		{"diskless.ipxe", Host{Name: "node2", Profile: ProfileDiskless, Token: "t", RootImage: "contest/2", Home: "lab"}},
 		{"diskless-override.ipxe", Host{Name: "node2", Profile: ProfileDiskless, Token: "t",
-			Kernel: "images/debian/vmlinuz", Initrd: "images/debian/initrd.img", NFSRoot: "10.0.0.9:/srv/nfs/node2", Cmdline: "quiet"}},
+			Kernel: "images/debian/vmlinuz", Initrd: "images/debian/initrd.img", NFSRoot: "10.0.0.9:/srv/nfs/node2", Cmdline: "quiet kiln.overlay=1G"}},
 		{"iscsi.ipxe", Host{Name: "node3", Profile: ProfileISCSI, Token: "t"}},
 		{"iscsi-override.ipxe", Host{Name: "node3", Profile: ProfileISCSI, Token: "t", ISCSITarget: "iqn.2004-01.example:disk7"}},
 		{"kernel.ipxe", Host{Name: "node4", Profile: ProfileKernel, Token: "t",
@@ -119,6 +119,11 @@ func TestRenderScriptRefusals(t *testing.T) {
 		{"vet without token", Host{Name: "n", Profile: ProfileVet}, "host n has no usable run token"},
 		{"vet with odd token", Host{Name: "n", Profile: ProfileVet, Token: "t", RunToken: "a b"}, "host n has no usable run token"},
 		{"diskless bad nfs root", Host{Name: "n", Profile: ProfileDiskless, NFSRoot: "nopath"}, `host n: nfs root "nopath" is not server:/path`},
+		{"diskless nfs root with options", Host{Name: "n", Profile: ProfileDiskless, NFSRoot: "10.0.0.1:/r,vers=3"}, `host n: nfs root "10.0.0.1:/r,vers=3" is not server:/path`},
+		{"diskless without root image", Host{Name: "n", Profile: ProfileDiskless}, "host n has the diskless profile but no root image: assign it one in the machine database"},
+		{"diskless root image without version", Host{Name: "n", Profile: ProfileDiskless, RootImage: "contest"}, `host n: root image "contest" is not <name>/<version>`},
+		{"diskless root image escaping", Host{Name: "n", Profile: ProfileDiskless, RootImage: "../x"}, `host n: root image "../x" is not <name>/<version>`},
+		{"diskless home with a path", Host{Name: "n", Profile: ProfileDiskless, RootImage: "r/1", Home: "a/b"}, `host n: home "a/b" is not a plain name`},
 		{"no name", Host{Profile: ProfileLocal}, "host record has no usable name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -19,7 +19,7 @@ func TestKindsMatchStore(t *testing.T) {
 		t.Errorf("event kinds %q/%q, want the store's %q/%q", KindScript, KindFile, store.EventScript, store.EventKernel)
 	}
 	for _, p := range store.BootProfiles {
-		if _, err := RenderScript(Host{Name: "n", Profile: string(p), Token: "t", RunToken: "t", Kernel: "k"}, testMAC, testBase, DefaultProfiles()); err != nil {
+		if _, err := RenderScript(Host{Name: "n", Profile: string(p), Token: "t", RunToken: "t", Kernel: "k", RootImage: "r/1"}, testMAC, testBase, DefaultProfiles()); err != nil {
 			t.Errorf("RenderScript(profile %q from the store) = %v, want a script", p, err)
 		}
 	}
