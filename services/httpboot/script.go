@@ -45,7 +45,10 @@ type Host struct {
 	// version promoted when the script is rendered); Home the name of the
 	// home export. NFSRoot overrides the root export, "server:/path".
 	RootImage, Home string
-	NFSRoot         string
+	// RootError says why the host's root image choice names no version
+	// (shown on its console instead of booting).
+	RootError string
+	NFSRoot   string
 	// ISCSITarget overrides the iscsi target IQN.
 	ISCSITarget string
 	// SAN is the iscsi host's login to kiln's own target (its names and
@@ -178,8 +181,11 @@ func RenderScript(h Host, mac, base string, p Profiles) ([]byte, error) {
 		server := or(p.NFSServer, baseHost)
 		d.NFSRoot = h.NFSRoot
 		if d.NFSRoot == "" {
+			if h.RootImage == "" && h.RootError != "" {
+				return nil, errRecord{fmt.Sprintf("host %s: %s", h.Name, safe(h.RootError))}
+			}
 			if h.RootImage == "" {
-				return nil, errRecord{fmt.Sprintf("host %s has the diskless profile but no root image: assign it one in the machine database", h.Name)}
+				return nil, errRecord{fmt.Sprintf("host %s has the diskless profile but no root image: give it one (kiln hosts add/import --root-image NAME) or its role one (provisioning.nfs.roles)", h.Name)}
 			}
 			if !exportName(h.RootImage, 2) {
 				return nil, errRecord{fmt.Sprintf("host %s: root image %q is not <name>/<version>", h.Name, safe(h.RootImage))}
