@@ -316,3 +316,32 @@ func ResolvConf(byIf map[string]Lease) string {
 	}
 	return b.String()
 }
+
+// Acquire brings ifname up, obtains one DHCP lease and applies it without
+// lifetimes and without renewing it: for a diskless client, whose root is
+// reached over this address after the initramfs that would renew it is
+// gone (the kernel's own ip=dhcp does the same). A DHCP client in the root
+// may take the address over.
+func Acquire(ctx context.Context, ifname, hostname string) (Lease, error) {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return Lease{}, fmt.Errorf("finding %s: %w", ifname, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return Lease{}, fmt.Errorf("bringing %s up: %w", ifname, err)
+	}
+	var mods []dhcpv4.Modifier
+	if hostname != "" {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptHostName(hostname)))
+	}
+	_, l, err := request(ctx, ifname, mods)
+	if err != nil {
+		return Lease{}, fmt.Errorf("DHCP on %s: %w", ifname, err)
+	}
+	permanent := l
+	permanent.Duration = 0 // no lifetimes: the address stays
+	if err := apply(link, permanent); err != nil {
+		return Lease{}, err
+	}
+	return l, nil
+}

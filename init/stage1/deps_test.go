@@ -26,6 +26,8 @@ func TestDependencies(t *testing.T) {
 		"kiln.dev/kiln/init/gpt":        true,
 		"kiln.dev/kiln/init/isofs":      true,
 		"kiln.dev/kiln/init/dm":         true,
+		"kiln.dev/kiln/init/switchroot": true,
+		"kiln.dev/kiln/init/kcmdline":   true,
 		"kiln.dev/kiln/image/verity":    true, // the kiln.verity format, standard library only
 	}
 	for _, p := range strings.Fields(string(out)) {

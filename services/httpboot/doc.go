@@ -12,7 +12,8 @@
 //   - local: on UEFI "exit 1" (the firmware's boot manager moves on to the next
 //     boot option, the local disk; a success status may stop at its menu), on
 //     BIOS "sanboot --no-describe --drive 0x80";
-//   - diskless: kernel and initrd with root=/dev/nfs nfsroot=<server>:<path>;
+//   - diskless: the diskless client image with kiln.nfsroot=<server>:/roots/<name>/<version>
+//     and kiln.nfshome=<server>:/homes/<name> (docs/diskless.md);
 //   - iscsi: "sanboot iscsi:<server>::::<target IQN>" with an initiator IQN;
 //   - kernel: the kernel, initrd and command line set on the host.
 //

@@ -56,7 +56,7 @@ func TestNetnsScriptGoesToItsMachine(t *testing.T) {
 			return ""
 		}
 		return arp(ip)
-	}}, storeHosts{st, time.Now}, storeEvents{st}, testLogger(t))
+	}}, storeHosts{st: st, now: time.Now}, storeEvents{st}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -97,6 +97,10 @@ type Options struct {
 	// VetImageRoot holds the appliance's own vetting live image (vmlinuz,
 	// initrd), served as /files/vet/<name> unless FilesRoot has that file.
 	VetImageRoot string
+	// DisklessImageRoot holds the appliance's own diskless client image
+	// (vmlinuz, initrd), served as /files/diskless/<name> unless FilesRoot
+	// has that file.
+	DisklessImageRoot string
 	// Runs gives vet hosts their run's token; nil: vet hosts are refused.
 	Runs VetRuns
 	// SAN gives iscsi hosts their login (CHAP) to kiln's target; nil: their
@@ -119,14 +123,16 @@ type Options struct {
 
 // Server serves iPXE scripts and boot artifacts.
 type Server struct {
-	opts   Options
-	root   *os.Root
-	ipxe   *os.Root // nil without Options.IPXERoot
-	vet    *os.Root // nil without Options.VetImageRoot
-	hosts  Hosts
-	events EventSink
-	limit  *eventLimiter
-	log    *slog.Logger
+	opts Options
+	root *os.Root
+	ipxe *os.Root // nil without Options.IPXERoot
+	vet  *os.Root // nil without Options.VetImageRoot
+	// diskless is nil without Options.DisklessImageRoot.
+	diskless *os.Root
+	hosts    Hosts
+	events   EventSink
+	limit    *eventLimiter
+	log      *slog.Logger
 }
 
 // New opens the files root and returns a server; events may be nil.
@@ -160,6 +166,12 @@ func New(o Options, hosts Hosts, events EventSink, log *slog.Logger) (*Server, e
 			return nil, fmt.Errorf("opening the vetting live image directory %s: %w", o.VetImageRoot, err)
 		}
 	}
+	if o.DisklessImageRoot != "" {
+		if s.diskless, err = os.OpenRoot(o.DisklessImageRoot); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("opening the diskless client image directory %s: %w", o.DisklessImageRoot, err)
+		}
+	}
 	return s, nil
 }
 
@@ -170,6 +182,9 @@ func (s *Server) Close() error {
 	}
 	if s.vet != nil {
 		s.vet.Close()
+	}
+	if s.diskless != nil {
+		s.diskless.Close()
 	}
 	return s.root.Close()
 }
@@ -193,6 +208,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveScript(w, r, strings.TrimSuffix(strings.TrimPrefix(p, "/boot/"), ".ipxe"))
 	case strings.HasPrefix(p, "/files/vet/") && s.vet != nil && !s.hasFile(strings.TrimPrefix(p, "/files/")):
 		s.serveFile(w, r, s.vet, "vet/", strings.TrimPrefix(p, "/files/vet/"))
+	case strings.HasPrefix(p, "/files/diskless/") && s.diskless != nil && !s.hasFile(strings.TrimPrefix(p, "/files/")):
+		s.serveFile(w, r, s.diskless, "diskless/", strings.TrimPrefix(p, "/files/diskless/"))
 	case strings.HasPrefix(p, "/files/"):
 		s.serveFile(w, r, s.root, "", strings.TrimPrefix(p, "/files/"))
 	case strings.HasPrefix(p, "/ipxe/") && s.ipxe != nil:

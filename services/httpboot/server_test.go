@@ -446,3 +446,40 @@ func TestIPXEFiles(t *testing.T) {
 		t.Errorf("New with a missing IPXERoot = nil error, want one naming provisioning.tftp.root")
 	}
 }
+
+// TestDisklessImage serves the appliance's own diskless client image under
+// /files/diskless/, unless the files root has the file (the operator's wins).
+func TestDisklessImage(t *testing.T) {
+	files, _ := filesRoot(t)
+	img := t.TempDir()
+	for name, data := range map[string]string{"vmlinuz": "image kernel", "initrd": "image initrd"} {
+		if err := os.WriteFile(filepath.Join(img, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(files, "diskless"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(files, "diskless", "initrd"), []byte("operator initrd"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{FilesRoot: files, DisklessImageRoot: img}, testHosts, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for target, want := range map[string]string{"/files/diskless/vmlinuz": "image kernel", "/files/diskless/initrd": "operator initrd"} {
+		resp := get(s, http.MethodGet, target)
+		if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(b) != want {
+			t.Errorf("GET %s = %d %q, want 200 %q", target, resp.StatusCode, b, want)
+		}
+	}
+	for _, target := range []string{"/files/diskless/../diskless/vmlinuz", "/files/diskless/missing", "/files/diskless/"} {
+		if resp := get(s, http.MethodGet, target); resp.StatusCode != 404 {
+			t.Errorf("GET %s = %d, want 404", target, resp.StatusCode)
+		}
+	}
+	if _, err := New(Options{FilesRoot: files, DisklessImageRoot: filepath.Join(img, "missing")}, testHosts, nil, testLogger(t)); err == nil {
+		t.Error("New with a missing DisklessImageRoot = nil error, want one")
+	}
+}
