@@ -28,6 +28,7 @@ type Config struct {
 	Update       Update             `yaml:"update"`
 	Vetting      Vetting            `yaml:"vetting"`
 	Backup       Backup             `yaml:"backup"`
+	NTP          NTP                `yaml:"ntp"`
 }
 
 // Management configures the management endpoint.
@@ -139,6 +140,7 @@ func (c Config) Validate() error {
 	c.Update.validate(add)
 	c.Vetting.validate(add)
 	c.Backup.validate(add)
+	c.NTP.validate(add)
 	if len(errs) == 0 {
 		return nil
 	}
