@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/partitions"
 	"kiln.dev/kiln/services/config"
 )
@@ -181,19 +182,10 @@ func (f *fakes) console(t *testing.T) *Console {
 		Data:       f.wiper,
 		Shell:      f.shell,
 		Power:      f.power,
-		Logger:     slog.New(slog.NewTextHandler(tWriter{t}, nil)),
+		Logger:     testlog.New(t, slog.LevelInfo),
 		Now:        func() time.Time { return testNow },
 		RetryDelay: 10 * time.Millisecond,
 	}
-}
-
-// tWriter routes log output to t.Log.
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
 }
 
 // syncBuffer is a bytes.Buffer safe for the console and a log follower writing at once.

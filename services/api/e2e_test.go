@@ -23,6 +23,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/api"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/iscsi"
@@ -227,7 +228,7 @@ func (b *browserTest) eval(js string) string {
 // released.
 func vettingEndToEnd(b *browserTest, db *store.Store, state string) {
 	t, ctx := b.t, context.Background()
-	orch := orchestrator.New(db, config.Vetting{}, state, slog.New(slog.NewTextHandler(tlog{t}, nil)))
+	orch := orchestrator.New(db, config.Vetting{}, state, testlog.New(t, slog.LevelInfo))
 	const (
 		passSpec = "expect:\n  - fact: memory.installed_bytes\n    min: 2GiB\n  - fact: cpu.threads\n    min: 2\n  - fact: disks.count\n    exact: 1\n"
 		failSpec = "expect:\n  - fact: memory.installed_bytes\n    min: 64GiB\n  - fact: cpu.threads\n    min: 2\n"
@@ -462,14 +463,6 @@ func e2eInventory() inventory.Inventory {
 		NICs:  []inventory.NIC{{Name: "enp0s2", MAC: "52:54:00:e2:e0:0a", Driver: "virtio_net", Carrier: true, Operstate: "up", MTU: 1500}},
 		PCIe:  []inventory.PCIe{},
 	}
-}
-
-// tlog sends a logger's lines to t.Log.
-type tlog struct{ t *testing.T }
-
-func (l tlog) Write(p []byte) (int, error) {
-	l.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
 }
 
 // shot saves a PNG of the page and logs its path.

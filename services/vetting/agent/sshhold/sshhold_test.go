@@ -20,15 +20,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/vetting/agent/sshhold"
 )
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
 
 // key is a client key pair: the signer, its authorized_keys line and the
 // private key in OpenSSH's file format.
@@ -60,7 +54,7 @@ func newKey(t *testing.T) key {
 func serve(t *testing.T, k key) (srv *sshhold.Server, addr string, cancel func(), served <-chan error) {
 	t.Helper()
 	srv, err := sshhold.New(sshhold.Config{AuthorizedKey: k.line,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+		Logger: testlog.New(t, slog.LevelInfo)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +355,7 @@ func TestBusyboxShell(t *testing.T) {
 	}
 	k := newKey(t)
 	srv, err := sshhold.New(sshhold.Config{AuthorizedKey: k.line, Shell: filepath.Join(bin, "sh"),
-		Env: []string{"PATH=" + bin}, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+		Env: []string{"PATH=" + bin}, Logger: testlog.New(t, slog.LevelInfo)})
 	if err != nil {
 		t.Fatal(err)
 	}
