@@ -20,6 +20,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
+	"kiln.dev/kiln/internal/atomicfile"
 )
 
 // Config configures Run.
@@ -272,11 +273,7 @@ func (r *resolver) set(ifname string, l Lease) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.byIf[ifname] = l
-	b := []byte(ResolvConf(r.byIf))
-	tmp := r.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err == nil {
-		os.Rename(tmp, r.path)
-	}
+	atomicfile.WriteFile(r.path, []byte(ResolvConf(r.byIf)), 0o644)
 }
 
 // ResolvConf renders resolv.conf for the leases, interfaces in name order,

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"kiln.dev/kiln/internal/atomicfile"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/firewall"
 )
@@ -232,14 +233,7 @@ func (m *Manager) writeResolvConf() error {
 	if cur, err := os.ReadFile(m.resolvConf); err == nil && bytes.Equal(cur, b) {
 		return nil
 	}
-	tmp := m.resolvConf + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", m.resolvConf, err)
-	}
-	if err := os.Rename(tmp, m.resolvConf); err != nil {
-		return fmt.Errorf("writing %s: %w", m.resolvConf, err)
-	}
-	return nil
+	return atomicfile.WriteFile(m.resolvConf, b, 0o644)
 }
 
 // ResolvConf renders resolv.conf: the configured resolver first, then the
