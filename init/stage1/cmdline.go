@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"kiln.dev/kiln/image/verity"
+	"kiln.dev/kiln/internal/cmdline"
 )
 
 // Cmdline is what stage 1 needs from the kernel command line.
@@ -27,14 +28,7 @@ type Cmdline struct {
 // as the kernel allows. It fails when root= is missing or is not a PARTUUID,
 // naming the parameter and the fix.
 func ParseCmdline(s string) (Cmdline, error) {
-	c := Cmdline{Init: "/sbin/init", Params: map[string]string{}}
-	for _, f := range splitCmdline(s) {
-		if f == "--" { // what follows is for init
-			break
-		}
-		k, v, _ := strings.Cut(f, "=")
-		c.Params[k] = v
-	}
+	c := Cmdline{Init: "/sbin/init", Params: cmdline.Parse(s).Map()}
 	root, ok := c.Params["root"]
 	if !ok || root == "" {
 		return c, fmt.Errorf("kernel command line has no root= parameter (the boot entry must say root=PARTUUID=<uuid>)")
@@ -57,32 +51,6 @@ func ParseCmdline(s string) (Cmdline, error) {
 		c.Init = v
 	}
 	return c, nil
-}
-
-func splitCmdline(s string) []string {
-	var fields []string
-	var b strings.Builder
-	quoted, have := false, false
-	for _, r := range s {
-		switch {
-		case r == '"':
-			quoted = !quoted
-			have = true
-		case !quoted && (r == ' ' || r == '\t' || r == '\n'):
-			if have {
-				fields = append(fields, b.String())
-				b.Reset()
-				have = false
-			}
-		default:
-			b.WriteRune(r)
-			have = true
-		}
-	}
-	if have {
-		fields = append(fields, b.String())
-	}
-	return fields
 }
 
 // validUUID accepts the 8-4-4-4-12 hex form.

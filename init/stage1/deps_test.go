@@ -18,14 +18,15 @@ func TestDependencies(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	allowed := map[string]bool{
-		"kiln.dev/kiln/cmd/kiln-stage1": true,
-		"kiln.dev/kiln/init/stage1":     true,
-		"kiln.dev/kiln/init/kmod":       true,
-		"kiln.dev/kiln/init/coldplug":   true,
-		"kiln.dev/kiln/init/blockdev":   true,
-		"kiln.dev/kiln/init/gpt":        true,
-		"kiln.dev/kiln/init/dm":         true,
-		"kiln.dev/kiln/image/verity":    true, // the kiln.verity format, standard library only
+		"kiln.dev/kiln/cmd/kiln-stage1":  true,
+		"kiln.dev/kiln/init/stage1":      true,
+		"kiln.dev/kiln/init/kmod":        true,
+		"kiln.dev/kiln/init/coldplug":    true,
+		"kiln.dev/kiln/init/blockdev":    true,
+		"kiln.dev/kiln/init/gpt":         true,
+		"kiln.dev/kiln/init/dm":          true,
+		"kiln.dev/kiln/image/verity":     true, // the kiln.verity format, standard library only
+		"kiln.dev/kiln/internal/cmdline": true,
 	}
 	for _, p := range strings.Fields(string(out)) {
 		if !allowed[p] && !strings.HasPrefix(p, "golang.org/x/sys/") {
