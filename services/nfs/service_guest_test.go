@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
@@ -93,7 +94,7 @@ func checkService(t *testing.T, mnt string) {
 	cfg.Provisioning.Subnets = []config.Subnet{{Name: "hall", CIDR: "10.77.0.0/24", Mode: config.ModeAuthoritative}}
 	cfg.Provisioning.NFS = config.NFSService{Threads: 4, Roles: map[string]config.NFSRole{"contestant": {RootImage: "contest", Home: "lab"}}}
 	env := svc.Env{Config: cfg, StateDir: state, RunDir: t.TempDir(),
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "nfs")}
+		Logger: testlog.New(t, slog.LevelDebug).With("component", "nfs")}
 	stop := runService(t, env)
 
 	root, home := filepath.Join(mnt, "svc-root"), filepath.Join(mnt, "svc-home")
