@@ -23,6 +23,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
+	"kiln.dev/kiln/internal/syncbuf"
 	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/api"
 	"kiln.dev/kiln/services/config"
@@ -534,31 +535,12 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	// mu guards b.
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startServe runs kiln serve until the test ends and returns its standard
 // error (where the first-login lines go) once it printed "kiln: ready".
 func startServe(t *testing.T, kiln, cfg, state string) string {
 	t.Helper()
 	cmd := exec.Command(kiln, "serve", "--config", cfg, "--state", state)
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	cmd.Stderr = logs
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -567,7 +549,7 @@ func startServe(t *testing.T, kiln, cfg, state string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	console := &lockedBuffer{}
+	console := &syncbuf.Buffer{}
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)

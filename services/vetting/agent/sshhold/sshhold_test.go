@@ -14,12 +14,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"kiln.dev/kiln/internal/syncbuf"
 	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/vetting/agent/sshhold"
 )
@@ -151,27 +151,8 @@ func TestRefused(t *testing.T) {
 	}
 }
 
-// syncBuffer collects output from a goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	// b is guarded by mu.
-	b bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitFor waits until the buffer holds want.
-func waitFor(t *testing.T, b *syncBuffer, want string) {
+func waitFor(t *testing.T, b *syncbuf.Buffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(b.String(), want) {
@@ -204,7 +185,7 @@ func TestShellWithTerminal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out syncbuf.Buffer
 	s.Stdout = &out
 	if err := s.Shell(); err != nil {
 		t.Fatalf("shell: %v", err)
@@ -399,7 +380,7 @@ func TestBusyboxShell(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var term syncBuffer
+	var term syncbuf.Buffer
 	s.Stdout = &term
 	if err := s.Shell(); err != nil {
 		t.Fatal(err)
