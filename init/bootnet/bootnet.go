@@ -21,6 +21,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
 	"kiln.dev/kiln/internal/atomicfile"
+	"kiln.dev/kiln/internal/resolvconf"
 )
 
 // Config configures Run.
@@ -285,31 +286,11 @@ func ResolvConf(byIf map[string]Lease) string {
 	}
 	sort.Strings(names)
 	var servers, search []string
-	seen := map[string]bool{}
 	for _, n := range names {
 		for _, ip := range byIf[n].DNS {
-			if s := ip.String(); !seen[s] {
-				seen[s] = true
-				servers = append(servers, s)
-			}
+			servers = append(servers, ip.String())
 		}
-		for _, d := range byIf[n].Search {
-			if !seen["search "+d] {
-				seen["search "+d] = true
-				search = append(search, d)
-			}
-		}
+		search = append(search, byIf[n].Search...)
 	}
-	var b strings.Builder
-	b.WriteString("# written by kiln init from DHCP leases\n")
-	if len(search) > 0 {
-		b.WriteString("search " + strings.Join(search, " ") + "\n")
-	}
-	for i, s := range servers {
-		if i == 3 {
-			break
-		}
-		b.WriteString("nameserver " + s + "\n")
-	}
-	return b.String()
+	return resolvconf.Render("written by kiln init from DHCP leases", servers, search)
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"kiln.dev/kiln/internal/atomicfile"
+	"kiln.dev/kiln/internal/resolvconf"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/firewall"
 )
@@ -249,29 +249,7 @@ func ResolvConf(r config.Resolver, leases []*Lease) string {
 		}
 		search = append(search, l.Search...)
 	}
-	servers, search = dedup(servers), dedup(search)
-	var b strings.Builder
-	b.WriteString("# written by kiln netconf from network.resolver and DHCP leases\n")
-	if len(search) > 0 {
-		b.WriteString("search " + strings.Join(search, " ") + "\n")
-	}
-	for i, s := range servers {
-		if i == 3 {
-			break
-		}
-		b.WriteString("nameserver " + s + "\n")
-	}
-	return b.String()
-}
-
-func dedup(ss []string) []string {
-	var out []string
-	for _, s := range ss {
-		if !slices.Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	return out
+	return resolvconf.Render("written by kiln netconf from network.resolver and DHCP leases", servers, search)
 }
 
 // Status is the network plane as it is now.
