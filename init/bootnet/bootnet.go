@@ -20,6 +20,8 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
+	"kiln.dev/kiln/internal/atomicfile"
+	"kiln.dev/kiln/internal/resolvconf"
 )
 
 // Config configures Run.
@@ -272,11 +274,7 @@ func (r *resolver) set(ifname string, l Lease) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.byIf[ifname] = l
-	b := []byte(ResolvConf(r.byIf))
-	tmp := r.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err == nil {
-		os.Rename(tmp, r.path)
-	}
+	atomicfile.WriteFile(r.path, []byte(ResolvConf(r.byIf)), 0o644)
 }
 
 // ResolvConf renders resolv.conf for the leases, interfaces in name order,
@@ -288,33 +286,13 @@ func ResolvConf(byIf map[string]Lease) string {
 	}
 	sort.Strings(names)
 	var servers, search []string
-	seen := map[string]bool{}
 	for _, n := range names {
 		for _, ip := range byIf[n].DNS {
-			if s := ip.String(); !seen[s] {
-				seen[s] = true
-				servers = append(servers, s)
-			}
+			servers = append(servers, ip.String())
 		}
-		for _, d := range byIf[n].Search {
-			if !seen["search "+d] {
-				seen["search "+d] = true
-				search = append(search, d)
-			}
-		}
+		search = append(search, byIf[n].Search...)
 	}
-	var b strings.Builder
-	b.WriteString("# written by kiln init from DHCP leases\n")
-	if len(search) > 0 {
-		b.WriteString("search " + strings.Join(search, " ") + "\n")
-	}
-	for i, s := range servers {
-		if i == 3 {
-			break
-		}
-		b.WriteString("nameserver " + s + "\n")
-	}
-	return b.String()
+	return resolvconf.Render("written by kiln init from DHCP leases", servers, search)
 }
 
 // Acquire brings ifname up, obtains one DHCP lease and applies it without

@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"kiln.dev/kiln/init/kcmdline"
+	"kiln.dev/kiln/internal/cmdline"
 )
 
 // Kernel command line parameters (docs/diskless.md states the contract).
@@ -47,7 +47,7 @@ type Cmdline struct {
 
 // ParseCmdline parses /proc/cmdline. Errors name the parameter and the fix.
 func ParseCmdline(s string) (Cmdline, error) {
-	p := kcmdline.Params(s)
+	p := cmdline.Parse(s).Map()
 	c := Cmdline{Init: "/sbin/init", Hostname: p[ParamHost]}
 	root, ok := p[ParamRoot]
 	if !ok || root == "" {

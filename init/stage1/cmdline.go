@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"kiln.dev/kiln/image/verity"
-	"kiln.dev/kiln/init/kcmdline"
+	"kiln.dev/kiln/internal/cmdline"
 )
 
 // Cmdline is what stage 1 needs from the kernel command line.
@@ -31,7 +31,7 @@ type Cmdline struct {
 // neither kiln.live= (a live ISO) nor root=PARTUUID= names the root, or when
 // kiln.verity= is missing or malformed.
 func ParseCmdline(s string) (Cmdline, error) {
-	c := Cmdline{Init: "/sbin/init", Params: kcmdline.Params(s)}
+	c := Cmdline{Init: "/sbin/init", Params: cmdline.Parse(s).Map()}
 	if v := c.Params["init"]; v != "" {
 		c.Init = v
 	}

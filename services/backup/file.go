@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"kiln.dev/kiln/internal/atomicfile"
 )
 
 // FileSuffix ends every backup file name.
@@ -35,26 +37,19 @@ func safeName(s string) string {
 // in the same directory, renamed into place only once complete: a failed
 // or interrupted backup never leaves a file that looks like one.
 func WriteFile(ctx context.Context, path string, src Source, key Key) (Manifest, error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	var m Manifest
+	var cerr error
+	err := atomicfile.Write(path, 0o600, func(f *os.File) error {
+		m, cerr = Create(ctx, f, src, key)
+		return cerr
+	})
+	if cerr != nil {
+		return Manifest{}, cerr // it names the step
+	}
 	if err != nil {
 		return Manifest{}, fmt.Errorf("backup: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	m, err := Create(ctx, tmp, src, key)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return Manifest{}, err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return Manifest{}, fmt.Errorf("backup: %w", err)
-	}
-	return m, syncDir(dir)
+	return m, nil
 }
 
 // Prune removes all but the newest keep backup files in dir (by the time

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"filippo.io/age"
 )
 
 const testBackupKey = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
@@ -32,4 +34,38 @@ func TestBackupSection(t *testing.T) {
 			t.Errorf("Parse(%q) = %v, want an error naming %s and saying %q", tc.yaml, err, tc.field, tc.fix)
 		}
 	}
+}
+
+// TestAgeRecipient holds the config's own check to what filippo.io/age
+// accepts: generated keys pass, any one changed character fails.
+func TestAgeRecipient(t *testing.T) {
+	for range 20 {
+		id, err := age.GenerateX25519Identity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := id.Recipient().String()
+		if !ageRecipient(key) {
+			t.Errorf("ageRecipient(%q) = false for a key age made", key)
+		}
+		for i := 4; i < len(key); i++ {
+			bad := []byte(key)
+			bad[i] = "qp"[boolInt(bad[i] == 'q')]
+			if _, ageErr := age.ParseX25519Recipient(string(bad)); ageRecipient(string(bad)) != (ageErr == nil) {
+				t.Errorf("ageRecipient(%q) = %v, age says %v", bad, ageRecipient(string(bad)), ageErr)
+			}
+		}
+	}
+	for _, s := range []string{"", "age1", strings.ToUpper(testBackupKey), "AGE-SECRET-KEY-1QQQ", testBackupKey + "q"} {
+		if ageRecipient(s) {
+			t.Errorf("ageRecipient(%q) = true", s)
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

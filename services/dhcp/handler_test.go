@@ -15,6 +15,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 )
@@ -36,15 +37,7 @@ func (f *fakeProber) Probe(_ context.Context, ip netip.Addr) (net.HardwareAddr, 
 
 // testLogger sends slog output to t.Log.
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "dhcp")
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(b []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
+	return testlog.New(t, slog.LevelDebug).With("component", "dhcp")
 }
 
 type testServer struct {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/qemu/guest"
 )
 
@@ -216,7 +217,7 @@ func serve(t *testing.T, k Kernel, in Input) *running {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := testlog.New(t, slog.LevelDebug)
 	go func() { done <- ch.Serve(ctx, r.exports.Answerer, log) }()
 	var once bool
 	r.cancel = func() {
@@ -232,13 +233,6 @@ func serve(t *testing.T, k Kernel, in Input) *running {
 	}
 	t.Cleanup(r.cancel)
 	return r
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
 }
 
 // netns makes namespace ns joined to this one by a veth pair: hostSide

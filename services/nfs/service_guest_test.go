@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
@@ -103,7 +104,7 @@ func checkService(t *testing.T, mnt string) {
 	cfg.Provisioning.NFS = config.NFSService{Threads: 4, Roles: map[string]config.NFSRole{"contestant": {RootImage: "contest", Home: "lab"}},
 		Homes: []config.NFSHome{{Name: "lab", Size: "32M"}}}
 	env := svc.Env{Config: cfg, StateDir: state, RunDir: t.TempDir(),
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "nfs")}
+		Logger: testlog.New(t, slog.LevelDebug).With("component", "nfs")}
 	stop := runService(t, env)
 
 	root, home := filepath.Join(mnt, "svc-root"), filepath.Join(mnt, "svc-home")
