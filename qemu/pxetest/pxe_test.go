@@ -139,12 +139,12 @@ func TestPXEBoot(t *testing.T) {
 			Extra: []string{"-global", "virtio-net-pci.romfile="}},
 			func(n qemu.NIC) qemu.NIC { n.MAC = ovmfMAC; return n },
 			[]*regexp.Regexp{regexp.MustCompile(`NBP filename is ipxe\.efi`), regexp.MustCompile(`NBP file downloaded successfully`),
-				regexp.MustCompile(`^Filename: http://10\.77\.0\.1:8080/boot/52-54-00-6b-6c-31\.ipxe\?token=`)}},
+				regexp.MustCompile(`^Filename: http://10\.77\.0\.1:8080/boot/52-54-00-6b-6c-31\.ipxe\?nonce=[A-Za-z0-9_-]{39}`)}},
 		{"seabios", "pxe-bios", qemu.Config{Firmware: qemu.BIOS, MemoryMiB: 256, NoWatchdog: true,
 			// SeaBIOS copies option ROM text to the serial port without graphics.
 			Extra: []string{"-machine", "graphics=off"}},
 			func(n qemu.NIC) qemu.NIC { n.MAC, n.Model, n.ROMFile = biosMAC, "e1000", biosROM; return n },
-			[]*regexp.Regexp{regexp.MustCompile(`^Filename: http://10\.77\.0\.1:8080/boot/52-54-00-6b-6c-32\.ipxe\?token=`)}},
+			[]*regexp.Regexp{regexp.MustCompile(`^Filename: http://10\.77\.0\.1:8080/boot/52-54-00-6b-6c-32\.ipxe\?nonce=[A-Za-z0-9_-]{39}`)}},
 	}
 	for _, tc := range targets {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/internal/bootnonce"
 	"kiln.dev/kiln/services/store"
 )
 
@@ -97,6 +98,9 @@ type server struct {
 	httpPort int
 	subnets  []*subnet
 	metrics  *dhcpMetrics // nil counts nothing
+	// nonces mints the script URLs' nonces (nil: iPXE gets a URL without
+	// one, which the HTTP boot service refuses).
+	nonces *bootnonce.Key
 
 	// enrolRate limits enrolling unknown machines in all (nil: no limit);
 	// past maxEnrolled hosts of role unknown (0: no cap) nobody is enrolled.
@@ -186,6 +190,7 @@ func (s *server) handle(ctx context.Context, req *dhcpv4.DHCPv4, in ingress) (*d
 	if err != nil {
 		return nil, netip.AddrPort{}, err
 	}
+	st.BootNonce = s.bootNonce(req, st)
 	resp, err := reply(req, st)
 	if err != nil || resp == nil {
 		return nil, netip.AddrPort{}, err
@@ -193,6 +198,27 @@ func (s *server) handle(ctx context.Context, req *dhcpv4.DHCPv4, in ingress) (*d
 	s.metrics.reply(sub, resp.MessageType())
 	s.event(ctx, req, st, resp)
 	return resp, destination(req, resp, in), nil
+}
+
+// bootNonce mints the nonce for the script URL in an OFFER or ACK to iPXE
+// of a known host: bound to this exchange (xid, MAC) and to the address the
+// client will fetch its script from — the one handed out, else the one it
+// has (proxyDHCP's port 4011); a proxy offer to a client without an address
+// binds none, and the HTTP boot service then identifies the client by its
+// neighbour entry. The host's token never goes into a DHCP packet: replies
+// are broadcast, and anyone on the LAN sees them.
+func (s *server) bootNonce(req *dhcpv4.DHCPv4, st state) string {
+	if s.nonces == nil || st.Host == nil || !classify(req).ipxe ||
+		(st.Type != dhcpv4.MessageTypeOffer && st.Type != dhcpv4.MessageTypeAck) {
+		return ""
+	}
+	addr := st.YourIP
+	if !addr.IsValid() {
+		if ci := addrOf(req.ClientIPAddr); ci.IsValid() && !ci.IsUnspecified() {
+			addr = ci
+		}
+	}
+	return s.nonces.Mint(bootnonce.Exchange{XID: req.TransactionID, MAC: req.ClientHWAddr, Addr: addr}, s.now().Add(bootnonce.Lifetime))
 }
 
 // proxy fills st for proxyDHCP: PXE clients get boot information, nothing else.
@@ -695,8 +721,8 @@ func (s *server) event(ctx context.Context, req *dhcpv4.DHCPv4, st state, resp *
 		d = append(d, "proxy")
 	}
 	if f := resp.BootFileNameOption(); f != "" {
-		// Without the query: a script URL carries the host's token, and
-		// events are shown to every read-scope API user.
+		// Without the query: a script URL carries this exchange's nonce,
+		// and events are shown to every read-scope API user.
 		f, _, _ = strings.Cut(f, "?")
 		d = append(d, "file="+f)
 	}

@@ -38,6 +38,9 @@ type state struct {
 	DNS []netip.Addr
 	// Host is the client's host record, nil if unknown.
 	Host *store.Host
+	// BootNonce goes in an iPXE client's script URL ("": none): the
+	// single-use nonce of this exchange, never the host's token.
+	BootNonce string
 	// NakMessage explains a NAK (option 56).
 	NakMessage string
 }
@@ -114,7 +117,7 @@ func bootFor(req *dhcpv4.DHCPv4, st state) (boot, bool) {
 		b.vendor = vendorPXE
 	}
 	if c.ipxe {
-		b.file = ScriptURL(base, req.ClientHWAddr, st.Host)
+		b.file = ScriptURL(base, req.ClientHWAddr, st.BootNonce)
 		return b, true
 	}
 	override := ""
@@ -142,11 +145,11 @@ func bootFor(req *dhcpv4.DHCPv4, st state) (boot, bool) {
 }
 
 // ScriptURL is where iPXE fetches a machine's boot script:
-// <http_base>/boot/<mac with dashes>.ipxe?token=<host token>.
-func ScriptURL(base string, mac net.HardwareAddr, h *store.Host) string {
+// <http_base>/boot/<mac with dashes>.ipxe?nonce=<this exchange's nonce>.
+func ScriptURL(base string, mac net.HardwareAddr, nonce string) string {
 	u := base + "/boot/" + strings.ReplaceAll(mac.String(), ":", "-") + ".ipxe"
-	if h != nil && h.Token != "" {
-		u += "?token=" + h.Token
+	if nonce != "" {
+		u += "?nonce=" + nonce
 	}
 	return u
 }
