@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/services/iscsi"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/vetting/protocol"
 )
@@ -17,7 +18,8 @@ import (
 // (the event streams included) over a database holding one of each secret
 // kiln keeps — host and run tokens and their hashes, a held run's SSH
 // private key, password, session and API token hashes, a boot event as the
-// DHCP service records an iPXE client's ACK — and greps each answer for
+// DHCP service records an iPXE client's ACK, an iSCSI initiator's sealed
+// CHAP secrets (mutual ones too) — and greps each answer for
 // every secret the database holds (store.Secrets).
 func TestReadRoutesLeakNoSecret(t *testing.T) {
 	ts := newTestServer(t, withVetting)
@@ -55,15 +57,28 @@ func TestReadRoutesLeakNoSecret(t *testing.T) {
 	if err := ts.o.Vetting.Record(ctx, runID, &protocol.Events{Events: []protocol.Event{{Seq: 1, Kind: protocol.EventStageStart, Stage: "cpu"}}}); err != nil {
 		t.Fatal(err)
 	}
+	// pc-01's iSCSI initiator with mutual CHAP, sealed by the iscsi
+	// service's own key (the store cannot open it: its clear text is added).
+	m, err := iscsi.OpenManager(ctx, ts.db, ts.stateDir, "hall.example", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := m.SetInitiator(ctx, "pc-01", "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	secrets, err := ts.db.Secrets(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	secrets = append(secrets, store.Secret{Column: "iscsi_initiators.chap_sealed (opened)", Value: creds.Secret},
+		store.Secret{Column: "iscsi_initiators.mutual_sealed (opened)", Value: creds.MutualSecret})
 	kinds := map[string]bool{}
 	for _, s := range secrets {
 		kinds[s.Column] = true
 	}
-	for _, c := range []string{"hosts.token", "vet_runs.token", "vet_runs.token_hash", "vet_runs.ssh_private", "users.password_hash", "sessions.id_hash", "api_tokens.secret_hash"} {
+	for _, c := range []string{"hosts.token", "vet_runs.token", "vet_runs.token_hash", "vet_runs.ssh_private", "users.password_hash", "sessions.id_hash", "api_tokens.secret_hash",
+		"iscsi_initiators.chap_sealed", "iscsi_initiators.mutual_sealed"} {
 		if !kinds[c] {
 			t.Fatalf("the database holds no %s: the test would prove nothing about it", c)
 		}

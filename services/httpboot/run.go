@@ -8,10 +8,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/internal/bootnonce"
+	"kiln.dev/kiln/services/iscsi"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
 	"kiln.dev/kiln/services/vetting/orchestrator"
@@ -54,6 +56,7 @@ func Run(ctx context.Context, env svc.Env) error {
 	o.Nonces = bootnonce.NewRedeemer(key, bootnonce.DefaultMaxUsed, time.Now())
 	orch := orchestrator.New(st, env.Config.Vetting, env.StateDir, env.Logger)
 	o.Runs = vetRuns{st, orch}
+	o.SAN = storeSAN{st: st, stateDir: env.StateDir, domain: env.Config.Provisioning.Domain, now: time.Now}
 	o.Agent = protocol.NewHandler(protocol.Options{Tokens: orch, Backend: orch, Logger: env.Logger.With("component", "vetting-agent-api")})
 	if _, err := os.Stat(o.VetImageRoot); err != nil {
 		env.Logger.Warn("no vetting live image to serve; vet hosts need provisioning.http_boot.vet_image or their own kernel and initrd", "missing", o.VetImageRoot)
@@ -160,6 +163,54 @@ func (v vetRuns) RunToken(ctx context.Context, name string) (string, error) {
 		return "", fmt.Errorf("%w: %w", ErrNoRun, err)
 	}
 	return tok, err
+}
+
+// storeSAN reads iscsi hosts' logins from the machine database: the names
+// the iscsi service gives its targets and the host's CHAP secrets, opened
+// with the iscsi service's sealing key (<state>/iscsi/chap.key).
+type storeSAN struct {
+	st       *store.Store
+	stateDir string
+	domain   string
+	now      func() time.Time
+}
+
+func (s storeSAN) SANLogin(ctx context.Context, host string) (SANLogin, error) {
+	if s.domain == "" {
+		return SANLogin{}, fmt.Errorf("%w: iSCSI boot needs provisioning.domain set on the appliance (the naming authority of its targets)", ErrNoSAN)
+	}
+	in, err := s.st.InitiatorOf(ctx, host)
+	if errors.Is(err, store.ErrNotFound) {
+		return SANLogin{}, fmt.Errorf("%w: host %s has no iSCSI CHAP credentials: make them with kiln volumes chap %s", ErrNoSAN, host, host)
+	}
+	if err != nil {
+		return SANLogin{}, err
+	}
+	vols, err := s.st.Volumes(ctx)
+	if err != nil {
+		return SANLogin{}, err
+	}
+	if !slices.ContainsFunc(vols, func(v store.Volume) bool { return v.Host == host }) {
+		return SANLogin{}, fmt.Errorf("%w: host %s has no iSCSI volume to boot from: create one with kiln volumes create %s/boot", ErrNoSAN, host, host)
+	}
+	names, err := iscsi.NamesFor(ctx, s.st, s.domain, s.now())
+	if err != nil {
+		return SANLogin{}, fmt.Errorf("%w: %w", ErrNoSAN, err)
+	}
+	// Opened per request: a key restored from a backup is used at once.
+	sealer, err := iscsi.OpenSealer(filepath.Join(s.stateDir, "iscsi", iscsi.KeyFile))
+	if err != nil {
+		return SANLogin{}, err
+	}
+	chap, err := sealer.Unseal(in)
+	if errors.Is(err, iscsi.ErrUnseal) {
+		return SANLogin{}, fmt.Errorf("%w: host %s's CHAP secrets do not open with this appliance's key: make new ones with kiln volumes chap %s", ErrNoSAN, host, host)
+	}
+	if err != nil {
+		return SANLogin{}, err
+	}
+	return SANLogin{Target: names.Target(host), Initiator: in.IQN, Username: chap.UserID, Password: chap.Password,
+		ReverseUsername: chap.MutualUserID, ReversePassword: chap.MutualPassword}, nil
 }
 
 // storeEvents stores boot events; downloads that name no MAC are attributed

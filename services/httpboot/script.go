@@ -45,6 +45,19 @@ type Host struct {
 	NFSRoot string
 	// ISCSITarget overrides the iscsi target IQN.
 	ISCSITarget string
+	// SAN is the iscsi host's login to kiln's own target (its names and
+	// CHAP secrets in clear text); nil: a target without CHAP named by
+	// Profiles.IQNPrefix or ISCSITarget.
+	SAN *SANLogin
+}
+
+// SANLogin is what an iscsi host's iPXE needs to log in to its target on
+// kiln: the target and initiator IQNs and the CHAP credentials, mutual
+// ones (the target proves itself) when Reverse* are set.
+type SANLogin struct {
+	Target, Initiator                string
+	Username, Password               string
+	ReverseUsername, ReversePassword string
 }
 
 // Profiles carries the site-wide settings of the boot profiles.
@@ -88,6 +101,7 @@ type scriptData struct {
 	Cmdline              string
 	NFSRoot              string
 	SANURI, InitiatorIQN string
+	CHAP                 SANLogin // Username "": no CHAP
 	Reason               string
 }
 
@@ -174,13 +188,21 @@ func RenderScript(h Host, mac, base string, p Profiles) ([]byte, error) {
 		}
 		d.Cmdline = join("initrd=initrd", "root=/dev/nfs", "boot=nfs", "nfsroot="+nfs, "ip=dhcp", "rw", p.Console, h.Cmdline)
 	case ProfileISCSI:
-		target := or(h.ISCSITarget, p.IQNPrefix+":"+h.Name)
+		target, initiator := p.IQNPrefix+":"+h.Name, p.IQNPrefix+":initiator:"+h.Name
+		if h.SAN != nil {
+			if !chapSafe(h.SAN.Username, h.SAN.Password, false) || !chapSafe(h.SAN.ReverseUsername, h.SAN.ReversePassword, true) {
+				// Never quote the values: they are secrets.
+				return nil, errRecord{fmt.Sprintf("host %s: its CHAP credentials are empty or hold characters an iPXE script cannot carry; make new ones with kiln volumes chap %s", h.Name, h.Name)}
+			}
+			target, initiator, d.CHAP = h.SAN.Target, h.SAN.Initiator, *h.SAN
+		}
+		target = or(h.ISCSITarget, target)
 		server := or(p.ISCSIServer, baseHost)
-		if strings.ContainsAny(target+server, " \t") || server == "" {
-			return nil, errRecord{fmt.Sprintf("host %s: iSCSI target %q on %q is unusable", h.Name, target, server)}
+		if strings.ContainsAny(target+server+initiator, " \t$") || bad(target+initiator) || server == "" {
+			return nil, errRecord{fmt.Sprintf("host %s: iSCSI target %q on %q is unusable", h.Name, safe(target), safe(server))}
 		}
 		d.SANURI = "iscsi:" + server + "::::" + target
-		d.InitiatorIQN = p.IQNPrefix + ":initiator:" + h.Name
+		d.InitiatorIQN = initiator
 	case ProfileKernel:
 		if d.KernelURL, err = artifact("kernel", h.Kernel); err != nil {
 			return nil, err
@@ -262,6 +284,25 @@ func ipxeSyntax(s string) string {
 		}
 	}
 	return ""
+}
+
+// chapSafe reports whether a CHAP user and secret can go on iPXE "set"
+// lines as they are: both set (or, when optional, both empty) and made of
+// characters iPXE reads literally — no spaces, quotes, backslashes, "$"
+// (setting expansion) or "#". kiln's own secrets are letters and digits.
+func chapSafe(user, secret string, optional bool) bool {
+	if user == "" && secret == "" {
+		return optional
+	}
+	if user == "" || secret == "" {
+		return false
+	}
+	for _, c := range []byte(user + secret) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.:@+/=", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // safe makes s printable on one script line.

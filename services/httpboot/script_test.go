@@ -67,6 +67,11 @@ func TestGoldenScripts(t *testing.T) {
 			Kernel: "images/debian/vmlinuz", Initrd: "images/debian/initrd.img", NFSRoot: "10.0.0.9:/srv/nfs/node2", Cmdline: "quiet"}},
 		{"iscsi.ipxe", Host{Name: "node3", Profile: ProfileISCSI, Token: "t"}},
 		{"iscsi-override.ipxe", Host{Name: "node3", Profile: ProfileISCSI, Token: "t", ISCSITarget: "iqn.2004-01.example:disk7"}},
+		{"iscsi-chap.ipxe", Host{Name: "node3", Profile: ProfileISCSI, Token: "t", SAN: &SANLogin{
+			Target: "iqn.2026-01.example.hall:node3", Initiator: "iqn.2026-01.example.hall:initiator:node3", Username: "node3", Password: "Secret23456789ab"}}},
+		{"iscsi-mutual.ipxe", Host{Name: "node3", Profile: ProfileISCSI, Token: "t", SAN: &SANLogin{
+			Target: "iqn.2026-01.example.hall:node3", Initiator: "iqn.2004-01.example:my-own-initiator", Username: "node3", Password: "Secret23456789ab",
+			ReverseUsername: "kiln", ReversePassword: "Mutual23456789ab"}}},
 		{"kernel.ipxe", Host{Name: "node4", Profile: ProfileKernel, Token: "t",
 			Kernel: "custom/bzImage", Initrd: "custom/initrd.cpio.gz", Cmdline: "console=ttyS0 root=/dev/sda2 ${custom-var}"}},
 		{"kernel-url-no-initrd.ipxe", Host{Name: "node4", Profile: ProfileKernel, Token: "t",
@@ -120,6 +125,16 @@ func TestRenderScriptRefusals(t *testing.T) {
 		{"vet with odd token", Host{Name: "n", Profile: ProfileVet, Token: "t", RunToken: "a b"}, "host n has no usable run token"},
 		{"diskless bad nfs root", Host{Name: "n", Profile: ProfileDiskless, NFSRoot: "nopath"}, `host n: nfs root "nopath" is not server:/path`},
 		{"no name", Host{Profile: ProfileLocal}, "host record has no usable name"},
+		{"CHAP secret with a space", Host{Name: "n", Profile: ProfileISCSI, SAN: &SANLogin{Target: "iqn.2026-01.a:n", Initiator: "iqn.2026-01.a:i", Username: "n", Password: "pass word"}},
+			"host n: its CHAP credentials are empty or hold characters an iPXE script cannot carry; make new ones with kiln volumes chap n"},
+		{"CHAP secret with a setting", Host{Name: "n", Profile: ProfileISCSI, SAN: &SANLogin{Target: "iqn.2026-01.a:n", Initiator: "iqn.2026-01.a:i", Username: "n", Password: "${net0/mac}"}},
+			"host n: its CHAP credentials are empty or hold characters an iPXE script cannot carry; make new ones with kiln volumes chap n"},
+		{"CHAP without secret", Host{Name: "n", Profile: ProfileISCSI, SAN: &SANLogin{Target: "iqn.2026-01.a:n", Initiator: "iqn.2026-01.a:i", Username: "n"}},
+			"host n: its CHAP credentials are empty or hold characters an iPXE script cannot carry; make new ones with kiln volumes chap n"},
+		{"mutual CHAP without secret", Host{Name: "n", Profile: ProfileISCSI, SAN: &SANLogin{Target: "iqn.2026-01.a:n", Initiator: "iqn.2026-01.a:i", Username: "n", Password: "p", ReverseUsername: "kiln"}},
+			"host n: its CHAP credentials are empty or hold characters an iPXE script cannot carry; make new ones with kiln volumes chap n"},
+		{"initiator with a setting", Host{Name: "n", Profile: ProfileISCSI, SAN: &SANLogin{Target: "iqn.2026-01.a:n", Initiator: "iqn.2026-01.a:${x}", Username: "n", Password: "p"}},
+			`host n: iSCSI target "iqn.2026-01.a:n" on "10.0.0.1" is unusable`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := RenderScript(tc.host, testMAC, testBase, p)

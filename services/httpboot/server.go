@@ -46,6 +46,18 @@ type VetRuns interface {
 	RunToken(ctx context.Context, host string) (string, error)
 }
 
+// ErrNoSAN is wrapped by SANLogins errors for an iscsi host that has no
+// usable login on kiln's target (its message is shown on the console).
+var ErrNoSAN = errors.New("no iSCSI login")
+
+// SANLogins hands out iscsi hosts' logins to kiln's iSCSI target.
+type SANLogins interface {
+	// SANLogin returns host's login, or an error wrapping ErrNoSAN whose
+	// message says what the operator must do. Neither may carry a secret
+	// into an error.
+	SANLogin(ctx context.Context, host string) (SANLogin, error)
+}
+
 // Event kinds.
 const (
 	KindScript = "script"        // a script was served
@@ -88,6 +100,9 @@ type Options struct {
 	VetImageRoot string
 	// Runs gives vet hosts their run's token; nil: vet hosts are refused.
 	Runs VetRuns
+	// SAN gives iscsi hosts their login (CHAP) to kiln's target; nil: their
+	// scripts name Profiles.IQNPrefix's target without CHAP.
+	SAN SANLogins
 	// Agent serves the vetting agent protocol under /vet/v1/; nil: 404.
 	Agent http.Handler
 	// Now is the clock; time.Now when nil.
@@ -322,6 +337,19 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 			return
 		}
 		h.RunToken = tok
+	}
+	if h.Profile == ProfileISCSI && s.opts.SAN != nil {
+		login, err := s.opts.SAN.SANLogin(ctx, h.Name)
+		if errors.Is(err, ErrNoSAN) {
+			deny(err.Error(), "no iSCSI login")
+			return
+		}
+		if err != nil {
+			s.log.Error("reading the iSCSI login", "host", h.Name, "err", err)
+			deny("kiln could not read the iSCSI login of "+h.Name+"; see the httpboot log", "iSCSI login error")
+			return
+		}
+		h.SAN = &login
 	}
 	b, err := RenderScript(h, mac, s.base(r), s.opts.Profiles)
 	if err != nil {

@@ -22,6 +22,8 @@ var secretColumns = []string{
 	"users.password_hash",
 	"sessions.id_hash", "sessions.csrf",
 	"api_tokens.secret_hash",
+	// Sealed by package iscsi with its own key: Secrets lists them as stored.
+	"iscsi_initiators.chap_sealed", "iscsi_initiators.mutual_sealed",
 }
 
 // Secrets returns every non-empty secret value the database holds (sealed

@@ -14,7 +14,7 @@ import (
 func TestSecretColumnsAreListed(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, "")
-	secretName := regexp.MustCompile(`token|hash|secret|private|password|csrf`)
+	secretName := regexp.MustCompile(`token|hash|secret|private|password|csrf|sealed`)
 	rows, err := s.db.QueryContext(ctx, `SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table'`)
 	if err != nil {
 		t.Fatal(err)
