@@ -18,7 +18,11 @@
 //     ("unknown-525400aabbcc") when they complete an exchange (REQUEST, or
 //     the PXE boot server's port 4011), never for a DISCOVER: at most 5 a
 //     second (burst 50) and 4096 in all; past that they still get
-//     addresses. Offers to MACs without a host row are held 10 s (a known
+//     addresses. A machine the operator has not registered (no host, or an
+//     unknown-* one) gets a first lease of at most 10 minutes and the
+//     subnet's lease time only when it renews at T1 (half of it): made-up
+//     MACs that complete a REQUEST give their addresses back in minutes, not
+//     12 hours. Offers to MACs without a host row are held 10 s (a known
 //     client's a minute), and when the pool has nothing else left a
 //     registered machine takes over the oldest of them: a flood of made-up
 //     MACs cannot lock registered machines out. Leases live in the store,

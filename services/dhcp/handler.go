@@ -29,7 +29,10 @@ const (
 	// clients REQUEST within seconds; made-up MACs of a flood never do.
 	unknownOfferHold = 10 * time.Second
 	declineHold      = 10 * time.Minute // an address a client declined (or a probe found in use) rests this long
-	maxProbes        = 3                // addresses probed per DISCOVER before giving up
+	// firstLease is the longest first lease of a machine the operator has
+	// not registered (see leaseTime).
+	firstLease = 10 * time.Minute
+	maxProbes  = 3 // addresses probed per DISCOVER before giving up
 )
 
 // prober checks whether an address is in use on the network.
@@ -260,7 +263,12 @@ func (s *server) authoritative(ctx context.Context, req *dhcpv4.DHCPv4, sub *sub
 		}
 		defer release()
 		now := s.now()
-		if old, err := s.db.LeaseByMAC(ctx, sub.cfg.Name, mac); err != nil || old.IP != ip || old.State != store.LeaseBound || !old.Active(now) {
+		old, err := s.db.LeaseByMAC(ctx, sub.cfg.Name, mac)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		st.LeaseTime = leaseTime(sub, h, old, ip, now)
+		if err != nil || old.IP != ip || old.State != store.LeaseBound || !old.Active(now) {
 			hold := offerHold
 			if h == nil {
 				hold = unknownOfferHold
@@ -368,7 +376,12 @@ func (s *server) request(ctx context.Context, req *dhcpv4.DHCPv4, sub *subnet, s
 		}
 	}
 	now := s.now()
-	if err := s.db.PutLease(ctx, s.lease(req, sub, ip, store.LeaseBound, now.Add(sub.cfg.Lease()))); err != nil {
+	old, err := s.db.LeaseByMAC(ctx, sub.cfg.Name, mac)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	st.LeaseTime = leaseTime(sub, h, old, ip, now)
+	if err := s.db.PutLease(ctx, s.lease(req, sub, ip, store.LeaseBound, now.Add(st.LeaseTime))); err != nil {
 		return err
 	}
 	sub.mu.Lock()
@@ -376,6 +389,28 @@ func (s *server) request(ctx context.Context, req *dhcpv4.DHCPv4, sub *subnet, s
 	sub.mu.Unlock()
 	st.Type, st.YourIP, st.Host = dhcpv4.MessageTypeAck, ip, h
 	return nil
+}
+
+// leaseTime is how long mac may hold ip: the subnet's lease time, except
+// that a machine the operator has not registered gets at most firstLease
+// until it renews a lease it has held for half of that (RFC 2131's T1). A
+// flood of made-up MACs that complete one REQUEST each then holds the pool
+// for minutes, not the subnet's lease time (12 h by default); a real client
+// renews at T1 and keeps its address for the full time. old is the MAC's
+// current lease in the subnet (zero if none).
+func leaseTime(sub *subnet, h *store.Host, old store.Lease, ip netip.Addr, now time.Time) time.Duration {
+	full := sub.cfg.Lease()
+	if known(h) || full <= firstLease {
+		return full
+	}
+	if old.IP == ip && old.State == store.LeaseBound && old.Active(now) {
+		// More than firstLease left: it already has a full lease. At most
+		// half left: it held the first lease to T1.
+		if left := old.Expires.Sub(now); left > firstLease || left <= firstLease/2 {
+			return full
+		}
+	}
+	return firstLease
 }
 
 // free reports whether mac may hold ip (a pool address nobody else holds).

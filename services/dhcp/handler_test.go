@@ -133,8 +133,8 @@ func TestDiscoverRequestEnrolls(t *testing.T) {
 		t.Errorf("HostByMAC after REQUEST = %q, %v, want unknown-525400000001", h.Name, err)
 	}
 	l, err := ts.db.LeaseByMAC(ctx, "hall-a", mac)
-	if err != nil || l.State != store.LeaseBound || l.Hostname != "debian" || !l.Expires.Equal(ts.now().Add(time.Hour)) {
-		t.Errorf("lease after ACK = %+v, %v, want bound for 1h with hostname debian", l, err)
+	if err != nil || l.State != store.LeaseBound || l.Hostname != "debian" || !l.Expires.Equal(ts.now().Add(firstLease)) {
+		t.Errorf("lease after ACK = %+v, %v, want bound for %s (an unregistered machine's first lease) with hostname debian", l, err, firstLease)
 	}
 	evs, _ := ts.db.BootEvents(ctx, mac, 10)
 	if len(evs) != 2 || evs[0].Kind != store.EventDHCPAck || evs[1].Kind != store.EventDHCPOffer || !strings.Contains(evs[0].Detail, "ip=10.0.0.100") {
@@ -406,6 +406,83 @@ func TestPoolExhausted(t *testing.T) {
 	if o, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:03", dhcpv4.MessageTypeDiscover), ts.eth1); o == nil {
 		t.Errorf("DISCOVER after offers expired got no offer")
 	}
+}
+
+// TestFirstLease: a machine the operator has not registered gets at most
+// firstLease until it renews at T1, then the subnet's lease time; a
+// registered one gets the subnet's at once. OFFER and ACK say the same as
+// the stored lease.
+func TestFirstLease(t *testing.T) {
+	ctx := context.Background()
+	short := testSubnet()
+	short.Name, short.Interface, short.CIDR, short.LeaseTime = "short", "eth2", "10.2.0.0/24", 5*time.Minute
+	short.Pool = config.Pool{Start: "10.2.0.100", End: "10.2.0.199"}
+	ts := newTestServer(t, testSubnet(), short)
+	eth2 := ingress{ifname: "eth2", ifaddr: netip.MustParseAddr("10.2.0.1"), dst: netip.MustParseAddr("255.255.255.255"), peer: netip.MustParseAddrPort("0.0.0.0:68")}
+	if _, err := ts.db.CreateHost(ctx, store.Host{Name: "pc-09", MACs: []string{"52:54:00:00:00:09"}}); err != nil {
+		t.Fatal(err)
+	}
+	start := ts.now()
+	// dora runs DISCOVER and REQUEST at start+at and returns the lease
+	// times of the OFFER, the ACK and the stored lease.
+	dora := func(mac string, at time.Duration, in ingress) (offer, ack, stored time.Duration) {
+		t.Helper()
+		*ts.clock = start.Add(at)
+		o, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeDiscover), in)
+		a, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeRequest,
+			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(o.ServerIdentifier())),
+			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(o.YourIPAddr))), in)
+		sub := "hall-a"
+		if in.ifname == "eth2" {
+			sub = "short"
+		}
+		l, err := ts.db.LeaseByMAC(ctx, sub, mac)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.IPAddressLeaseTime(0), a.IPAddressLeaseTime(0), l.Expires.Sub(*ts.clock)
+	}
+	// renew sends a RENEWING REQUEST at start+at and returns the ACK's lease time.
+	renew := func(mac string, at time.Duration) time.Duration {
+		t.Helper()
+		*ts.clock = start.Add(at)
+		l, err := ts.db.LeaseByMAC(ctx, "hall-a", mac)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := ts.eth1
+		in.dst, in.peer = netip.MustParseAddr("10.0.0.1"), netip.AddrPortFrom(l.IP, 68)
+		a, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(l.IP.AsSlice()), dhcpv4.WithBroadcast(false)), in)
+		if a == nil || a.MessageType() != dhcpv4.MessageTypeAck {
+			t.Fatalf("RENEW of %s at +%s = %v, want ACK", mac, at, a)
+		}
+		return a.IPAddressLeaseTime(0)
+	}
+	check := func(what string, got, want time.Duration) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s = %s, want %s", what, got, want)
+		}
+	}
+	o, a, st := dora("52:54:00:00:00:01", 0, ts.eth1)
+	check("unknown machine: OFFER lease", o, firstLease)
+	check("unknown machine: ACK lease", a, firstLease)
+	check("unknown machine: stored lease", st, firstLease)
+	// iPXE's own DORA 30 s later is still in the first half: short again.
+	_, a, _ = dora("52:54:00:00:00:01", 30*time.Second, ts.eth1)
+	check("unknown machine, second DORA before T1: ACK lease", a, firstLease)
+	check("unknown machine, RENEW before T1", renew("52:54:00:00:00:01", firstLease/2), firstLease)
+	check("unknown machine, RENEW at T1", renew("52:54:00:00:00:01", firstLease), time.Hour)
+	check("unknown machine, RENEW with a full lease", renew("52:54:00:00:00:01", firstLease+time.Minute), time.Hour)
+	o, a, st = dora("52:54:00:00:00:09", 0, ts.eth1)
+	check("registered machine: OFFER lease", o, time.Hour)
+	check("registered machine: ACK lease", a, time.Hour)
+	check("registered machine: stored lease", st, time.Hour)
+	_, a, _ = dora("52:54:00:00:00:02", 0, eth2)
+	check("unknown machine, subnet lease shorter than firstLease: ACK lease", a, 5*time.Minute)
+	// A lease that ran out starts over with a short one.
+	_, a, _ = dora("52:54:00:00:00:01", firstLease+2*time.Hour, ts.eth1)
+	check("unknown machine back after its lease expired: ACK lease", a, firstLease)
 }
 
 func TestRequestForms(t *testing.T) {

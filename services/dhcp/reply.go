@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
@@ -38,6 +39,8 @@ type state struct {
 	DNS []netip.Addr
 	// Host is the client's host record, nil if unknown.
 	Host *store.Host
+	// LeaseTime is the lease handed out; 0: the subnet's.
+	LeaseTime time.Duration
 	// BootNonce goes in an iPXE client's script URL ("": none): the
 	// single-use nonce of this exchange, never the host's token.
 	BootNonce string
@@ -191,6 +194,9 @@ func reply(req *dhcpv4.DHCPv4, st state) (*dhcpv4.DHCPv4, error) {
 	} else {
 		resp.YourIPAddr = st.YourIP.AsSlice()
 		lease := st.Subnet.Lease()
+		if st.LeaseTime > 0 {
+			lease = st.LeaseTime
+		}
 		resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(lease))
 		resp.UpdateOption(dhcpv4.OptRenewTimeValue(lease / 2))
 		resp.UpdateOption(dhcpv4.OptRebindingTimeValue(lease * 7 / 8))
