@@ -221,7 +221,7 @@ func (s *server) bootNonce(req *dhcpv4.DHCPv4, st state) string {
 			addr = ci
 		}
 	}
-	return s.nonces.Mint(bootnonce.Exchange{XID: req.TransactionID, MAC: req.ClientHWAddr, Addr: addr}, s.now().Add(bootnonce.Lifetime))
+	return s.nonces.Mint(bootnonce.Exchange{XID: req.TransactionID, MAC: req.ClientHWAddr, Addr: addr}, s.now())
 }
 
 // proxy fills st for proxyDHCP: PXE clients get boot information, nothing else.

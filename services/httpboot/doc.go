@@ -27,10 +27,12 @@
 // MAC's, or, for an on-link client, the address the kernel's neighbour table
 // (/proc/net/arp) maps to the MAC (proxyDHCP sites, where another server
 // leases the addresses). A nonce is used up only once every check passed, so
-// a refused attempt from elsewhere leaves it to its machine. The Redeemer
-// remembers redeemed exchanges in memory (at most 8192, each until its nonce
-// expires) and refuses nonces minted before the service started: a restart
-// costs a machine in mid-boot one retry, never a replay.
+// a refused attempt from elsewhere leaves it to its machine; then every
+// nonce of that exchange (MAC and xid) minted until then is refused, while
+// one minted later — a reboot, even with the same xid — is served. The
+// Redeemer remembers served exchanges in memory (at most 8192, each for the
+// 2 minutes its nonces live) and refuses nonces minted before the service
+// started: a restart costs a machine in mid-boot one retry, never a replay.
 //
 // Every failure path of a script ends in "exit 1", so the firmware falls
 // through to its next boot device (normally the local disk). Refusals —

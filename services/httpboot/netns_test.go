@@ -108,7 +108,7 @@ func TestNetnsScriptGoesToItsMachine(t *testing.T) {
 	}
 
 	hw, _ := net.ParseMAC(mac)
-	url = script + "?nonce=" + dhcpKey.Mint(bootnonce.Exchange{XID: [4]byte{1, 2, 3, 4}, MAC: hw, Addr: netip.MustParseAddr(leased)}, time.Now().Add(bootnonce.Lifetime))
+	url = script + "?nonce=" + dhcpKey.Mint(bootnonce.Exchange{XID: [4]byte{1, 2, 3, 4}, MAC: hw, Addr: netip.MustParseAddr(leased)}, time.Now())
 	for _, step := range []struct{ from, want string }{
 		{other, "no network boot for " + mac + " from " + other + ": this boot URL was handed out for another address"},
 		{leased, "# kiln boot script for nsnode"},

@@ -265,7 +265,7 @@ func mint(xid byte, mac, addr string, age time.Duration) string {
 	if addr != "" {
 		ex.Addr = netip.MustParseAddr(addr)
 	}
-	return testNonceKey.Mint(ex, time.Unix(1_700_000_000, 0).Add(age+bootnonce.Lifetime))
+	return testNonceKey.Mint(ex, time.Unix(1_700_000_000, 0).Add(age))
 }
 
 // TestScriptNonces: a script URL from DHCP carries the exchange's nonce
@@ -294,6 +294,7 @@ func TestScriptNonces(t *testing.T) {
 	}{
 		{"its machine", macA, n1, "10.0.0.50", string(vetA), served(macA, "node-a", "vet")},
 		{"again", macA, n1, "10.0.0.50", usedUp, refused(macA, "node-a", "nonce refused: nonce already used (xid 00000001 for 10.0.0.50, expires 22:15:20)")},
+		{"the same xid after a reboot: a new exchange", macA, mint(1, macA, "10.0.0.50", 30*time.Second), "10.0.0.50", string(vetA), served(macA, "node-a", "vet")},
 		{"from another address", macA, n2, "10.0.0.51",
 			denied("no network boot for " + macA + " from 10.0.0.51: this boot URL was handed out for another address"),
 			refused(macA, "node-a", "nonce refused: nonce redeemed from another address (xid 00000002 for 10.0.0.50, expires 22:15:20)")},
@@ -304,7 +305,7 @@ func TestScriptNonces(t *testing.T) {
 			refused(macA, "node-a", "nonce refused: nonce older than this service's memory of used nonces (xid 00000004 for 10.0.0.50, expires 22:15:19)")},
 		{"another MAC's nonce", macB, mint(5, macA, "10.0.0.60", 0), "10.0.0.60", wrong(macB),
 			refused(macB, "node-b", "nonce refused: nonce not minted by this appliance for this MAC")},
-		{"minted with another key", macA, bootnonce.NewKey(bytes.Repeat([]byte{1}, 32)).Mint(bootnonce.Exchange{XID: [4]byte{6}, MAC: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 0x0a}, Addr: netip.MustParseAddr("10.0.0.50")}, time.Unix(1_700_000_000, 0).Add(bootnonce.Lifetime)),
+		{"minted with another key", macA, bootnonce.NewKey(bytes.Repeat([]byte{1}, 32)).Mint(bootnonce.Exchange{XID: [4]byte{6}, MAC: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 0x0a}, Addr: netip.MustParseAddr("10.0.0.50")}, time.Unix(1_700_000_000, 0)),
 			"10.0.0.50", wrong(macA), refused(macA, "node-a", "nonce refused: nonce not minted by this appliance for this MAC")},
 		{"the host's token as a nonce", macA, "token-a", "10.0.0.50", wrong(macA), refused(macA, "node-a", "nonce refused: malformed nonce")},
 		{"bound to an address that is not the MAC's", macA, mint(7, macA, "10.0.0.99", 0), "10.0.0.99",

@@ -5,12 +5,13 @@
 //
 // A nonce is a MAC (HMAC-SHA256, cut to 128 bits) over the exchange — the
 // DHCP transaction id, the client's MAC, the address the reply hands out —
-// and its expiry, under a key both services derive from the appliance's
-// sealing key. So the services share no table: anyone holding the key can
-// check a nonce, nobody without it can make one, and a nonce names its
-// exchange in the clear (xid, address, expiry; the MAC is in the URL's path).
-// Single use needs memory only on the redeeming side: a Redeemer remembers
-// the exchanges it redeemed until their nonces expire, in a bounded table.
+// and the second it was minted, under a key both services derive from the
+// appliance's sealing key. So the services share no table: anyone holding
+// the key can check a nonce, nobody without it can make one, and a nonce
+// names its exchange in the clear (xid, address, time; the MAC is in the
+// URL's path). Single use needs memory only on the redeeming side: a
+// Redeemer remembers the exchanges it redeemed until their nonces expire,
+// in a bounded table.
 package bootnonce
 
 import (
@@ -36,7 +37,7 @@ const Lifetime = 2 * time.Minute
 const purpose = "kiln boot nonce v1"
 
 // Layout of a decoded nonce: version, xid, IPv4 address (0.0.0.0: not bound
-// to one), expiry in Unix seconds, tag.
+// to one), the Unix second it was minted, tag.
 const (
 	version = 1
 	tagLen  = 16
@@ -86,15 +87,17 @@ func LoadKey(sealKeyPath string) (*Key, error) {
 
 // Ticket is what a valid nonce says about its exchange.
 type Ticket struct {
-	XID     [4]byte
-	MAC     [6]byte
-	Addr    netip.Addr // invalid: not bound to an address
-	Expires time.Time
+	XID  [4]byte
+	MAC  [6]byte
+	Addr netip.Addr // invalid: not bound to an address
+	// Minted is when the nonce was made, to the second (rounded down);
+	// it may be redeemed until Expires, Lifetime later.
+	Minted, Expires time.Time
 }
 
-// Mint returns the nonce for ex, valid until expires (rounded up to a second).
-// A MAC that is not 6 bytes gets "" (no nonce, so no script).
-func (k *Key) Mint(ex Exchange, expires time.Time) string {
+// Mint returns the nonce for ex minted at now, valid for Lifetime. A MAC
+// that is not 6 bytes gets "" (no nonce, so no script).
+func (k *Key) Mint(ex Exchange, now time.Time) string {
 	if len(ex.MAC) != 6 {
 		return ""
 	}
@@ -105,11 +108,7 @@ func (k *Key) Mint(ex Exchange, expires time.Time) string {
 		a := ex.Addr.As4()
 		copy(raw[5:9], a[:])
 	}
-	exp := expires.Unix()
-	if expires.Nanosecond() > 0 {
-		exp++
-	}
-	binary.BigEndian.PutUint32(raw[9:13], uint32(exp))
+	binary.BigEndian.PutUint32(raw[9:13], uint32(now.Unix()))
 	copy(raw[bodyLen:], k.tag(raw[:bodyLen], ex.MAC))
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
@@ -141,7 +140,8 @@ func (k *Key) Open(nonce string, mac net.HardwareAddr) (Ticket, error) {
 	if a := netip.AddrFrom4([4]byte(raw[5:9])); !a.IsUnspecified() {
 		t.Addr = a
 	}
-	t.Expires = time.Unix(int64(binary.BigEndian.Uint32(raw[9:13])), 0)
+	t.Minted = time.Unix(int64(binary.BigEndian.Uint32(raw[9:13])), 0)
+	t.Expires = t.Minted.Add(Lifetime)
 	return t, nil
 }
 

@@ -25,17 +25,18 @@ var (
 func testKey(b byte) *Key { return NewKey(bytes.Repeat([]byte{b}, 32)) }
 
 // TestRedeem: one table of what a nonce minted for (xid1, macA, addrA) at t0
-// gives each redemption, each on a fresh Redeemer unless it says "after".
+// gives each redemption, each on a fresh Redeemer started at t0, after the
+// nonces in before were redeemed (by macA from addrA at t0).
 func TestRedeem(t *testing.T) {
 	key := testKey(1)
 	ex := Exchange{XID: xid1, MAC: macA, Addr: addrA}
-	nonce := key.Mint(ex, t0.Add(Lifetime))
-	unbound := key.Mint(Exchange{XID: xid1, MAC: macA}, t0.Add(Lifetime))
+	nonce := key.Mint(ex, t0)
+	unbound := key.Mint(Exchange{XID: xid1, MAC: macA}, t0)
 	tampered := []byte(nonce)
 	tampered[3] ^= 1 // inside the xid: the tag no longer matches
 	for _, tc := range []struct {
 		name   string
-		before []string // nonces redeemed (by macA from addrA at t0) first
+		before []string
 		nonce  string
 		mac    net.HardwareAddr
 		from   netip.Addr
@@ -46,19 +47,20 @@ func TestRedeem(t *testing.T) {
 		{"valid at its last second", nil, nonce, macA, addrA, t0.Add(Lifetime), nil},
 		{"expired", nil, nonce, macA, addrA, t0.Add(Lifetime + time.Second), ErrExpired},
 		{"reused", []string{nonce}, nonce, macA, addrA, t0.Add(time.Second), ErrUsed},
-		{"ACK's nonce after the OFFER's (same exchange)", []string{nonce}, key.Mint(ex, t0.Add(Lifetime+time.Second)), macA, addrA, t0.Add(time.Second), ErrUsed},
-		{"another exchange of the same machine", []string{key.Mint(Exchange{XID: [4]byte{1, 2, 3, 4}, MAC: macA, Addr: addrA}, t0.Add(Lifetime))}, nonce, macA, addrA, t0, nil},
+		{"the OFFER's nonce after the ACK's (one exchange)", []string{key.Mint(ex, t0.Add(300*time.Millisecond))}, nonce, macA, addrA, t0.Add(time.Second), ErrUsed},
+		{"another exchange of the same machine", []string{key.Mint(Exchange{XID: [4]byte{1, 2, 3, 4}, MAC: macA, Addr: addrA}, t0)}, nonce, macA, addrA, t0, nil},
+		{"the same xid after a reboot (iPXE seeds it from a timer)", []string{nonce}, key.Mint(ex, t0.Add(30*time.Second)), macA, addrA, t0.Add(31 * time.Second), nil},
 		{"from another address", nil, nonce, macA, addrB, t0, ErrOtherAddress},
 		{"IPv4-mapped requester is the same address", nil, nonce, macA, netip.AddrFrom16(addrA.As16()), t0, nil},
 		{"for another MAC", nil, nonce, macB, addrA, t0, ErrForged},
-		{"minted with another key", nil, testKey(2).Mint(ex, t0.Add(Lifetime)), macA, addrA, t0, ErrForged},
+		{"minted with another key", nil, testKey(2).Mint(ex, t0), macA, addrA, t0, ErrForged},
 		{"tampered", nil, string(tampered), macA, addrA, t0, ErrForged},
 		{"empty", nil, "", macA, addrA, t0, ErrMalformed},
 		{"not base64url", nil, strings.Repeat("*", EncodedLen), macA, addrA, t0, ErrMalformed},
 		{"too long", nil, nonce + "A", macA, addrA, t0, ErrMalformed},
 		{"the host's token instead", nil, "0123456789abcdef0123456789abcdef", macA, addrA, t0, ErrMalformed},
 		{"not bound to an address (proxy offer): any address", nil, unbound, macA, addrB, t0, nil},
-		{"minted before the redeemer started", nil, key.Mint(ex, t0.Add(Lifetime-time.Second)), macA, addrA, t0, ErrStale},
+		{"minted before the redeemer started", nil, key.Mint(ex, t0.Add(-time.Second)), macA, addrA, t0, ErrStale},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := NewRedeemer(key, 16, t0)
@@ -89,7 +91,7 @@ func TestRedeem(t *testing.T) {
 func TestCheckDoesNotUseUp(t *testing.T) {
 	key := testKey(1)
 	r := NewRedeemer(key, 16, t0)
-	nonce := key.Mint(Exchange{XID: xid1, MAC: macA, Addr: addrA}, t0.Add(Lifetime))
+	nonce := key.Mint(Exchange{XID: xid1, MAC: macA, Addr: addrA}, t0)
 	for range 3 {
 		if _, err := r.Check(nonce, macA, addrA, t0); err != nil {
 			t.Fatalf("Check = %v", err)
@@ -106,7 +108,7 @@ func TestCheckDoesNotUseUp(t *testing.T) {
 // TestTicket: what a nonce says in the clear, and that it is what was minted.
 func TestTicket(t *testing.T) {
 	key := testKey(1)
-	n := key.Mint(Exchange{XID: xid1, MAC: macA, Addr: addrA}, t0.Add(Lifetime+300*time.Millisecond))
+	n := key.Mint(Exchange{XID: xid1, MAC: macA, Addr: addrA}, t0.Add(300*time.Millisecond))
 	if len(n) != EncodedLen {
 		t.Fatalf("len(Mint) = %d, want %d", len(n), EncodedLen)
 	}
@@ -114,9 +116,9 @@ func TestTicket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Ticket{XID: xid1, MAC: [6]byte(macA), Addr: addrA, Expires: t0.Add(Lifetime + time.Second)}
+	want := Ticket{XID: xid1, MAC: [6]byte(macA), Addr: addrA, Minted: t0, Expires: t0.Add(Lifetime)}
 	if tk != want {
-		t.Errorf("Open(Mint) = %+v, want %+v (expiry rounded up)", tk, want)
+		t.Errorf("Open(Mint) = %+v, want %+v (minted rounded down to the second)", tk, want)
 	}
 	if got := key.Mint(Exchange{XID: xid1, MAC: macA[:5]}, t0); got != "" {
 		t.Errorf("Mint(5-byte MAC) = %q, want no nonce", got)
@@ -138,7 +140,7 @@ func TestTableBounded(t *testing.T) {
 		var xid [4]byte
 		binary.BigEndian.PutUint32(xid[:], uint32(i))
 		now := t0.Add(time.Duration(i) * 10 * time.Millisecond) // 100 a second: all within one Lifetime
-		n := key.Mint(Exchange{XID: xid, MAC: macA, Addr: addrA}, now.Add(Lifetime))
+		n := key.Mint(Exchange{XID: xid, MAC: macA, Addr: addrA}, now)
 		if _, err := r.Redeem(n, macA, addrA, now); err != nil && !errors.Is(err, ErrStale) {
 			t.Fatalf("Redeem(nonce %d) = %v", i, err)
 		}
@@ -155,7 +157,7 @@ func TestTableBounded(t *testing.T) {
 	}
 	// Once the flood's nonces expire, the table empties as it is used.
 	later := now.Add(Lifetime + 2*time.Second)
-	if _, err := r.Redeem(key.Mint(Exchange{XID: xid1, MAC: macB, Addr: addrB}, later.Add(Lifetime)), macB, addrB, later); err != nil {
+	if _, err := r.Redeem(key.Mint(Exchange{XID: xid1, MAC: macB, Addr: addrB}, later), macB, addrB, later); err != nil {
 		t.Errorf("Redeem after the flood expired = %v, want served", err)
 	}
 	if got := r.Len(); got != 1 {
@@ -176,7 +178,7 @@ func TestLoadKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	ex := Exchange{XID: xid1, MAC: macA, Addr: addrA}
-	n := a.Mint(ex, t0.Add(Lifetime))
+	n := a.Mint(ex, t0)
 	if _, err := b.Open(n, macA); err != nil {
 		t.Errorf("a nonce minted by one service does not open in the other: %v", err)
 	}

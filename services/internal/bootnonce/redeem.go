@@ -15,36 +15,39 @@ const DefaultMaxUsed = 8192
 // exchangeKey is a redeemed exchange: the client's MAC and the xid.
 type exchangeKey [10]byte
 
-type redeemed struct {
-	key     exchangeKey
-	expires time.Time
+type redemption struct {
+	key exchangeKey
+	at  time.Time
 }
 
-// Redeemer redeems nonces once: it remembers the exchanges it redeemed
-// until their nonces expire. A nonce counts for its exchange, so of the
-// OFFER's and the ACK's nonce (same xid, MAC and address) only one is
-// served.
+// Redeemer redeems nonces once per exchange: it remembers when it served
+// each exchange (MAC and xid) and refuses that exchange's nonces minted
+// until then — the OFFER's and the ACK's nonce serve one script together,
+// and a nonce is never served twice. A nonce minted later is a new exchange
+// even with the same xid: iPXE seeds its xid from a timer, and a machine
+// that reboots may well send the same one.
 //
-// Its table is bounded (clients choose the xids). When it is full the
-// oldest redemption is forgotten and every nonce expiring no later than
-// that one is refused from then on: a forgotten nonce can never be replayed,
-// and under a flood the cost is that nonces live shorter, never that one
-// works twice. Likewise nonces minted before the Redeemer was made (before
-// the service restarted) are refused: it cannot know whether they were used.
+// Its table is bounded (clients choose the xids). An entry stays until
+// every nonce it refuses has expired; when the table is full the oldest
+// entry is forgotten and every nonce minted no later than that redemption
+// is refused from then on: a forgotten nonce can never be replayed, and
+// under a flood the cost is that nonces live shorter, never that one works
+// twice. Likewise nonces minted before the Redeemer was made (before the
+// service restarted) are refused: it cannot know whether they were used.
 type Redeemer struct {
 	key       *Key
 	max       int
-	notBefore int64 // Unix second: nonces minted earlier are refused
+	notBefore time.Time // nonces minted in an earlier second are refused
 
 	// mu guards the fields below.
 	mu sync.Mutex
-	// used maps each redeemed exchange to its nonce's expiry.
+	// used maps each redeemed exchange to when it was last redeemed.
 	used map[exchangeKey]time.Time
 	// ring holds the redemptions in order: n of them from head, at most max.
-	ring    []redeemed
+	ring    []redemption
 	head, n int
-	// forgotten is the latest expiry among redemptions dropped from a full
-	// table; nonces expiring at or before it are refused.
+	// forgotten is the latest redemption dropped from a full table: nonces
+	// minted no later are refused.
 	forgotten time.Time
 }
 
@@ -55,7 +58,7 @@ func NewRedeemer(key *Key, max int, started time.Time) *Redeemer {
 	if max <= 0 {
 		max = DefaultMaxUsed
 	}
-	return &Redeemer{key: key, max: max, notBefore: started.Unix(), used: map[exchangeKey]time.Time{}, ring: make([]redeemed, max)}
+	return &Redeemer{key: key, max: max, notBefore: started.Truncate(time.Second), used: map[exchangeKey]time.Time{}, ring: make([]redemption, max)}
 }
 
 // Check reports whether nonce may be redeemed for mac by client at now,
@@ -71,7 +74,7 @@ func (r *Redeemer) Check(nonce string, mac net.HardwareAddr, client netip.Addr, 
 	return t, r.usable(t)
 }
 
-// Redeem is Check, then marks the nonce's exchange used.
+// Redeem is Check, then marks the nonce's exchange served at now.
 func (r *Redeemer) Redeem(nonce string, mac net.HardwareAddr, client netip.Addr, now time.Time) (Ticket, error) {
 	t, err := r.valid(nonce, mac, client, now)
 	if err != nil {
@@ -84,14 +87,13 @@ func (r *Redeemer) Redeem(nonce string, mac net.HardwareAddr, client netip.Addr,
 		return t, err
 	}
 	if r.n == r.max {
-		old := r.pop()
-		if old.expires.After(r.forgotten) {
-			r.forgotten = old.expires
+		if old := r.pop(); old.at.After(r.forgotten) {
+			r.forgotten = old.at
 		}
 	}
 	k := keyOf(t)
-	r.used[k] = t.Expires
-	r.ring[(r.head+r.n)%r.max] = redeemed{k, t.Expires}
+	r.used[k] = now
+	r.ring[(r.head+r.n)%r.max] = redemption{k, now}
 	r.n++
 	return t, nil
 }
@@ -112,7 +114,7 @@ func (r *Redeemer) valid(nonce string, mac net.HardwareAddr, client netip.Addr, 
 	if now.After(t.Expires) {
 		return t, ErrExpired
 	}
-	if t.Expires.Add(-Lifetime).Unix() < r.notBefore {
+	if t.Minted.Before(r.notBefore) {
 		return t, ErrStale
 	}
 	if t.Addr.IsValid() && t.Addr != client.Unmap() {
@@ -123,30 +125,31 @@ func (r *Redeemer) valid(nonce string, mac net.HardwareAddr, client netip.Addr, 
 
 // usable checks the table; r.mu is held.
 func (r *Redeemer) usable(t Ticket) error {
-	if !t.Expires.After(r.forgotten) {
+	if !t.Minted.After(r.forgotten) {
 		return ErrStale
 	}
-	if _, ok := r.used[keyOf(t)]; ok {
+	if at, ok := r.used[keyOf(t)]; ok && !t.Minted.After(at) {
 		return ErrUsed
 	}
 	return nil
 }
 
-// expire drops the redemptions at the head of the ring whose nonces have
-// expired (they cannot be redeemed again anyway); r.mu is held.
+// expire drops the redemptions at the head of the ring that refuse no
+// unexpired nonce any more (those were minted before the redemption, so
+// they expire within Lifetime of it); r.mu is held.
 func (r *Redeemer) expire(now time.Time) {
-	for r.n > 0 && now.After(r.ring[r.head].expires) {
+	for r.n > 0 && now.After(r.ring[r.head].at.Add(Lifetime+time.Second)) {
 		r.pop()
 	}
 }
 
 // pop removes the oldest redemption; r.mu is held and r.n > 0.
-func (r *Redeemer) pop() redeemed {
+func (r *Redeemer) pop() redemption {
 	old := r.ring[r.head]
-	r.ring[r.head] = redeemed{}
+	r.ring[r.head] = redemption{}
 	r.head = (r.head + 1) % r.max
 	r.n--
-	if exp, ok := r.used[old.key]; ok && exp.Equal(old.expires) {
+	if at, ok := r.used[old.key]; ok && at.Equal(old.at) {
 		delete(r.used, old.key)
 	}
 	return old
