@@ -34,6 +34,8 @@ type Provisioning struct {
 	DNS      DNSService      `yaml:"dns"`
 	TFTP     TFTPService     `yaml:"tftp"`
 	HTTPBoot HTTPBootService `yaml:"http_boot"`
+	// ISCSI configures the iscsi service's volumes (the quota reserve).
+	ISCSI ISCSIService `yaml:"iscsi"`
 }
 
 // DNSService configures the DNS service.
@@ -326,6 +328,7 @@ func (p Provisioning) validate(add func(field, problem, fix string)) {
 			add(r.field, fmt.Sprintf("%q is not an absolute path", r.val), "use a path starting with /")
 		}
 	}
+	p.ISCSI.validate(add)
 	if b := p.TFTP.MaxBlockSize; b != 0 && (b < 512 || b > 65464) {
 		add("provisioning.tftp.max_blksize", fmt.Sprintf("%d is out of range", b), "use 512-65464, or 0 to let the link MTU decide")
 	}
