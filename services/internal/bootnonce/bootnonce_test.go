@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -198,4 +199,41 @@ func TestLoadKey(t *testing.T) {
 	if _, err := LoadKey(path); err == nil || !strings.Contains(err.Error(), "want 32") {
 		t.Errorf("LoadKey(damaged key) = %v, want an error saying the size is wrong", err)
 	}
+}
+
+// BenchmarkRedeemFlood mints and redeems nonces of made-up exchanges, 1000
+// a second, against a full table (every redemption forgets the oldest), and
+// reports the table's heap size at DefaultMaxUsed.
+func BenchmarkRedeemFlood(b *testing.B) {
+	key := testKey(1)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	r := NewRedeemer(key, DefaultMaxUsed, t0)
+	redeem := func(i int) error {
+		var xid [4]byte
+		binary.BigEndian.PutUint32(xid[:], uint32(i))
+		now := t0.Add(time.Duration(i) * time.Millisecond)
+		_, err := r.Redeem(key.Mint(Exchange{XID: xid, MAC: macA, Addr: addrA}, now), macA, addrA, now)
+		return err
+	}
+	for i := range DefaultMaxUsed {
+		redeem(i)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	table := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / (1 << 10)
+	refused := 0
+	b.ResetTimer()
+	for i := range b.N {
+		if redeem(DefaultMaxUsed+i) != nil {
+			refused++
+		}
+	}
+	b.StopTimer()
+	if r.Len() > DefaultMaxUsed {
+		b.Fatalf("table holds %d, want at most %d", r.Len(), DefaultMaxUsed)
+	}
+	b.ReportMetric(table, "table-KiB")
+	b.ReportMetric(float64(refused)/float64(b.N), "refused/op")
 }
