@@ -36,6 +36,8 @@ type Provisioning struct {
 	HTTPBoot HTTPBootService `yaml:"http_boot"`
 	// ISCSI configures the iscsi service's volumes (the quota reserve).
 	ISCSI ISCSIService `yaml:"iscsi"`
+	// NFS configures the nfs service's exports for diskless machines.
+	NFS NFSService `yaml:"nfs"`
 }
 
 // DNSService configures the DNS service.
@@ -345,6 +347,7 @@ func (p Provisioning) validate(add func(field, problem, fix string)) {
 			add(n.field, fmt.Sprintf("%d is out of range", n.val), fmt.Sprintf("use 1-%d, or 0 for the default", n.max))
 		}
 	}
+	p.NFS.validate(add)
 	names := map[string]int{}
 	for i, s := range p.Subnets {
 		f := fmt.Sprintf("provisioning.subnets[%d]", i)
@@ -537,6 +540,9 @@ func (c Config) listeners() []listener {
 	}
 	if on("httpboot") {
 		add("provisioning.http_boot.listen", "the HTTP boot server", "tcp", p.HTTPBootListen())
+	}
+	if c.Enabled("ntp", c.NTPByDefault()) {
+		add("ntp.listen", "the NTP server", "udp", c.NTP.ListenAddr())
 	}
 	return ls
 }

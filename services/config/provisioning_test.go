@@ -142,6 +142,11 @@ func TestProvisioningValidate(t *testing.T) {
 		{"same port on different addresses", sub(auth + "  dns: {listen: \"10.0.0.1:6000\"}\n  tftp: {listen: \"127.0.0.1:6000\"}\n"), nil},
 		{"same port, service off", sub(auth + "  tftp: {listen: \":67\"}\nservices:\n  dhcp: {enabled: false}\n"), nil},
 		{"no subnets, no provisioning services", "provisioning:\n  http_boot: {listen: \":443\"}\n", nil},
+		{"nfs", "provisioning:\n  nfs:\n    threads: -1\n    roles:\n      contestant: {root_image: ../data, home: Lab}\n      empty: {}\n      pinned: {root_image: contest@0}\n",
+			[]string{"provisioning.nfs.threads: -1 is out of range", "provisioning.nfs.roles.contestant.root_image: \"../data\" is not a root image (use NAME",
+				"provisioning.nfs.roles.contestant.home: \"Lab\" is not a home name", "provisioning.nfs.roles.empty: names neither root_image nor home",
+				"provisioning.nfs.roles.pinned.root_image: \"contest@0\""}},
+		{"nfs roles", "provisioning:\n  nfs:\n    roles:\n      contestant: {root_image: contest, home: contestants}\n      tester: {root_image: contest@3}\n", nil},
 		{"off may overlap", "provisioning:\n  subnets:\n" +
 			"    - {name: a, interface: eth1, cidr: 10.0.0.0/16, mode: proxy}\n" +
 			"    - {name: b, cidr: 10.0.5.0/24, mode: off}\n", nil},
