@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/internal/bootnonce"
 	"kiln.dev/kiln/services/iscsi"
 	"kiln.dev/kiln/services/nfs"
 	"kiln.dev/kiln/services/store"
@@ -48,6 +49,13 @@ func Run(ctx context.Context, env svc.Env) error {
 			o.IPXERoot = ""
 		}
 	}
+	key, err := bootnonce.LoadKey(filepath.Join(env.StateDir, store.KeyFileName))
+	if err != nil {
+		return fmt.Errorf("loading the boot nonce key: %w", err)
+	}
+	// Nonces minted before this start are refused: which of them were
+	// redeemed died with the last process (their machines DHCP again).
+	o.Nonces = bootnonce.NewRedeemer(key, bootnonce.DefaultMaxUsed, time.Now())
 	orch := orchestrator.New(st, env.Config.Vetting, env.StateDir, env.Logger)
 	o.Runs = vetRuns{st, orch}
 	o.SAN = storeSAN{st: st, stateDir: env.StateDir, domain: env.Config.Provisioning.Domain, now: time.Now}
