@@ -3,6 +3,7 @@ module kiln.dev/kiln
 go 1.26.0
 
 require (
+	filippo.io/age v1.2.1
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/diskfs/go-diskfs v1.9.4
 	github.com/google/go-cmp v0.7.0

@@ -86,6 +86,13 @@ func CopyNeed(s Spec, flag, path string) SpaceNeed {
 	return SpaceNeed{Dir: filepath.Dir(path), Flag: flag, Bytes: populated}
 }
 
+// ISONeed is the room the live ISO at path needs: kernel and initrd twice (the
+// ISO tree and the ESP image inside it, plus the ESP image in the work dir),
+// the root squashfs once.
+func ISONeed(s Spec, path string) SpaceNeed {
+	return SpaceNeed{Dir: filepath.Dir(path), Flag: "--iso", Bytes: 3*(spaceKernel+spaceInitrd) + spaceRoot(s)}
+}
+
 // Size estimates shared by SpaceNeeds and CopyNeed.
 const (
 	spaceRootExtra = 48 << 20 // kernel modules, e2fsprogs, iPXE, file system overhead

@@ -13,6 +13,7 @@ var subcommands = map[string][]string{
 	"image":      {"build", "lock", "fetch"},
 	"vm":         {"run"},
 	"ntp":        {"query"},
+	"backup":     {"keygen"},
 	"config":     {"validate"},
 	"password":   {"show", "reset"},
 	"completion": {"bash", "zsh"},

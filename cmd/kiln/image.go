@@ -54,6 +54,7 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 	fs.SetOutput(s.err)
 	out := fs.String("out", "out/kiln.img", "raw disk image to write")
 	qcow2 := fs.String("qcow2", "out/kiln.qcow2", "qcow2 copy to write (empty: none)")
+	isoOut := fs.String("iso", "", "live ISO to write (hybrid: CD-ROM or dd to a stick; BIOS and UEFI; empty: none)")
 	lock := fs.String("lock", "image/packages.lock", "package lock file")
 	cache := fs.String("cache", "out/cache/debs", "directory caching downloaded .debs")
 	kiln := fs.String("kiln", "out/kiln", "kiln binary for /sbin/kiln")
@@ -106,6 +107,9 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 		outPath = *payloads
 	}
 	needs := image.SpaceNeeds(spec, outPath, *qcow2, work, *payloads != "")
+	if *isoOut != "" && *payloads == "" {
+		needs = append(needs, image.ISONeed(spec, *isoOut))
+	}
 	for _, f := range image.Formats()[1:] {
 		if p := *copies[f]; p != "" && *payloads == "" {
 			needs = append(needs, image.CopyNeed(spec, "--"+string(f), p))
@@ -161,6 +165,14 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 			return image.NoSpace(err, needs, statfs)
 		}
 		if err := printSum(s, *qcow2); err != nil {
+			return err
+		}
+	}
+	if *isoOut != "" {
+		if err := image.WriteISO(ctx, spec, res.Payloads, *isoOut); err != nil {
+			return image.NoSpace(err, needs, statfs)
+		}
+		if err := printSum(s, *isoOut); err != nil {
 			return err
 		}
 	}

@@ -24,6 +24,7 @@ func TestDependencies(t *testing.T) {
 		"kiln.dev/kiln/init/coldplug":   true,
 		"kiln.dev/kiln/init/blockdev":   true,
 		"kiln.dev/kiln/init/gpt":        true,
+		"kiln.dev/kiln/init/isofs":      true,
 		"kiln.dev/kiln/init/dm":         true,
 		"kiln.dev/kiln/image/verity":    true, // the kiln.verity format, standard library only
 	}

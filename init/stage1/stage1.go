@@ -71,11 +71,16 @@ func boot(o Options) error {
 		return err
 	}
 	slot := cl.Slot
-	if slot == "" {
+	switch {
+	case cl.Live != "":
+		printf(o, "live system: looking for the kiln live ISO %s", cl.Live)
+	case slot == "":
 		slot = "?"
 		printf(o, "warning: kernel command line has no kiln.slot=a|b; the boot entry is malformed")
+		fallthrough
+	default:
+		printf(o, "slot %s root PARTUUID=%s", slot, cl.RootPARTUUID)
 	}
-	printf(o, "slot %s root PARTUUID=%s", slot, cl.RootPARTUUID)
 
 	// The kernel asks /sbin/modprobe for modules (fs-squashfs …); this binary answers.
 	_ = os.MkdirAll("/sbin", 0o755)
@@ -99,11 +104,32 @@ func boot(o Options) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.RootWait)
 	defer cancel()
-	part, err := WaitForRoot(ctx, o, blockdev.Default, "/sys/devices", cl.RootPARTUUID, loader, 250*time.Millisecond)
-	if err != nil {
-		return err
+	// The root is a squashfs followed by its hash tree: a slot's partition,
+	// or on the live ISO a loop device over LIVE/ROOT.SFS. Either way it is
+	// mounted only through dm-verity.
+	var part, verityID string
+	if cl.Live != "" {
+		if loader != nil {
+			if err := loader.Load("loop", ""); err != nil {
+				return fmt.Errorf("loading the loop module (live system): %w", err)
+			}
+		}
+		m, err := WaitForLive(ctx, o, blockdev.Default, "/sys/devices", cl.Live, loader, 250*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		if part, err = AttachLoop(blockdev.Default, m); err != nil {
+			return err
+		}
+		printf(o, "live root: %s at byte %d (%d bytes) on %s", LiveRootPath, m.Offset, m.Size, m.Device)
+		verityID = "LIVE-" + cl.Live
+	} else {
+		if part, err = WaitForRoot(ctx, o, blockdev.Default, "/sys/devices", cl.RootPARTUUID, loader, 250*time.Millisecond); err != nil {
+			return err
+		}
+		verityID = cl.RootPARTUUID
 	}
-	dev, err := openVerity(o, blockdev.Default, part, cl.Verity, cl.RootPARTUUID)
+	dev, err := openVerity(o, blockdev.Default, part, cl.Verity, verityID)
 	if err != nil {
 		return err
 	}

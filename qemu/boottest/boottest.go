@@ -147,6 +147,8 @@ type VMOptions struct {
 	Config string
 	// Firmware is qemu.UEFI (OVMF, the default) or qemu.BIOS (SeaBIOS).
 	Firmware qemu.Firmware
+	// CDROM is an ISO in a CD-ROM drive that the firmware boots first.
+	CDROM string
 }
 
 // NewOverlay creates a qcow2 overlay on base in a temp dir of t.
@@ -184,6 +186,7 @@ func NewVM(t testing.TB, ctx context.Context, image string, o VMOptions) *qemu.V
 		Firmware:  o.Firmware,
 		MemoryMiB: o.MemoryMiB,
 		Disks:     []qemu.Disk{{Path: disk}},
+		CDROM:     o.CDROM,
 		Mgmt:      &qemu.Mgmt{Pcap: os.Getenv("KILN_MGMT_PCAP")},
 		NICs:      o.NICs,
 	}
