@@ -700,7 +700,7 @@ func (s *server) hostFor(ctx context.Context, req *dhcpv4.DHCPv4, enroll bool) (
 // mayEnrol applies the enrolment rate and cap; a refusal is logged at most
 // once a minute (a flood would repeat it per packet).
 func (s *server) mayEnrol(ctx context.Context, mac string) bool {
-	if s.enrolRate != nil && !s.enrolRate.allow([6]byte{}) {
+	if s.enrolRate != nil && !s.enrolRate.Allow([6]byte{}) {
 		s.enrolRefused("rate", mac)
 		return false
 	}

@@ -601,16 +601,16 @@ func TestLimiter(t *testing.T) {
 	a, b := [6]byte{1}, [6]byte{2}
 	var got []bool
 	for range 4 {
-		got = append(got, l.allow(a))
+		got = append(got, l.Allow(a))
 	}
 	if want := []bool{true, true, true, false}; !slicesEqual(got, want) {
 		t.Errorf("allow(a) x4 = %v, want %v", got, want)
 	}
-	if !l.allow(b) {
+	if !l.Allow(b) {
 		t.Errorf("allow(b) = false, want its own bucket")
 	}
 	now = now.Add(500 * time.Millisecond)
-	if !l.allow(a) || l.allow(a) {
+	if !l.Allow(a) || l.Allow(a) {
 		t.Errorf("after 0.5s at 2/s: want exactly one more packet")
 	}
 }
