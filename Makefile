@@ -12,11 +12,11 @@ export CGO_ENABLED := 0
 HOST_PACKAGES := qemu-system-x86 qemu-utils ovmf systemd-boot-efi squashfs-tools gdisk dosfstools \
 	e2fsprogs libc-bin ipxe ipxe-qemu mtools cpio kmod iproute2 curl udhcpc isc-dhcp-client dnsmasq \
 	bind9-dnsutils atftp tftp-hpa nftables chromium tftpd-hpa kea-admin dnsperf openssh-client cryptsetup-bin \
-	nfs-common nfs-kernel-server open-iscsi fio iputils-ping
+	nfs-common nfs-kernel-server open-iscsi fio iputils-ping xorriso age chrony
 # Commands whose absence means the packages above are not installed yet.
 HOST_COMMANDS := qemu-system-x86_64 qemu-img mksquashfs unsquashfs sgdisk fsck.vfat mcopy e2fsck \
 	dpkg-deb udhcpc dnsmasq dig atftp nft chromium tftp in.tftpd perfdhcp dnsperf ssh veritysetup \
-	mount.nfs exportfs rpc.nfsd iscsiadm iscsid fio ping
+	mount.nfs exportfs rpc.nfsd iscsiadm iscsid fio ping xorriso age chronyd
 
 .PHONY: all build deps image image-baseline lock run test test-unit bench clean
 
@@ -27,6 +27,7 @@ build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(OUT)/kiln ./cmd/kiln
 	$(GO) build $(GOFLAGS_BUILD) -o $(OUT)/kiln-stage1 ./cmd/kiln-stage1
 	$(GO) build $(GOFLAGS_BUILD) -o $(OUT)/kiln-agent ./cmd/kiln-agent
+	$(GO) build $(GOFLAGS_BUILD) -o $(OUT)/kiln-diskless ./cmd/kiln-diskless
 
 # deps installs the host packages once; it is a no-op when they are present. Daemons the
 # packages bring (rpcbind, nfs-kernel-server, iscsid) are not started: a policy-rc.d that
@@ -66,9 +67,9 @@ $(OUT)/ota-dev.pub: | build
 image: deps build $(OUT)/bb $(OTA_KEY).pub
 	$(OUT)/kiln image build --lock image/packages.lock --cache $(OUT)/cache/debs \
 		--kiln $(OUT)/kiln --stage1 $(OUT)/kiln-stage1 --busybox $(OUT)/bb --agent $(OUT)/kiln-agent \
-		--appliance-id $(APPLIANCE_ID) --version $(VERSION) --ota-key $(OTA_KEY).pub \
+		--diskless $(OUT)/kiln-diskless --appliance-id $(APPLIANCE_ID) --version $(VERSION) --ota-key $(OTA_KEY).pub \
 		--out $(OUT)/kiln.img --qcow2 $(OUT)/kiln.qcow2 \
-		--vmdk $(OUT)/kiln.vmdk --ova $(OUT)/kiln.ova --vhdx $(OUT)/kiln.vhdx
+		--vmdk $(OUT)/kiln.vmdk --ova $(OUT)/kiln.ova --vhdx $(OUT)/kiln.vhdx --iso $(OUT)/kiln.iso
 
 # image-baseline is the same boot chain with a hello-world /init (boot benchmark).
 image-baseline: deps build $(OUT)/hello

@@ -43,7 +43,19 @@ const (
 type biosBoot struct {
 	BootImg []byte // 512 bytes, boot.img
 	CoreImg []byte // diskboot.img + the compressed kernel and modules
+	// The live ISO's GRUB (image/live.go): read grub.cfg from the ISO 9660
+	// file system of the boot device, a CD-ROM or the stick the ISO was dd'ed to.
+	LiveCD   []byte // i386-pc-eltorito: cdboot.img + core, the El Torito BIOS boot file
+	LiveCore []byte // i386-pc: diskboot.img + core, loaded by the MBR's boot code
 }
+
+// grubLiveModules are built into the live ISO's core images.
+var grubLiveModules = []string{
+	"biosdisk", "iso9660", "normal", "linux", "boot", "configfile", "test", "echo", "serial", "terminal", "reboot", "sleep",
+}
+
+// grubLivePrefix is where the live core images find grub.cfg: the boot device's ISO 9660 tree.
+const grubLivePrefix = "/BOOT/GRUB"
 
 // buildBIOS extracts GRUB from the pinned packages and assembles the core image.
 func buildBIOS(ctx context.Context, s Spec, work string) (*biosBoot, error) {
@@ -89,14 +101,27 @@ func buildBIOS(ctx context.Context, s Spec, work string) (*biosBoot, error) {
 	if err := os.WriteFile(mkimage, tools["usr/bin/grub-mkimage"], 0o755); err != nil {
 		return nil, fmt.Errorf("writing grub-mkimage: %w", err)
 	}
-	core := filepath.Join(work, "core.img")
-	args := append([]string{"-O", "i386-pc", "-d", dir, "-p", grubPrefix, "-o", core}, grubModules...)
-	cmd := exec.CommandContext(ctx, mkimage, args...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("grub-mkimage (from %s; it needs liblzma and libdevmapper from Debian 12): %v: %s", filepath.Base(paths["grub-common"]), err, out)
+	mk := func(format, prefix string, modules []string) ([]byte, error) {
+		core := filepath.Join(work, "core-"+format+".img")
+		args := append([]string{"-O", format, "-d", dir, "-p", prefix, "-o", core}, modules...)
+		cmd := exec.CommandContext(ctx, mkimage, args...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("grub-mkimage -O %s (from %s; it needs liblzma and libdevmapper from Debian 12): %v: %s", format, filepath.Base(paths["grub-common"]), err, out)
+		}
+		b, err := os.ReadFile(core)
+		if err != nil {
+			return nil, fmt.Errorf("reading GRUB core image: %w", err)
+		}
+		return b, nil
 	}
-	if b.CoreImg, err = os.ReadFile(core); err != nil {
-		return nil, fmt.Errorf("reading GRUB core image: %w", err)
+	if b.CoreImg, err = mk("i386-pc", grubPrefix, grubModules); err != nil {
+		return nil, err
+	}
+	if b.LiveCD, err = mk("i386-pc-eltorito", grubLivePrefix, grubLiveModules); err != nil {
+		return nil, err
+	}
+	if b.LiveCore, err = mk("i386-pc", grubLivePrefix, grubLiveModules); err != nil {
+		return nil, err
 	}
 	bios, _ := partitions.ByRole(partitions.RoleBIOS)
 	if uint64(len(b.CoreImg)) > bios.Size {
@@ -114,12 +139,18 @@ func writeBIOS(f *os.File, b *biosBoot) error {
 		return nil
 	}
 	bios, _ := partitions.ByRole(partitions.RoleBIOS)
-	coreLBA := bios.Start / partitions.SectorSize
+	return patchGRUB(f, b.BootImg, b.CoreImg, bios.Start/partitions.SectorSize)
+}
+
+// patchGRUB writes GRUB's boot.img into the MBR's code area, pointing at the
+// core image at 512-byte sector coreLBA, and the core image there with its
+// blocklist starting at the next sector.
+func patchGRUB(f *os.File, bootImg, coreImg []byte, coreLBA uint64) error {
 	mbr := make([]byte, 512)
 	if _, err := f.ReadAt(mbr, 0); err != nil {
 		return fmt.Errorf("reading the protective MBR: %w", err)
 	}
-	boot := append([]byte(nil), b.BootImg...)
+	boot := append([]byte(nil), bootImg...)
 	copy(boot[3:0x5a], mbr[3:0x5a]) // the BPB area: whatever the disk has (grub-bios-setup keeps it)
 	binary.LittleEndian.PutUint64(boot[grubKernelSector:], coreLBA)
 	boot[grubBootDrive] = 0xff
@@ -128,13 +159,13 @@ func writeBIOS(f *os.File, b *biosBoot) error {
 	if _, err := f.WriteAt(mbr, 0); err != nil {
 		return fmt.Errorf("writing the MBR boot code: %w", err)
 	}
-	core := append([]byte(nil), b.CoreImg...)
+	core := append([]byte(nil), coreImg...)
 	sectors := (len(core) + 511) / 512
 	if got := binary.LittleEndian.Uint16(core[grubBlocklist+8:]); int(got) != sectors-1 {
 		return fmt.Errorf("GRUB core image: blocklist length %d, want %d (not a GRUB 2.06 i386-pc core image?)", got, sectors-1)
 	}
 	binary.LittleEndian.PutUint64(core[grubBlocklist:], coreLBA+1)
-	if _, err := f.WriteAt(core, int64(bios.Start)); err != nil {
+	if _, err := f.WriteAt(core, int64(coreLBA*partitions.SectorSize)); err != nil {
 		return fmt.Errorf("writing the GRUB core image: %w", err)
 	}
 	return nil

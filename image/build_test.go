@@ -54,7 +54,7 @@ func TestBuildImage(t *testing.T) {
 		ApplianceID: "kiln-test", Version: "test", Generation: 3,
 	}
 	ctx := context.Background()
-	var sums []string
+	var sums, isoSums []string
 	var imgs []string
 	var firstVet []byte
 	for i := range 2 {
@@ -71,6 +71,15 @@ func TestBuildImage(t *testing.T) {
 		}
 		sums = append(sums, res.SHA256)
 		imgs = append(imgs, out)
+		isoPath := filepath.Join(dir, "kiln.iso")
+		if err := WriteISO(ctx, s, res.Payloads, isoPath); err != nil {
+			t.Fatalf("WriteISO #%d: %v", i+1, err)
+		}
+		isoSum, _, _ := HashFile(isoPath)
+		isoSums = append(isoSums, isoSum)
+		if i == 0 {
+			checkISO(t, isoPath, s, res.Payloads)
+		}
 		if i == 0 {
 			firstVet = res.Payloads.VetInitrd
 			payloads := filepath.Join(dir, "payloads")
@@ -82,6 +91,9 @@ func TestBuildImage(t *testing.T) {
 	}
 	if sums[0] != sums[1] {
 		t.Fatalf("two builds from the same inputs: sha256 %s and %s, want identical", sums[0], sums[1])
+	}
+	if isoSums[0] != isoSums[1] {
+		t.Errorf("two live ISOs from the same inputs: sha256 %s and %s, want identical", isoSums[0], isoSums[1])
 	}
 	img := imgs[0]
 

@@ -17,6 +17,9 @@ var initramfsModules = []string{
 	"virtio_blk", "virtio_pci", "virtio_scsi", "sd_mod", "ahci", "nvme",
 	"usb-storage", "uas", "xhci_pci", "squashfs",
 	"dm-verity", // the verified root (init/stage1/verity.go), with dm-mod and dm-bufio
+	// The live ISO (init/stage1/live.go): CD-ROM drives and a loop device over
+	// the root squashfs inside the ISO 9660 image.
+	"sr_mod", "loop",
 	// Other hypervisors' disk controllers (docs/image.md): VMware's LSI Logic
 	// (parallel and SAS) and PVSCSI, Hyper-V's VMBus storage, and the PIIX IDE
 	// of Hyper-V generation 1 and VirtualBox.

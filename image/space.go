@@ -86,12 +86,21 @@ func CopyNeed(s Spec, flag, path string) SpaceNeed {
 	return SpaceNeed{Dir: filepath.Dir(path), Flag: flag, Bytes: populated}
 }
 
+// ISONeed is the room the live ISO at path needs: kernel and initrd twice (the
+// ISO tree and the ESP image inside it, plus the ESP image in the work dir),
+// the root squashfs once.
+func ISONeed(s Spec, path string) SpaceNeed {
+	return SpaceNeed{Dir: filepath.Dir(path), Flag: "--iso", Bytes: 3*(spaceKernel+spaceInitrd) + spaceRoot(s)}
+}
+
 // Size estimates shared by SpaceNeeds and CopyNeed.
 const (
 	spaceRootExtra = 48 << 20 // kernel modules, e2fsprogs, iPXE, file system overhead
 	spaceKernel    = 16 << 20 // vmlinuz, with room
 	spaceInitrd    = 16 << 20 // stage 1 + modules, with room
 	spaceVetExtra  = 16 << 20 // the live image's modules (~10 MiB compressed), with room
+	// spaceDisklessExtra is the diskless initrd's NIC and NFS modules, with room.
+	spaceDisklessExtra = 12 << 20
 )
 
 func spaceFileSize(p string) uint64 {
@@ -110,12 +119,17 @@ func spaceBins(s Spec) uint64 {
 	return bins
 }
 
-// spaceVet is the vetting live image's kernel and initrd.
+// spaceVet is the network-booted images' kernels and initrds: the vetting
+// live image and the diskless client image.
 func spaceVet(s Spec) uint64 {
-	if s.Agent == "" {
-		return 0
+	var n uint64
+	if s.Agent != "" {
+		n += spaceKernel + spaceFileSize(s.Agent) + spaceFileSize(s.Busybox) + spaceVetExtra
 	}
-	return spaceKernel + spaceFileSize(s.Agent) + spaceFileSize(s.Busybox) + spaceVetExtra
+	if s.Diskless != "" {
+		n += spaceKernel + spaceFileSize(s.Diskless) + spaceDisklessExtra
+	}
+	return n
 }
 
 // spaceRoot bounds a root squashfs.

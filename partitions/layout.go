@@ -141,3 +141,17 @@ func derive(applianceID, name string) string {
 	b[8] = (b[8] & 0x3f) | 0x80
 	return strings.ToUpper(fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]))
 }
+
+// LiveID derives the ID of a live ISO built for an appliance ID, version and
+// generation: the kernel command line names it (kiln.live=) and stage 1 boots
+// only the medium that carries it, so another kiln ISO in the same machine is
+// never taken for this one.
+func LiveID(applianceID, version string, generation int) string {
+	return derive(applianceID, fmt.Sprintf("live/%s/%d", version, generation))
+}
+
+// LiveVolumeSetID is how a live ISO carries its LiveID in its volume
+// descriptor (ISO 9660 allows only A-Z, 0-9 and _ there).
+func LiveVolumeSetID(liveID string) string {
+	return "KILN_LIVE_" + strings.ReplaceAll(strings.ToUpper(liveID), "-", "")
+}

@@ -51,6 +51,9 @@ type Config struct {
 
 	// Disks are attached as virtio-blk in order (the first is /dev/vda).
 	Disks []Disk
+	// CDROM, if set, is an ISO image in a SATA CD-ROM drive, first in the
+	// firmware's boot order (the guest's /dev/sr0).
+	CDROM string
 	// Mgmt, if set, adds the management NIC on user networking with host
 	// port forwards to the guest's 443 and 80.
 	Mgmt *Mgmt
@@ -286,6 +289,10 @@ func Args(c Config, serialSock, qmpSock string) ([]string, error) {
 		if d.Serial != "" {
 			a = append(a, "-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,serial=%s", i, optEscape(d.Serial)))
 		}
+	}
+	if c.CDROM != "" {
+		a = append(a, "-drive", "file="+optEscape(c.CDROM)+",if=none,id=cd0,media=cdrom,readonly=on,format=raw",
+			"-device", "ide-cd,drive=cd0,bus=ide.0,bootindex=0")
 	}
 	if m := c.Mgmt; m != nil {
 		mac := m.MAC

@@ -38,6 +38,15 @@ func TestArgs(t *testing.T) {
 	}{
 		{"minimal", Config{WorkDir: "/w"}, cat(base, uefi, chardevs, wd)},
 		{
+			"live ISO on a CD-ROM",
+			Config{WorkDir: "/w", Firmware: BIOS, Disks: []Disk{{Path: "/d/blank.qcow2"}}, CDROM: "/o/kiln,1.iso"},
+			cat(base, chardevs, wd, []string{
+				"-drive", "file=/d/blank.qcow2,if=virtio,format=qcow2",
+				"-drive", "file=/o/kiln,,1.iso,if=none,id=cd0,media=cdrom,readonly=on,format=raw",
+				"-device", "ide-cd,drive=cd0,bus=ide.0,bootindex=0",
+			}),
+		},
+		{
 			"appliance",
 			Config{
 				WorkDir: "/w", MemoryMiB: 2048,

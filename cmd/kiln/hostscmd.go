@@ -8,11 +8,12 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"kiln.dev/kiln/internal/atomicfile"
 )
 
 // hostJSON is a host as the API returns it (the fields the CLI shows).
@@ -74,6 +75,7 @@ func hostsViaAPI(args []string) bool {
 const hostsAPIUsage = `usage: kiln hosts list [--json]
        kiln hosts get NAME [--json]
        kiln hosts add NAME --mac MAC [--mac MAC…] [--profile P] [--ipv4 A] [--role R] [--spec-file F]
+                      [--root-image IMAGE[@VERSION]] [--home HOME]
        kiln hosts rm NAME…
        kiln hosts import [--format yaml|csv] [--replace] FILE|-
        kiln hosts export [--format yaml|csv] [FILE|-]
@@ -91,6 +93,7 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	var macs multiFlag
 	profile, ipv4, role, specFile, format := new(string), new(string), new(string), new(string), new(string)
+	rootImage, home := new(string), new(string)
 	replace := new(bool)
 	switch verb {
 	case "add":
@@ -99,6 +102,8 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 		fs.StringVar(ipv4, "ipv4", "", "reserved IPv4 address")
 		fs.StringVar(role, "role", "", "role, e.g. worker")
 		fs.StringVar(specFile, "spec-file", "", "YAML file with the expected hardware")
+		fs.StringVar(rootImage, "root-image", "", "NFS root image of a diskless host: NAME (its promoted version) or NAME@VERSION")
+		fs.StringVar(home, "home", "", "home export the host mounts read-write")
 	case "import", "export":
 		fs.StringVar(format, "format", "", "yaml or csv (default: from the file name; yaml for -)")
 		if verb == "import" {
@@ -151,7 +156,8 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 		if len(pos) != 1 {
 			return fmt.Errorf("hosts add: name one host (kiln hosts add NAME --mac MAC): %w", errUsage)
 		}
-		in := map[string]any{"name": pos[0], "macs": []string(macs), "boot_profile": *profile, "ipv4": *ipv4, "role": *role}
+		in := map[string]any{"name": pos[0], "macs": []string(macs), "boot_profile": *profile, "ipv4": *ipv4, "role": *role,
+			"root_image": *rootImage, "home": *home}
 		if *specFile != "" {
 			b, err := os.ReadFile(*specFile)
 			if err != nil {
@@ -233,7 +239,11 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 			_, err := io.Copy(s.out, resp.Body)
 			return err
 		}
-		return writeFileAtomic(file, resp.Body)
+		// 0600 as before: the export holds BMC addresses and the like.
+		return atomicfile.Write(file, 0o600, func(f *os.File) error {
+			_, err := io.Copy(f, resp.Body)
+			return err
+		})
 	}
 	fmt.Fprintln(s.err, hostsAPIUsage)
 	return fmt.Errorf("hosts: unknown command %q: %w", verb, errUsage)
@@ -332,20 +342,3 @@ type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
-// writeFileAtomic copies r to file through a temporary file and a rename.
-func writeFileAtomic(file string, r io.Reader) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".kiln-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, r); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
-}

@@ -54,12 +54,14 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 	fs.SetOutput(s.err)
 	out := fs.String("out", "out/kiln.img", "raw disk image to write")
 	qcow2 := fs.String("qcow2", "out/kiln.qcow2", "qcow2 copy to write (empty: none)")
+	isoOut := fs.String("iso", "", "live ISO to write (hybrid: CD-ROM or dd to a stick; BIOS and UEFI; empty: none)")
 	lock := fs.String("lock", "image/packages.lock", "package lock file")
 	cache := fs.String("cache", "out/cache/debs", "directory caching downloaded .debs")
 	kiln := fs.String("kiln", "out/kiln", "kiln binary for /sbin/kiln")
 	stage1 := fs.String("stage1", "out/kiln-stage1", "stage-1 binary for the initramfs /init")
 	busybox := fs.String("busybox", "out/bb", "u-root busybox for /bin (empty: none; build with make out/bb)")
 	agent := fs.String("agent", "", "kiln-agent binary: builds the vetting live image into the root and vet/ next to --out (make image passes out/kiln-agent; empty: no vetting image)")
+	diskless := fs.String("diskless", "", "kiln-diskless binary: builds the diskless client image into the root and diskless/ next to --out (make image passes out/kiln-diskless; empty: none)")
 	applianceID := fs.String("appliance-id", "kiln-dev", "appliance ID: seeds the disk GUID and partition UUIDs")
 	version := fs.String("version", "dev", "release string shown in the boot menu and /etc/os-release")
 	generation := fs.Int("generation", 1, "OTA generation of the image's boot entry")
@@ -86,7 +88,7 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 		return err
 	}
 	spec := image.Spec{
-		Lock: l, CacheDir: *cache, Kiln: *kiln, Stage1: *stage1, Busybox: *busybox, HelloInit: *helloInit, Agent: *agent,
+		Lock: l, CacheDir: *cache, Kiln: *kiln, Stage1: *stage1, Busybox: *busybox, HelloInit: *helloInit, Agent: *agent, Diskless: *diskless,
 		ApplianceID: *applianceID, Version: *version, Generation: *generation, Compression: *comp, OTAKeys: otaKeys,
 		Logger: slog.New(slog.NewTextHandler(s.err, nil)),
 	}
@@ -106,6 +108,9 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 		outPath = *payloads
 	}
 	needs := image.SpaceNeeds(spec, outPath, *qcow2, work, *payloads != "")
+	if *isoOut != "" && *payloads == "" {
+		needs = append(needs, image.ISONeed(spec, *isoOut))
+	}
 	for _, f := range image.Formats()[1:] {
 		if p := *copies[f]; p != "" && *payloads == "" {
 			needs = append(needs, image.CopyNeed(spec, "--"+string(f), p))
@@ -155,12 +160,32 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 			}
 		}
 	}
+	if res.Payloads.DisklessInitrd != nil {
+		// The diskless client image, for a host-mode appliance (kiln serve) to hand out.
+		dir := filepath.Join(filepath.Dir(*out), "diskless")
+		if err := image.WriteDiskless(res.Payloads, dir); err != nil {
+			return image.NoSpace(err, needs, statfs)
+		}
+		for _, name := range []string{image.DisklessKernel, image.DisklessInitrd} {
+			if err := printSum(s, filepath.Join(dir, name)); err != nil {
+				return err
+			}
+		}
+	}
 	if *qcow2 != "" {
 		if err := image.ConvertQcow2(ctx, *out, *qcow2); err != nil {
 			os.Remove(*qcow2) // a partial qcow2 must not look like an image
 			return image.NoSpace(err, needs, statfs)
 		}
 		if err := printSum(s, *qcow2); err != nil {
+			return err
+		}
+	}
+	if *isoOut != "" {
+		if err := image.WriteISO(ctx, spec, res.Payloads, *isoOut); err != nil {
+			return image.NoSpace(err, needs, statfs)
+		}
+		if err := printSum(s, *isoOut); err != nil {
 			return err
 		}
 	}

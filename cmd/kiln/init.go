@@ -107,6 +107,7 @@ func (w *initWiring) console(ctx context.Context, tty string, b *pid1.Boot) erro
 	c := &console.Console{
 		Hostname:   b.Config.Hostname,
 		Slot:       partitions.Slot(b.Slot),
+		Live:       b.Live,
 		Version:    version,
 		Management: b.Config.Management,
 		Net:        console.NetInterfaces{},

@@ -14,7 +14,11 @@ func (s *session) banner(ctx context.Context) {
 
 func (s *session) bannerLines(ctx context.Context) {
 	c := s.c
-	s.printf("\n%s  kiln %s  slot %s\n", c.hostname(), orDash(c.Version), orDash(string(c.Slot)))
+	if c.Live {
+		s.printf("\n%s  kiln %s  LIVE from the ISO (nothing is kept at power-off)\n", c.hostname(), orDash(c.Version))
+	} else {
+		s.printf("\n%s  kiln %s  slot %s\n", c.hostname(), orDash(c.Version), orDash(string(c.Slot)))
+	}
 
 	state := "unknown"
 	if c.Services != nil {

@@ -57,6 +57,7 @@ func TestBannerManagementLine(t *testing.T) {
 		{"interfaces unreadable", func(c *Console) { c.Net = fakeNet{err: errTest} }, "management  unknown (test failure)\n"},
 		{"disabled", func(c *Console) { c.Management = config.Management{} }, "management  disabled in the config (management.https_port, management.http_port)\n"},
 		{"no hostname or version", func(c *Console) { c.Hostname, c.Version, c.Slot = "", "", "" }, "\nkiln  kiln -  slot -\n"},
+		{"live", func(c *Console) { c.Hostname, c.Version, c.Slot, c.Live = "k", "v1", "", true }, "\nk  kiln v1  LIVE from the ISO (nothing is kept at power-off)\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

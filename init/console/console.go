@@ -40,6 +40,9 @@ type Console struct {
 	Hostname string
 	Slot     partitions.Slot
 	Version  string
+	// Live says the system runs from the live ISO: the banner says so instead
+	// of a slot, since nothing done here survives a power-off.
+	Live bool
 	// Management gives the scheme and port of the management URLs in the banner.
 	Management config.Management
 

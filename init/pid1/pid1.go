@@ -67,8 +67,11 @@ type Boot struct {
 	Config config.Config
 	// ConfigPath is the file it came from ("" for built-in defaults).
 	ConfigPath string
-	// Slot is the running root slot ("a" or "b", "" if unknown).
+	// Slot is the running root slot ("a" or "b", "" if unknown or live).
 	Slot string
+	// Live is set when the system runs from a live ISO (kiln.live=): the root
+	// is the ISO's squashfs, /data is a tmpfs and there are no slots to update.
+	Live bool
 	// StateDir, LogDir and ConfigDir are on the data partition; RunDir is on /run.
 	StateDir, LogDir, ConfigDir, RunDir string
 	// Data is the data partition's status; DataErr why it is not mounted.
@@ -288,12 +291,27 @@ func (p *Init) Run(ctx context.Context) error {
 	b.Slot = cmdlineParam("kiln.slot")
 
 	b.Modules = p.modules(ctx)
-	disk, err := RootDisk()
-	if err != nil {
-		p.problem("finding the boot disk: %v; the data partition and ESP cannot be mounted", err)
+	b.Live = cmdlineParam("kiln.live") != ""
+	var disk string
+	var err error
+	if !b.Live {
+		if disk, err = RootDisk(); err != nil {
+			p.problem("finding the boot disk: %v; the data partition and ESP cannot be mounted", err)
+		}
 	}
 	var mounted []string
-	if disk != "" {
+	if b.Live {
+		if err := unix.Mount("tmpfs", "/data", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+			b.DataErr = fmt.Errorf("mounting a tmpfs on /data for the live system: %w", err)
+			p.problem("%v", b.DataErr)
+		} else {
+			mounted = append(mounted, "/data")
+			if err := datapart.MakeDirs("/data"); err != nil {
+				p.problem("%v", err)
+			}
+			fmt.Fprintln(p.o.Out, "kiln-init: LIVE system (from the ISO): state is kept in memory and lost at power-off; the recovery menu installs kiln to a disk")
+		}
+	} else if disk != "" {
 		b.DataPart = &datapart.Manager{Disk: disk, Sys: sysDefault(), Runner: reaper, Out: p.o.Out, Log: p.base}
 		p.mu.Lock()
 		p.dataPart = b.DataPart

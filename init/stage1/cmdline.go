@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"kiln.dev/kiln/image/verity"
+	"kiln.dev/kiln/internal/cmdline"
 )
 
 // Cmdline is what stage 1 needs from the kernel command line.
@@ -13,9 +14,11 @@ type Cmdline struct {
 	RootPARTUUID string
 	// Slot is kiln.slot: "a" or "b".
 	Slot string
-	// Verity is kiln.verity: the root partition's hash tree parameters.
-	// Every kiln boot entry carries it; stage 1 mounts the root only
-	// through dm-verity.
+	// Live is kiln.live: the ID of the live ISO to boot from (no root= then).
+	Live string
+	// Verity is kiln.verity: the root's hash tree parameters (a slot's
+	// partition, or the live ISO's root squashfs). Every kiln boot entry
+	// carries it; stage 1 mounts the root only through dm-verity.
 	Verity verity.Params
 	// Init overrides the program run after switching root (init=…); default /sbin/init.
 	Init string
@@ -24,65 +27,42 @@ type Cmdline struct {
 }
 
 // ParseCmdline parses /proc/cmdline. Double quotes group a value with spaces,
-// as the kernel allows. It fails when root= is missing or is not a PARTUUID,
-// naming the parameter and the fix.
+// as the kernel allows. It fails, naming the parameter and the fix, when
+// neither kiln.live= (a live ISO) nor root=PARTUUID= names the root, or when
+// kiln.verity= is missing or malformed.
 func ParseCmdline(s string) (Cmdline, error) {
-	c := Cmdline{Init: "/sbin/init", Params: map[string]string{}}
-	for _, f := range splitCmdline(s) {
-		if f == "--" { // what follows is for init
-			break
-		}
-		k, v, _ := strings.Cut(f, "=")
-		c.Params[k] = v
-	}
-	root, ok := c.Params["root"]
-	if !ok || root == "" {
-		return c, fmt.Errorf("kernel command line has no root= parameter (the boot entry must say root=PARTUUID=<uuid>)")
-	}
-	var err error
-	uuid, ok := strings.CutPrefix(root, "PARTUUID=")
-	if !ok || !validUUID(uuid) {
-		return c, fmt.Errorf("kernel command line root=%s is not PARTUUID=<uuid> (kiln finds its root by GPT partition UUID; fix the boot entry's options line)", root)
-	}
-	c.RootPARTUUID = strings.ToUpper(uuid)
-	c.Slot = c.Params["kiln.slot"]
-	v, ok := c.Params[verity.CmdlineParam]
-	if !ok {
-		return c, fmt.Errorf("kernel command line has no %s= parameter: kiln mounts its root only through dm-verity, and every boot entry kiln writes carries the root hash (fix the boot entry's options line, or reinstall the slot with kiln update)", verity.CmdlineParam)
-	}
-	if c.Verity, err = verity.ParseParams(v); err != nil {
-		return c, fmt.Errorf("kernel command line: %w (fix the boot entry's options line)", err)
-	}
+	c := Cmdline{Init: "/sbin/init", Params: cmdline.Parse(s).Map()}
 	if v := c.Params["init"]; v != "" {
 		c.Init = v
 	}
-	return c, nil
-}
-
-func splitCmdline(s string) []string {
-	var fields []string
-	var b strings.Builder
-	quoted, have := false, false
-	for _, r := range s {
-		switch {
-		case r == '"':
-			quoted = !quoted
-			have = true
-		case !quoted && (r == ' ' || r == '\t' || r == '\n'):
-			if have {
-				fields = append(fields, b.String())
-				b.Reset()
-				have = false
-			}
-		default:
-			b.WriteRune(r)
-			have = true
+	fix := "fix the boot entry's options line, or reinstall the slot with kiln update"
+	if live, ok := c.Params["kiln.live"]; ok {
+		if !validUUID(live) {
+			return c, fmt.Errorf("kernel command line kiln.live=%s is not a live ISO ID (a UUID); the ISO's boot entry is damaged: write the ISO again", live)
 		}
+		c.Live = strings.ToUpper(live)
+		fix = "the ISO's boot entry is damaged: write the ISO again"
+	} else {
+		root, ok := c.Params["root"]
+		if !ok || root == "" {
+			return c, fmt.Errorf("kernel command line has no root= parameter (the boot entry must say root=PARTUUID=<uuid>)")
+		}
+		uuid, ok := strings.CutPrefix(root, "PARTUUID=")
+		if !ok || !validUUID(uuid) {
+			return c, fmt.Errorf("kernel command line root=%s is not PARTUUID=<uuid> (kiln finds its root by GPT partition UUID; fix the boot entry's options line)", root)
+		}
+		c.RootPARTUUID = strings.ToUpper(uuid)
+		c.Slot = c.Params["kiln.slot"]
 	}
-	if have {
-		fields = append(fields, b.String())
+	v, ok := c.Params[verity.CmdlineParam]
+	if !ok {
+		return c, fmt.Errorf("kernel command line has no %s= parameter: kiln mounts its root only through dm-verity, and every boot entry kiln writes carries the root hash (%s)", verity.CmdlineParam, fix)
 	}
-	return fields
+	var err error
+	if c.Verity, err = verity.ParseParams(v); err != nil {
+		return c, fmt.Errorf("kernel command line: %w (%s)", err, fix)
+	}
+	return c, nil
 }
 
 // validUUID accepts the 8-4-4-4-12 hex form.

@@ -33,6 +33,15 @@ func TestParseCmdline(t *testing.T) {
 				"root": "PARTUUID=" + uuid, "kiln.slot": "b", "dyndbg": "file x.c +p", "init": "/bin/sh", "kiln.verity": root + ":4000:0102",
 			}},
 		},
+		{
+			in: "kiln.live=" + uuid + vv + " ro console=ttyS0,115200",
+			want: Cmdline{Live: strings.ToUpper(uuid), Verity: vp, Init: "/sbin/init", Params: map[string]string{
+				"kiln.live": uuid, "ro": "", "console": "ttyS0,115200", "kiln.verity": root + ":4000:0102",
+			}},
+		},
+		{in: "kiln.live=nope" + vv, wantErr: "kiln.live=nope is not a live ISO ID"},
+		{in: "kiln.live=" + uuid, wantErr: "no kiln.verity= parameter"},
+		{in: "kiln.live=" + uuid + " kiln.verity=zz:1:-", wantErr: "write the ISO again"},
 		{in: "ro quiet", wantErr: "no root= parameter"},
 		{in: "root=/dev/vda2", wantErr: "root=/dev/vda2 is not PARTUUID"},
 		{in: "root=PARTUUID=xyz", wantErr: "is not PARTUUID=<uuid>"},

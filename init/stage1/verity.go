@@ -30,7 +30,7 @@ func VerityTarget(p verity.Params, devNum string, partSectors uint64) (dm.Target
 // returns the verified device's node. The partition's bytes are never
 // mounted directly: every block read through the node is checked against
 // the root hash, and a block that does not match fails its read with EIO.
-func openVerity(o Options, sys blockdev.Sys, part string, p verity.Params, partUUID string) (string, error) {
+func openVerity(o Options, sys blockdev.Sys, part string, p verity.Params, id string) (string, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(part, &st); err != nil {
 		return "", fmt.Errorf("verified root: %w", err)
@@ -59,7 +59,7 @@ func openVerity(o Options, sys blockdev.Sys, part string, p verity.Params, partU
 		return "", fmt.Errorf("verified root: %w", err)
 	}
 	defer c.Close()
-	dev, err := c.CreateReadOnly(verity.DeviceName, "KILN-VERITY-"+partUUID, []dm.Target{target})
+	dev, err := c.CreateReadOnly(verity.DeviceName, "KILN-VERITY-"+id, []dm.Target{target})
 	if err != nil {
 		return "", fmt.Errorf("verified root on %s: %w", part, err)
 	}

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/qemu"
 )
 
@@ -147,6 +148,8 @@ type VMOptions struct {
 	Config string
 	// Firmware is qemu.UEFI (OVMF, the default) or qemu.BIOS (SeaBIOS).
 	Firmware qemu.Firmware
+	// CDROM is an ISO in a CD-ROM drive that the firmware boots first.
+	CDROM string
 }
 
 // NewOverlay creates a qcow2 overlay on base in a temp dir of t.
@@ -184,6 +187,7 @@ func NewVM(t testing.TB, ctx context.Context, image string, o VMOptions) *qemu.V
 		Firmware:  o.Firmware,
 		MemoryMiB: o.MemoryMiB,
 		Disks:     []qemu.Disk{{Path: disk}},
+		CDROM:     o.CDROM,
 		Mgmt:      &qemu.Mgmt{Pcap: os.Getenv("KILN_MGMT_PCAP")},
 		NICs:      o.NICs,
 	}
@@ -218,14 +222,7 @@ func TestLogger(t testing.TB) *slog.Logger {
 	if _, ok := t.(*testing.B); ok {
 		level = slog.LevelWarn
 	}
-	return slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: level})).With("component", "boottest")
-}
-
-type tlogWriter struct{ t testing.TB }
-
-func (w tlogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return testlog.New(t, level).With("component", "boottest")
 }
 
 // HTTPClient returns a client for the management ports: it accepts the
