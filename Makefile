@@ -12,11 +12,11 @@ export CGO_ENABLED := 0
 HOST_PACKAGES := qemu-system-x86 qemu-utils ovmf systemd-boot-efi squashfs-tools gdisk dosfstools \
 	e2fsprogs libc-bin ipxe ipxe-qemu mtools cpio kmod iproute2 curl udhcpc isc-dhcp-client dnsmasq \
 	bind9-dnsutils atftp tftp-hpa nftables chromium tftpd-hpa kea-admin dnsperf openssh-client cryptsetup-bin \
-	nfs-common nfs-kernel-server open-iscsi fio iputils-ping xorriso
+	nfs-common nfs-kernel-server open-iscsi fio iputils-ping xorriso age chrony
 # Commands whose absence means the packages above are not installed yet.
 HOST_COMMANDS := qemu-system-x86_64 qemu-img mksquashfs unsquashfs sgdisk fsck.vfat mcopy e2fsck \
 	dpkg-deb udhcpc dnsmasq dig atftp nft chromium tftp in.tftpd perfdhcp dnsperf ssh veritysetup \
-	mount.nfs exportfs rpc.nfsd iscsiadm iscsid fio ping xorriso
+	mount.nfs exportfs rpc.nfsd iscsiadm iscsid fio ping xorriso age chronyd
 
 .PHONY: all build deps image image-baseline lock run test test-unit bench clean
 

@@ -14,6 +14,8 @@ import (
 	"kiln.dev/kiln/services/iscsi"
 	"kiln.dev/kiln/services/mgmt"
 	"kiln.dev/kiln/services/netconf"
+	"kiln.dev/kiln/services/nfs"
+	"kiln.dev/kiln/services/ntp"
 	"kiln.dev/kiln/services/svc"
 	"kiln.dev/kiln/services/tftp"
 )
@@ -40,7 +42,9 @@ func serviceCatalog() []catalogEntry {
 		{name: "dns", enabled: provisioning, run: dns.Run, after: []string{"netconf"}},
 		{name: "tftp", enabled: provisioning, run: tftp.Run, after: []string{"netconf"}},
 		{name: "httpboot", enabled: provisioning, run: httpboot.Run, after: []string{"netconf"}},
+		{name: "ntp", enabled: config.Config.NTPByDefault, run: ntp.Run, after: []string{"netconf"}},
 		{name: "iscsi", enabled: optIn, run: iscsi.Run, after: []string{"netconf"}},
+		{name: "nfs", enabled: optIn, run: nfs.Run, after: []string{"netconf"}},
 		{name: "update", enabled: func(c config.Config) bool { return c.Update.Channel != "" }, run: runUpdateService, after: []string{"netconf"}},
 	}
 }
@@ -62,7 +66,8 @@ func checkServiceNames(cfg config.Config) error {
 func always(config.Config) bool { return true }
 
 // optIn services run only when services.<name>.enabled says so: the
-// iSCSI target needs LIO, which a host running kiln serve may lack.
+// iSCSI target needs LIO and the NFS server nfsd, which a host running
+// kiln serve may lack (or already use for its own exports).
 func optIn(config.Config) bool { return false }
 
 // networkManaged: netconf runs when the config lists interfaces (otherwise

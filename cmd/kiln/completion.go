@@ -12,6 +12,7 @@ var subcommands = map[string][]string{
 	"hosts":      {"list", "get", "add", "rm", "import", "export"},
 	"image":      {"build", "lock", "fetch"},
 	"vm":         {"run"},
+	"backup":     {"keygen"},
 	"config":     {"validate"},
 	"password":   {"show", "reset"},
 	"completion": {"bash", "zsh"},

@@ -74,6 +74,7 @@ func hostsViaAPI(args []string) bool {
 const hostsAPIUsage = `usage: kiln hosts list [--json]
        kiln hosts get NAME [--json]
        kiln hosts add NAME --mac MAC [--mac MAC…] [--profile P] [--ipv4 A] [--role R] [--spec-file F]
+                      [--root-image IMAGE[@VERSION]] [--home HOME]
        kiln hosts rm NAME…
        kiln hosts import [--format yaml|csv] [--replace] FILE|-
        kiln hosts export [--format yaml|csv] [FILE|-]
@@ -91,6 +92,7 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	var macs multiFlag
 	profile, ipv4, role, specFile, format := new(string), new(string), new(string), new(string), new(string)
+	rootImage, home := new(string), new(string)
 	replace := new(bool)
 	switch verb {
 	case "add":
@@ -99,6 +101,8 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 		fs.StringVar(ipv4, "ipv4", "", "reserved IPv4 address")
 		fs.StringVar(role, "role", "", "role, e.g. worker")
 		fs.StringVar(specFile, "spec-file", "", "YAML file with the expected hardware")
+		fs.StringVar(rootImage, "root-image", "", "NFS root image of a diskless host: NAME (its promoted version) or NAME@VERSION")
+		fs.StringVar(home, "home", "", "home export the host mounts read-write")
 	case "import", "export":
 		fs.StringVar(format, "format", "", "yaml or csv (default: from the file name; yaml for -)")
 		if verb == "import" {
@@ -151,7 +155,8 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 		if len(pos) != 1 {
 			return fmt.Errorf("hosts add: name one host (kiln hosts add NAME --mac MAC): %w", errUsage)
 		}
-		in := map[string]any{"name": pos[0], "macs": []string(macs), "boot_profile": *profile, "ipv4": *ipv4, "role": *role}
+		in := map[string]any{"name": pos[0], "macs": []string(macs), "boot_profile": *profile, "ipv4": *ipv4, "role": *role,
+			"root_image": *rootImage, "home": *home}
 		if *specFile != "" {
 			b, err := os.ReadFile(*specFile)
 			if err != nil {

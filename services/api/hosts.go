@@ -40,6 +40,11 @@ type hostInput struct {
 	Kernel  string `json:"kernel,omitempty"`
 	Initrd  string `json:"initrd,omitempty"`
 	Cmdline string `json:"cmdline,omitempty"`
+	// RootImage is the NFS root image of a diskless host: "name" (its
+	// promoted version) or "name@N"; Home the home export it mounts. Empty:
+	// the role's default (provisioning.nfs.roles).
+	RootImage string `json:"root_image,omitempty"`
+	Home      string `json:"home,omitempty"`
 }
 
 // hostJSON is a host as the API returns it, with its live state.
@@ -64,7 +69,8 @@ const ImportBodyLimit = 8 << 20
 func toHostJSON(h store.Host) hostJSON {
 	out := hostJSON{hostInput: hostInput{Name: h.Name, MACs: h.MACs, Role: h.Role, BootProfile: string(h.BootProfile),
 		Aliases: h.Aliases, ExpectedSpec: h.ExpectedSpec, WoLMAC: h.WoLMAC, SwitchPort: h.SwitchPort,
-		CircuitID: h.CircuitID, RemoteID: h.RemoteID, IPXEBinary: h.IPXEBinary, Kernel: h.Kernel, Initrd: h.Initrd, Cmdline: h.Cmdline},
+		CircuitID: h.CircuitID, RemoteID: h.RemoteID, IPXEBinary: h.IPXEBinary, Kernel: h.Kernel, Initrd: h.Initrd, Cmdline: h.Cmdline,
+		RootImage: h.RootImage, Home: h.Home},
 		Created: h.Created, Updated: h.Updated}
 	if out.MACs == nil {
 		out.MACs = []string{}
@@ -81,7 +87,8 @@ func toHost(in hostInput) (store.Host, store.Errors) {
 	h := store.Host{Name: in.Name, MACs: in.MACs, Role: strings.TrimSpace(in.Role), BootProfile: store.BootProfile(in.BootProfile),
 		Aliases: in.Aliases, ExpectedSpec: in.ExpectedSpec, WoLMAC: in.WoLMAC, SwitchPort: in.SwitchPort,
 		CircuitID: in.CircuitID, RemoteID: in.RemoteID, IPXEBinary: in.IPXEBinary,
-		Kernel: strings.TrimSpace(in.Kernel), Initrd: strings.TrimSpace(in.Initrd), Cmdline: in.Cmdline}
+		Kernel: strings.TrimSpace(in.Kernel), Initrd: strings.TrimSpace(in.Initrd), Cmdline: in.Cmdline,
+		RootImage: in.RootImage, Home: in.Home}
 	var es store.Errors
 	if s := strings.TrimSpace(in.IPv4); s != "" {
 		a, err := netip.ParseAddr(s)

@@ -27,6 +27,7 @@ type Config struct {
 	API          API                `yaml:"api"`
 	Update       Update             `yaml:"update"`
 	Vetting      Vetting            `yaml:"vetting"`
+	NTP          NTP                `yaml:"ntp"`
 }
 
 // Management configures the management endpoint.
@@ -137,6 +138,7 @@ func (c Config) Validate() error {
 	c.validateTrust(add)
 	c.Update.validate(add)
 	c.Vetting.validate(add)
+	c.NTP.validate(add)
 	if len(errs) == 0 {
 		return nil
 	}

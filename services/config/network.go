@@ -117,12 +117,10 @@ func ProvisioningPorts(p Provisioning) []Port {
 		{"tcp", port(p.DNSListen()), "DNS"},
 		{"udp", port(p.TFTPListen()), "TFTP"},
 		{"tcp", p.HTTPBootPort(), "HTTP boot"},
-		{"tcp", 111, "NFS (rpcbind)"},
-		{"udp", 111, "NFS (rpcbind)"},
-		{"tcp", 2049, "NFS"},
-		{"udp", 2049, "NFS"},
+		{"tcp", 2049, "NFS"}, // NFSv4 only: no rpcbind, mountd, lockd or statd ports
 		{"tcp", 3260, "iSCSI"},
 		{"udp", 514, "syslog"},
+		{"udp", 123, "NTP"}, // ntp.listen's port is fixed to what clients ask
 	}
 }
 

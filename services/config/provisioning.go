@@ -34,6 +34,10 @@ type Provisioning struct {
 	DNS      DNSService      `yaml:"dns"`
 	TFTP     TFTPService     `yaml:"tftp"`
 	HTTPBoot HTTPBootService `yaml:"http_boot"`
+	// ISCSI configures the iscsi service's volumes (the quota reserve).
+	ISCSI ISCSIService `yaml:"iscsi"`
+	// NFS configures the nfs service's exports for diskless machines.
+	NFS NFSService `yaml:"nfs"`
 }
 
 // DNSService configures the DNS service.
@@ -326,6 +330,7 @@ func (p Provisioning) validate(add func(field, problem, fix string)) {
 			add(r.field, fmt.Sprintf("%q is not an absolute path", r.val), "use a path starting with /")
 		}
 	}
+	p.ISCSI.validate(add)
 	if b := p.TFTP.MaxBlockSize; b != 0 && (b < 512 || b > 65464) {
 		add("provisioning.tftp.max_blksize", fmt.Sprintf("%d is out of range", b), "use 512-65464, or 0 to let the link MTU decide")
 	}
@@ -342,6 +347,7 @@ func (p Provisioning) validate(add func(field, problem, fix string)) {
 			add(n.field, fmt.Sprintf("%d is out of range", n.val), fmt.Sprintf("use 1-%d, or 0 for the default", n.max))
 		}
 	}
+	p.NFS.validate(add)
 	names := map[string]int{}
 	for i, s := range p.Subnets {
 		f := fmt.Sprintf("provisioning.subnets[%d]", i)
@@ -534,6 +540,9 @@ func (c Config) listeners() []listener {
 	}
 	if on("httpboot") {
 		add("provisioning.http_boot.listen", "the HTTP boot server", "tcp", p.HTTPBootListen())
+	}
+	if c.Enabled("ntp", c.NTPByDefault()) {
+		add("ntp.listen", "the NTP server", "udp", c.NTP.ListenAddr())
 	}
 	return ls
 }

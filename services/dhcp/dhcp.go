@@ -61,7 +61,7 @@ func run(ctx context.Context, env svc.Env, o options) error {
 		return err
 	}
 	defer db.Close()
-	srv := &server{log: log, db: db, now: o.now, domain: p.Domain, dnsOn: env.Config.Enabled("dns", true), httpPort: p.HTTPBootPort(),
+	srv := &server{log: log, db: db, now: o.now, domain: p.Domain, dnsOn: env.Config.Enabled("dns", true), ntpOn: env.Config.Enabled("ntp", env.Config.NTPByDefault()), httpPort: p.HTTPBootPort(),
 		enrolRate: newLimiter(o.enrolRate, o.enrolBurst, 1, o.now), maxEnrolled: o.maxEnrolled}
 	for i, c := range p.Subnets {
 		if c.Mode != config.ModeOff {

@@ -93,6 +93,7 @@ type server struct {
 	now    func() time.Time
 	domain string
 	dnsOn  bool // kiln's DNS service runs: default DNS server is kiln itself
+	ntpOn  bool // kiln's NTP service runs: default NTP server is kiln itself
 	// httpPort is the HTTP boot service's port for boot URLs (0: the default).
 	httpPort int
 	subnets  []*subnet
@@ -176,6 +177,10 @@ func (s *server) handle(ctx context.Context, req *dhcpv4.DHCPv4, in ingress) (*d
 	st.DNS = sub.cfg.DNSAddrs()
 	if len(st.DNS) == 0 && s.dnsOn {
 		st.DNS = []netip.Addr{st.ServerIP}
+	}
+	st.NTP = sub.cfg.NTPAddrs()
+	if len(st.NTP) == 0 && s.ntpOn {
+		st.NTP = []netip.Addr{st.ServerIP}
 	}
 	var err error
 	if sub.cfg.Mode == config.ModeProxy || in.port4011 {

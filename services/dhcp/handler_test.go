@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -480,4 +481,31 @@ func FuzzHandle(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestNTPDefault: option 42 names kiln's own address on the subnet while
+// kiln's NTP service runs and the subnet lists no ntp servers; a subnet's
+// own list always wins, and without the service nothing is sent.
+func TestNTPDefault(t *testing.T) {
+	own := testSubnet()
+	own.NTP = nil
+	for _, tc := range []struct {
+		name  string
+		sub   config.Subnet
+		ntpOn bool
+		want  []net.IP
+	}{
+		{"kiln by default", own, true, []net.IP{net.IPv4(10, 0, 0, 1).To4()}},
+		{"subnet's list wins", func() config.Subnet { s := own; s.NTP = []string{"10.0.0.9"}; return s }(), true, []net.IP{net.IPv4(10, 0, 0, 9).To4()}},
+		{"ntp service off: none", own, false, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTestServer(t, tc.sub)
+			ts.ntpOn = tc.ntpOn
+			offer, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:42", dhcpv4.MessageTypeDiscover), ts.eth1)
+			if got := dhcpv4.GetIPs(dhcpv4.OptionNTPServers, offer.Options); !slices.EqualFunc(got, tc.want, net.IP.Equal) {
+				t.Errorf("OFFER option 42 = %v, want %v", got, tc.want)
+			}
+		})
+	}
 }

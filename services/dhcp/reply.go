@@ -34,8 +34,8 @@ type state struct {
 	HTTPPort int
 	// Domain is the DNS domain (option 15).
 	Domain string
-	// DNS servers (option 6) with defaults applied.
-	DNS []netip.Addr
+	// DNS servers (option 6) and NTP servers (option 42) with defaults applied.
+	DNS, NTP []netip.Addr
 	// Host is the client's host record, nil if unknown.
 	Host *store.Host
 	// NakMessage explains a NAK (option 56).
@@ -204,8 +204,8 @@ func reply(req *dhcpv4.DHCPv4, st state) (*dhcpv4.DHCPv4, error) {
 	if st.Domain != "" {
 		resp.UpdateOption(dhcpv4.OptDomainName(st.Domain))
 	}
-	if a := st.Subnet.NTPAddrs(); len(a) > 0 {
-		resp.UpdateOption(dhcpv4.OptNTPServers(ips(a)...))
+	if len(st.NTP) > 0 {
+		resp.UpdateOption(dhcpv4.OptNTPServers(ips(st.NTP)...))
 	}
 	if a := st.Subnet.SyslogAddrs(); len(a) > 0 {
 		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionLogServer, dhcpv4.IPs(ips(a)).ToBytes()))

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 )
 
@@ -59,6 +60,9 @@ type Manager struct {
 	Files  Files
 	Sealer *Sealer
 	Names  Names
+	// Reserve is provisioning.iscsi: the part of the data partition the
+	// quota keeps free (the zero value: the default, 10 %).
+	Reserve config.ISCSIService
 	// mu serializes quota checks with the file changes they allow.
 	mu sync.Mutex
 }
@@ -210,10 +214,7 @@ func (m *Manager) checkQuota(ctx context.Context, add int64) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(m.Files.Dir, 0o700); err != nil {
-		return fmt.Errorf("creating volume directory: %w", err)
-	}
-	space, err := StatSpace(m.Files.Dir)
+	space, err := m.Space()
 	if err != nil {
 		return err
 	}
@@ -222,6 +223,14 @@ func (m *Manager) checkQuota(ctx context.Context, add int64) error {
 		us[i] = Usage{Logical: v.Size, Allocated: v.Allocated}
 	}
 	return CheckQuota(space, us, add)
+}
+
+// Space returns the data partition's space as the quota sees it.
+func (m *Manager) Space() (Space, error) {
+	if err := os.MkdirAll(m.Files.Dir, 0o700); err != nil {
+		return Space{}, fmt.Errorf("creating volume directory: %w", err)
+	}
+	return StatSpace(m.Files.Dir, m.Reserve)
 }
 
 // Credentials are an initiator's CHAP credentials in clear text, shown

@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"kiln.dev/kiln/services/config"
+
 	"kiln.dev/kiln/services/store"
 )
 
@@ -131,23 +133,23 @@ func Allocated(path string) (int64, error) {
 	return st.Blocks * 512, nil
 }
 
-// Space is the filesystem holding the volumes.
+// Space is the filesystem holding the volumes and the part of it kept
+// free for everything else on the data partition (database, logs,
+// artifacts): provisioning.iscsi.reserve.
 type Space struct {
-	Total, Free int64
+	Total, Free, Reserve int64
 }
 
-// StatSpace reads the filesystem of dir.
-func StatSpace(dir string) (Space, error) {
+// StatSpace reads the filesystem of dir and sizes its reserve by r.
+func StatSpace(dir string, r config.ISCSIService) (Space, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		return Space{}, fmt.Errorf("statfs %s: %w", dir, err)
 	}
-	return Space{Total: int64(st.Blocks) * st.Bsize, Free: int64(st.Bavail) * st.Bsize}, nil
+	s := Space{Total: int64(st.Blocks) * st.Bsize, Free: int64(st.Bavail) * st.Bsize}
+	s.Reserve = r.ReserveBytes(s.Total)
+	return s, nil
 }
-
-// Reserve is the space kept free for everything else on the data
-// partition (database, logs, artifacts): 10% of it, at least 64 MiB.
-func (s Space) Reserve() int64 { return max(s.Total/10, 64<<20) }
 
 // Usage is one volume's logical and allocated size.
 type Usage struct{ Logical, Allocated int64 }
@@ -160,9 +162,9 @@ func CheckQuota(s Space, vols []Usage, add int64) error {
 	for _, v := range vols {
 		promised += max(v.Logical-v.Allocated, 0)
 	}
-	if promised+add+s.Reserve() > s.Free {
-		return fmt.Errorf("%w: %s more would not fit: the data partition has %s free, %s of it promised to volumes' unwritten blocks and %s kept for the appliance (delete volumes or give the appliance a bigger disk)",
-			ErrQuota, Bytes(add), Bytes(s.Free), Bytes(promised), Bytes(s.Reserve()))
+	if promised+add+s.Reserve > s.Free {
+		return fmt.Errorf("%w: %s more would not fit: the data partition has %s free, %s of it promised to volumes' unwritten blocks and %s kept for the appliance by provisioning.iscsi.reserve (delete volumes, lower the reserve or give the appliance a bigger disk)",
+			ErrQuota, Bytes(add), Bytes(s.Free), Bytes(promised), Bytes(s.Reserve))
 	}
 	return nil
 }

@@ -6,16 +6,18 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 )
 
 func TestCheckQuota(t *testing.T) {
 	const G = 1 << 30
-	space := Space{Total: 100 * G, Free: 80 * G} // reserve 10 G
+	space := Space{Total: 100 * G, Free: 80 * G, Reserve: 10 * G}
 	for _, c := range []struct {
 		name string
 		vols []Usage
@@ -34,8 +36,32 @@ func TestCheckQuota(t *testing.T) {
 			t.Errorf("%s: CheckQuota(+%s) = %v, want ok=%v", c.name, Bytes(c.add), err, c.ok)
 		}
 	}
-	if got := (Space{Total: 100 << 20}).Reserve(); got != 64<<20 {
-		t.Errorf("Reserve of a 100 MiB partition = %s, want the 64 MiB floor", Bytes(got))
+}
+
+// TestManagerReserve: provisioning.iscsi.reserve sizes the space the quota
+// keeps free.
+func TestManagerReserve(t *testing.T) {
+	ctx := context.Background()
+	m := testManager(t)
+	space, err := m.Space()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := config.DefaultISCSIReserve; space.Reserve != (config.ISCSIService{}).ReserveBytes(space.Total) {
+		t.Errorf("default reserve = %s, want %s of %s", Bytes(space.Reserve), want, Bytes(space.Total))
+	}
+	if space.Free-space.Reserve < 1<<20 {
+		t.Skipf("the test directory's filesystem has only %s free", Bytes(space.Free))
+	}
+	// A reserve as large as the free space leaves no room for a MiB.
+	m.Reserve = config.ISCSIService{Reserve: strconv.FormatInt(space.Free, 10)}
+	_, err = m.CreateVolume(ctx, "", "golden", 1<<20, Source{})
+	if !errors.Is(err, ErrQuota) || !strings.Contains(err.Error(), "provisioning.iscsi.reserve") {
+		t.Errorf("CreateVolume under a reserve of all free space = %v, want ErrQuota naming provisioning.iscsi.reserve", err)
+	}
+	m.Reserve = config.ISCSIService{}
+	if _, err := m.CreateVolume(ctx, "", "golden", 1<<20, Source{}); err != nil {
+		t.Errorf("CreateVolume under the default reserve = %v, want a volume", err)
 	}
 }
 

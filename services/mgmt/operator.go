@@ -83,6 +83,9 @@ func newAPI(ctx context.Context, env svc.Env, db *store.Store, fp string, log *s
 	a.Mount("GET /api/v1/network", api.ScopeRead, netconf.StatusHandler(env.RunDir))
 	// iSCSI volumes and CHAP; without provisioning.domain they answer 503 saying so.
 	vols, why := iscsi.OpenManager(ctx, db, env.StateDir, env.Config.Provisioning.Domain, time.Now())
+	if vols != nil {
+		vols.Reserve = env.Config.Provisioning.ISCSI
+	}
 	(&iscsihttp.Handler{Manager: vols, Unavailable: why, Log: log}).Mount(a)
 	return a, orch, nil
 }

@@ -193,6 +193,7 @@ func TestGuestExports(t *testing.T) {
 		t.Logf("root image unmount still waiting (known issue); left to the guest's power-off")
 	}
 	stop.cancel()
+	t.Run("service", func(t *testing.T) { checkService(t, mnt) })
 }
 
 // running is one instance of the export service's mountd role.

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"kiln.dev/kiln/services/internal/exportname"
 )
 
 // Host is a machine the exports may serve.
@@ -76,7 +78,17 @@ type Plan struct {
 	Exports []Export
 	// Clients maps each allowed address to its host name.
 	Clients map[netip.Addr]string
+	// Mounts maps each client host to what it boots and mounts.
+	Mounts  map[string]Mount
 	Refused []Refusal
+}
+
+// Mount is what one host mounts: export names relative to the pseudo-root
+// ("/roots/contest/2", "/homes/lab"); empty for none. Root is the version the
+// host's choice resolves to now (the promoted one unless pinned): its boot
+// script names it, and a machine keeps the version it booted.
+type Mount struct {
+	Root, Home string
 }
 
 // ErrExposesData marks an input whose exports would reach outside the export
@@ -87,25 +99,11 @@ var ErrExposesData = errors.New("export would expose the data partition")
 // Anonymous uid/gid for squashed requests (nobody/nogroup).
 const anonID = 65534
 
-// validName accepts root image and home names: one path element of lower
-// case letters, digits, '.', '_' and '-', not starting with '.' or '-'.
-func validName(s string) bool {
-	if s == "" || len(s) > 64 || s[0] == '.' || s[0] == '-' {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // ValidName reports whether s may name a root image or a home; the error
-// says what to use instead.
+// names field and says what to use instead.
 func ValidName(field, s string) error {
-	if !validName(s) {
-		return fmt.Errorf("%s %q is not a valid name: use 1-64 lower case letters, digits, '.', '_' and '-', not starting with '.' or '-'", field, s)
+	if !exportname.Valid(s) {
+		return fmt.Errorf("%s %q is not a valid name: use %s", field, s, exportname.Rule)
 	}
 	return nil
 }
@@ -135,17 +133,17 @@ func MakePlan(in Input) (Plan, error) {
 	if err := checkRoot(in); err != nil {
 		return Plan{}, err
 	}
-	p := Plan{Clients: map[netip.Addr]string{}}
+	p := Plan{Clients: map[netip.Addr]string{}, Mounts: map[string]Mount{}}
 	versions := map[string][]RootImage{}
 	for _, r := range in.Roots {
-		if !validName(r.Name) || r.Version < 1 {
+		if !exportname.Valid(r.Name) || r.Version < 1 {
 			return Plan{}, fmt.Errorf("root image %q version %d: invalid name or version: %w", r.Name, r.Version, ErrExposesData)
 		}
 		versions[r.Name] = append(versions[r.Name], r)
 	}
 	homes := map[string]bool{}
 	for _, h := range in.Homes {
-		if !validName(h) {
+		if !exportname.Valid(h) {
 			return Plan{}, fmt.Errorf("home %q: invalid name: %w", h, ErrExposesData)
 		}
 		homes[h] = true
@@ -187,24 +185,30 @@ func MakePlan(in Input) (Plan, error) {
 			}
 			continue
 		}
-		granted := false
+		var m Mount
 		if h.Root != "" {
-			if name, ok := rootExport(h.Root, versions); ok {
-				grant(name, true, h.Name)
-				granted = true
+			if boot, ok := rootExport(h.Root, versions); ok {
+				// Every version of the image, so a machine still running
+				// the one promoted before keeps its files after a promote.
+				name, _, _ := strings.Cut(h.Root, "@")
+				for _, r := range versions[name] {
+					grant(fmt.Sprintf("/roots/%s/%d", r.Name, r.Version), true, h.Name)
+				}
+				m.Root = boot
 			} else {
 				p.Refused = append(p.Refused, Refusal{Host: h.Name, Reason: fmt.Sprintf("root image %q does not exist or has no promoted version", h.Root)})
 			}
 		}
 		if h.Home != "" {
 			if homes[h.Home] {
-				grant("/homes/"+h.Home, false, h.Name)
-				granted = true
+				m.Home = "/homes/" + h.Home
+				grant(m.Home, false, h.Name)
 			} else {
 				p.Refused = append(p.Refused, Refusal{Host: h.Name, Reason: fmt.Sprintf("home %q does not exist", h.Home)})
 			}
 		}
-		if granted {
+		if m != (Mount{}) {
+			p.Mounts[h.Name] = m
 			for _, a := range addrs {
 				p.Clients[a] = h.Name
 			}
@@ -285,10 +289,8 @@ func fsid(name string) uint32 {
 	return 1
 }
 
-// Text renders the plan in a stable, exports(5)-like form: the golden files
-// and `kiln nfs status` show it, and comparing two renderings says whether
-// applying would change anything.
-func (p Plan) Text() string {
+// kernelText renders what the kernel is told: exports and client addresses.
+func (p Plan) kernelText() string {
 	var b strings.Builder
 	for _, e := range p.Exports {
 		kind := "rw"
@@ -308,6 +310,24 @@ func (p Plan) Text() string {
 	for _, a := range addrs {
 		fmt.Fprintf(&b, "client %s %s\n", a, p.Clients[a])
 	}
+	return b.String()
+}
+
+// Text renders the plan in a stable, exports(5)-like form for the golden
+// files and the status: exports and client addresses (what the kernel is
+// told), then what each host mounts and who is refused.
+func (p Plan) Text() string {
+	var b strings.Builder
+	b.WriteString(p.kernelText())
+	hosts := make([]string, 0, len(p.Mounts))
+	for h := range p.Mounts {
+		hosts = append(hosts, h)
+	}
+	slices.Sort(hosts)
+	for _, h := range hosts {
+		m := p.Mounts[h]
+		fmt.Fprintf(&b, "mount %s root=%s home=%s\n", h, or(m.Root, "-"), or(m.Home, "-"))
+	}
 	for _, r := range p.Refused {
 		addr := "-"
 		if r.Addr.IsValid() {
@@ -316,4 +336,11 @@ func (p Plan) Text() string {
 		fmt.Fprintf(&b, "refused %s %s: %s\n", r.Host, addr, r.Reason)
 	}
 	return b.String()
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }

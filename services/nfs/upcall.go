@@ -41,6 +41,11 @@ type Answerer struct {
 	// flushes the caches anyway.
 	TTL time.Duration
 	Now func() time.Time
+	// Used, when set, hears every export the kernel is told a host may
+	// use (host name, export name): a running client re-asks at least every
+	// TTL while it uses the export, which is how kiln knows what is in use.
+	// It is called with the answerer's lock held and must not block.
+	Used func(host, export string)
 
 	// mu guards plan and index.
 	mu    sync.Mutex
@@ -48,12 +53,14 @@ type Answerer struct {
 	index map[string]Export // by Path
 }
 
-// Set makes p the plan in force and reports whether it differs from the
-// previous one; the caller flushes the kernel's caches only then.
+// Set makes p the plan in force and reports whether the kernel's answers
+// differ from the previous plan's (exports, their clients, addresses); the
+// caller flushes the kernel's caches only then.
 func (a *Answerer) Set(p Plan) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.index != nil && a.plan.Text() == p.Text() {
+	if a.index != nil && a.plan.kernelText() == p.kernelText() {
+		a.plan = p // what hosts boot or why some are refused may differ
 		return false
 	}
 	a.plan = p
@@ -111,6 +118,9 @@ func (a *Answerer) Answer(cache, request string) (string, error) {
 		reply := []string{words[0], words[1], expiry}
 		if e, ok := a.index[words[1]]; ok && allowed(e, words[0]) {
 			reply = append(reply, strconv.Itoa(flags(e)), strconv.Itoa(anonID), strconv.Itoa(anonID), strconv.FormatUint(uint64(e.FSID), 10))
+			if a.Used != nil && !e.Pseudo {
+				a.Used(words[0], e.Name)
+			}
 		}
 		return joinWords(reply), nil
 	case cacheFH:

@@ -3,6 +3,8 @@ package nfs
 import (
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestAnswer(t *testing.T) {
@@ -11,7 +13,8 @@ func TestAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Unix(1_800_000_000, 0)
-	a := &Answerer{TTL: time.Minute, Now: func() time.Time { return now }}
+	used := map[string]bool{}
+	a := &Answerer{TTL: time.Minute, Now: func() time.Time { return now }, Used: func(host, export string) { used[host+" "+export] = true }}
 	if !a.Set(p) {
 		t.Fatal("Set(first plan) = false, want true")
 	}
@@ -33,7 +36,8 @@ func TestAnswer(t *testing.T) {
 		{"root image read-only", cacheExport, "pc-01 /data/nfs/roots/contest/2\n", "pc-01 /data/nfs/roots/contest/2 " + exp + " 9217 65534 65534 1261415361\n"},
 		{"home read-write", cacheExport, "pc-01 /data/nfs/homes/contestants\n", "pc-01 /data/nfs/homes/contestants " + exp + " 9216 65534 65534 4058263123\n"},
 		{"another host's home", cacheExport, "admin /data/nfs/homes/contestants\n", "admin /data/nfs/homes/contestants " + exp + "\n"},
-		{"a pinned version for others", cacheExport, "pc-01 /data/nfs/roots/contest/1\n", "pc-01 /data/nfs/roots/contest/1 " + exp + "\n"},
+		{"the version promoted before", cacheExport, "pc-01 /data/nfs/roots/contest/1\n", "pc-01 /data/nfs/roots/contest/1 " + exp + " 9217 65534 65534 1211082504\n"},
+		{"another image", cacheExport, "pc-01 /data/nfs/roots/staff/7\n", "pc-01 /data/nfs/roots/staff/7 " + exp + "\n"},
 		{"the data partition", cacheExport, "pc-01 /data\n", "pc-01 /data " + exp + "\n"},
 		{"octal-escaped path", cacheExport, `pc-01 /data/nfs/a\040b` + "\n", `pc-01 /data/nfs/a\040b ` + exp + "\n"},
 		{"fsid 0", cacheFH, `pc-01 1 \x00000000` + "\n", `pc-01 1 \x00000000 ` + exp + " /data/nfs\n"},
@@ -50,6 +54,11 @@ func TestAnswer(t *testing.T) {
 				t.Errorf("Answer(%s, %q) = %q, want %q", tc.cache, tc.req, got, tc.want)
 			}
 		})
+	}
+	// Real exports granted are what is in use; pseudo directories and refusals are not.
+	wantUsed := map[string]bool{"pc-01 /roots/contest/2": true, "pc-01 /homes/contestants": true, "pc-01 /roots/contest/1": true}
+	if diff := cmp.Diff(wantUsed, used); diff != "" {
+		t.Errorf("Used heard (-want +got):\n%s", diff)
 	}
 	for _, tc := range []struct{ cache, req string }{
 		{cacheIP, "nfsd\n"}, {cacheExport, "pc-01\n"}, {cacheFH, "pc-01 1\n"}, {cacheFH, `pc-01 1 \xzz` + "\n"}, {"nfsd.other", "x y\n"},
@@ -76,4 +85,28 @@ func FuzzAnswer(f *testing.F) {
 			t.Errorf("Answer(%s, %q) = %q: a reply must be one line", cache, req, reply)
 		}
 	})
+}
+
+// TestSetPromoteKeepsCaches: promoting a version changes what hosts boot,
+// not what the kernel is told (every version stays exported to the image's
+// hosts), so the caches are not flushed, and the plan in force is the new one.
+func TestSetPromoteKeepsCaches(t *testing.T) {
+	in := hall
+	before, err := MakePlan(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Roots = []RootImage{{Name: "contest", Version: 1, Promoted: true}, {Name: "contest", Version: 2}, {Name: "staff", Version: 7, Promoted: true}, {Name: "new", Version: 1}}
+	after, err := MakePlan(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Answerer{}
+	a.Set(before)
+	if a.Set(after) {
+		t.Error("Set(plan after a promote) = true, want false: the kernel's answers are the same")
+	}
+	if got := a.Plan().Mounts["pc-01"].Root; got != "/roots/contest/1" {
+		t.Errorf("after the promote, pc-01 boots %s, want /roots/contest/1", got)
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"kiln.dev/kiln/services/internal/exportname"
 	"kiln.dev/kiln/services/vetting/spec"
 )
 
@@ -63,6 +64,11 @@ type Host struct {
 	// path below the HTTP boot files root ("custom/vmlinuz") or an http(s)
 	// URL. Cmdline is added to the kernel command line.
 	Kernel, Initrd, Cmdline string
+	// RootImage is the root image a diskless host mounts: "name" (its
+	// promoted version), "name@N" (version N) or empty (the role's default
+	// from provisioning.nfs.roles, if any). Home names the read-write home
+	// export it mounts; empty: the role's default.
+	RootImage, Home string
 	// Token authenticates the host's boot URLs; generated when empty.
 	Token            string
 	Created, Updated time.Time
@@ -140,6 +146,13 @@ func (h *Host) normalize() Errors {
 	}
 	if len(h.Cmdline) > 2048 || strings.ContainsFunc(h.Cmdline, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		es.invalid("cmdline", "must be one line of at most 2048 characters")
+	}
+	h.RootImage, h.Home = strings.TrimSpace(h.RootImage), strings.TrimSpace(h.Home)
+	if h.RootImage != "" && !ValidImageRef(h.RootImage) {
+		es.invalid("root_image", "%q is not a root image (use NAME for its promoted version or NAME@VERSION, as `kiln roots list` shows them)", h.RootImage)
+	}
+	if h.Home != "" && !ValidExportName(h.Home) {
+		es.invalid("home", "%q is not a home name (use "+exportname.Rule+")", h.Home)
 	}
 	if h.Token != "" && (len(h.Token) < 16 || strings.ContainsAny(h.Token, " /?&#%")) {
 		es.invalid("token", "must be at least 16 URL-safe characters (leave empty to generate one)")
@@ -264,10 +277,10 @@ func (s *Store) createHost(ctx context.Context, tx *sql.Tx, h Host) (Host, error
 	now := s.now()
 	h.Created, h.Updated = now.UTC().Truncate(time.Millisecond), now.UTC().Truncate(time.Millisecond)
 	err = tx.QueryRowContext(ctx, `INSERT INTO hosts (name, role, boot_profile, reserved_ipv4, aliases, expected_spec,
-		wol_mac, switch_port, opt82_circuit_id, opt82_remote_id, ipxe_binary, kernel, initrd, cmdline, token, created_ms, updated_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		wol_mac, switch_port, opt82_circuit_id, opt82_remote_id, ipxe_binary, kernel, initrd, cmdline, root_image, home, token, created_ms, updated_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		h.Name, h.Role, string(h.BootProfile), nullAddr(h.IPv4), strings.Join(h.Aliases, " "), h.ExpectedSpec,
-		h.WoLMAC, h.SwitchPort, h.CircuitID, h.RemoteID, h.IPXEBinary, h.Kernel, h.Initrd, h.Cmdline, h.Token, ms2int(now), ms2int(now)).Scan(&h.ID)
+		h.WoLMAC, h.SwitchPort, h.CircuitID, h.RemoteID, h.IPXEBinary, h.Kernel, h.Initrd, h.Cmdline, h.RootImage, h.Home, h.Token, ms2int(now), ms2int(now)).Scan(&h.ID)
 	if err != nil {
 		return h, fmt.Errorf("inserting host %s: %w", h.Name, err)
 	}
@@ -316,9 +329,9 @@ func (s *Store) updateHost(ctx context.Context, tx *sql.Tx, h Host) (Host, error
 	h.Created, h.Updated = int2time(created), now.UTC().Truncate(time.Millisecond)
 	if _, err := tx.ExecContext(ctx, `UPDATE hosts SET name = ?, role = ?, boot_profile = ?, reserved_ipv4 = ?, aliases = ?,
 		expected_spec = ?, wol_mac = ?, switch_port = ?, opt82_circuit_id = ?, opt82_remote_id = ?, ipxe_binary = ?,
-		kernel = ?, initrd = ?, cmdline = ?, token = ?, updated_ms = ? WHERE id = ?`,
+		kernel = ?, initrd = ?, cmdline = ?, root_image = ?, home = ?, token = ?, updated_ms = ? WHERE id = ?`,
 		h.Name, h.Role, string(h.BootProfile), nullAddr(h.IPv4), strings.Join(h.Aliases, " "), h.ExpectedSpec,
-		h.WoLMAC, h.SwitchPort, h.CircuitID, h.RemoteID, h.IPXEBinary, h.Kernel, h.Initrd, h.Cmdline, h.Token, ms2int(now), h.ID); err != nil {
+		h.WoLMAC, h.SwitchPort, h.CircuitID, h.RemoteID, h.IPXEBinary, h.Kernel, h.Initrd, h.Cmdline, h.RootImage, h.Home, h.Token, ms2int(now), h.ID); err != nil {
 		return h, fmt.Errorf("updating host %s: %w", h.Name, err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM host_macs WHERE host_id = ?`, h.ID); err != nil {
@@ -363,7 +376,7 @@ func (s *Store) DeleteHost(ctx context.Context, name string) error {
 }
 
 const hostColumns = `h.id, h.name, h.role, h.boot_profile, h.reserved_ipv4, h.aliases, h.expected_spec, h.wol_mac,
-	h.switch_port, h.opt82_circuit_id, h.opt82_remote_id, h.ipxe_binary, h.kernel, h.initrd, h.cmdline, h.token,
+	h.switch_port, h.opt82_circuit_id, h.opt82_remote_id, h.ipxe_binary, h.kernel, h.initrd, h.cmdline, h.root_image, h.home, h.token,
 	h.created_ms, h.updated_ms`
 
 // queryHosts runs a SELECT of hostColumns and attaches each host's MACs.
@@ -381,7 +394,7 @@ func (s *Store) queryHosts(ctx context.Context, query string, args ...any) ([]Ho
 		var aliases, profile string
 		var created, updated int64
 		if err := rows.Scan(&h.ID, &h.Name, &h.Role, &profile, &ip, &aliases, &h.ExpectedSpec, &h.WoLMAC,
-			&h.SwitchPort, &h.CircuitID, &h.RemoteID, &h.IPXEBinary, &h.Kernel, &h.Initrd, &h.Cmdline, &h.Token,
+			&h.SwitchPort, &h.CircuitID, &h.RemoteID, &h.IPXEBinary, &h.Kernel, &h.Initrd, &h.Cmdline, &h.RootImage, &h.Home, &h.Token,
 			&created, &updated); err != nil {
 			return nil, fmt.Errorf("reading host: %w", err)
 		}

@@ -26,7 +26,7 @@ const (
 // CSVColumns are the CSV columns in export order. An import file may use any
 // subset in any order; name is required.
 var CSVColumns = []string{"name", "macs", "role", "boot_profile", "ipv4", "aliases", "wol_mac",
-	"switch_port", "circuit_id", "remote_id", "ipxe_binary", "kernel", "initrd", "cmdline", "expected_spec"}
+	"switch_port", "circuit_id", "remote_id", "ipxe_binary", "kernel", "initrd", "cmdline", "root_image", "home", "expected_spec"}
 
 // FormatOf guesses the format from a file name (.yaml, .yml, .csv).
 func FormatOf(name string) (Format, error) {
@@ -56,6 +56,8 @@ type hostRecord struct {
 	Kernel       string   `yaml:"kernel,omitempty"`
 	Initrd       string   `yaml:"initrd,omitempty"`
 	Cmdline      string   `yaml:"cmdline,omitempty"`
+	RootImage    string   `yaml:"root_image,omitempty"`
+	Home         string   `yaml:"home,omitempty"`
 	ExpectedSpec string   `yaml:"expected_spec,omitempty"`
 }
 
@@ -66,7 +68,7 @@ type hostsFile struct {
 func toRecord(h Host) hostRecord {
 	r := hostRecord{Name: h.Name, MACs: h.MACs, Role: h.Role, BootProfile: string(h.BootProfile), Aliases: h.Aliases,
 		WoLMAC: h.WoLMAC, SwitchPort: h.SwitchPort, CircuitID: h.CircuitID, RemoteID: h.RemoteID,
-		IPXEBinary: h.IPXEBinary, Kernel: h.Kernel, Initrd: h.Initrd, Cmdline: h.Cmdline, ExpectedSpec: h.ExpectedSpec}
+		IPXEBinary: h.IPXEBinary, Kernel: h.Kernel, Initrd: h.Initrd, Cmdline: h.Cmdline, RootImage: h.RootImage, Home: h.Home, ExpectedSpec: h.ExpectedSpec}
 	if h.IPv4.IsValid() {
 		r.IPv4 = h.IPv4.String()
 	}
@@ -97,7 +99,7 @@ func (p parsedHost) lineOf(field string) int {
 func fromRecord(r hostRecord, es *Errors) Host {
 	h := Host{Name: r.Name, MACs: r.MACs, Role: r.Role, BootProfile: BootProfile(r.BootProfile), Aliases: r.Aliases,
 		WoLMAC: r.WoLMAC, SwitchPort: r.SwitchPort, CircuitID: r.CircuitID, RemoteID: r.RemoteID,
-		IPXEBinary: r.IPXEBinary, Kernel: r.Kernel, Initrd: r.Initrd, Cmdline: r.Cmdline, ExpectedSpec: r.ExpectedSpec}
+		IPXEBinary: r.IPXEBinary, Kernel: r.Kernel, Initrd: r.Initrd, Cmdline: r.Cmdline, RootImage: r.RootImage, Home: r.Home, ExpectedSpec: r.ExpectedSpec}
 	if r.IPv4 != "" {
 		a, err := netip.ParseAddr(strings.TrimSpace(r.IPv4))
 		if err != nil || !a.Is4() {
@@ -266,7 +268,7 @@ func parseCSV(r io.Reader) ([]parsedHost, error) {
 			IPv4: get("ipv4"), Aliases: list("aliases"), WoLMAC: get("wol_mac"), SwitchPort: get("switch_port"),
 			CircuitID: get("circuit_id"), RemoteID: get("remote_id"), IPXEBinary: get("ipxe_binary"),
 			Kernel: get("kernel"), Initrd: get("initrd"), Cmdline: get("cmdline"),
-			ExpectedSpec: raw(rec, col["expected_spec"])}
+			RootImage: get("root_image"), Home: get("home"), ExpectedSpec: raw(rec, col["expected_spec"])}
 		if len(rec) > len(header) {
 			es = append(es, &FieldError{Line: line, Field: "csv", Problem: fmt.Sprintf("%d fields, the header names %d", len(rec), len(header)), Err: ErrInvalid})
 		}
@@ -420,7 +422,7 @@ func (s *Store) ExportHosts(ctx context.Context, w io.Writer, f Format) error {
 		for _, h := range hs {
 			r := toRecord(h)
 			cw.Write([]string{r.Name, strings.Join(r.MACs, " "), r.Role, r.BootProfile, r.IPv4, strings.Join(r.Aliases, " "),
-				r.WoLMAC, r.SwitchPort, r.CircuitID, r.RemoteID, r.IPXEBinary, r.Kernel, r.Initrd, r.Cmdline, r.ExpectedSpec})
+				r.WoLMAC, r.SwitchPort, r.CircuitID, r.RemoteID, r.IPXEBinary, r.Kernel, r.Initrd, r.Cmdline, r.RootImage, r.Home, r.ExpectedSpec})
 		}
 		cw.Flush()
 		if err := cw.Error(); err != nil {

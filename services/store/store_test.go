@@ -97,6 +97,10 @@ func TestCreateHostInvalid(t *testing.T) {
 		{"initrd absolute", Host{Name: "a", Initrd: "/boot/initrd"}, "initrd: \"/boot/initrd\" is neither"},
 		{"kernel URL with space", Host{Name: "a", Kernel: "http://x/a b"}, "kernel:"},
 		{"cmdline two lines", Host{Name: "a", Cmdline: "quiet\nboot || shell"}, "cmdline: must be one line"},
+		{"root image path", Host{Name: "a", RootImage: "../data"}, "root_image: \"../data\" is not a root image"},
+		{"root image version", Host{Name: "a", RootImage: "contest@0"}, "root_image: \"contest@0\""},
+		{"root image upper case", Host{Name: "a", RootImage: "Contest"}, "root_image:"},
+		{"home path", Host{Name: "a", Home: "lab/../x"}, "home: \"lab/../x\" is not a home name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -340,6 +344,11 @@ const hallYAML = `hosts:
     kernel: custom/vmlinuz
     initrd: https://images.example/initrd.img
     cmdline: console=ttyS0,115200 quiet
+  - name: pc-09
+    macs: [52:54:00:00:09:01]
+    boot_profile: diskless
+    root_image: contest@2
+    home: lab
 `
 
 func TestImportAllOrNothing(t *testing.T) {
@@ -355,8 +364,8 @@ func TestImportAllOrNothing(t *testing.T) {
 `
 	_, err := s.ImportHosts(ctx, strings.NewReader(in), FormatYAML, false)
 	for _, want := range []string{
-		"line 24: host pc-03: macs[1]: 52:54:00:00:00:01 already belongs to host pc-07",
-		"line 26: host pc-04: boot_profile: unknown profile \"bogus\"",
+		"line 29: host pc-03: macs[1]: 52:54:00:00:00:01 already belongs to host pc-07",
+		"line 31: host pc-04: boot_profile: unknown profile \"bogus\"",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ImportHosts() = %v, want error containing %q", err, want)
@@ -405,8 +414,8 @@ func TestImportExportRoundTrip(t *testing.T) {
 	for _, f := range []Format{FormatYAML, FormatCSV} {
 		t.Run(string(f), func(t *testing.T) {
 			a := open(t, "")
-			if res, err := a.ImportHosts(ctx, strings.NewReader(hallYAML), FormatYAML, false); err != nil || res.Created != 2 {
-				t.Fatalf("ImportHosts(hall) = %+v, %v, want 2 created", res, err)
+			if res, err := a.ImportHosts(ctx, strings.NewReader(hallYAML), FormatYAML, false); err != nil || res.Created != 3 {
+				t.Fatalf("ImportHosts(hall) = %+v, %v, want 3 created", res, err)
 			}
 			var out1 bytes.Buffer
 			if err := a.ExportHosts(ctx, &out1, f); err != nil {
@@ -428,6 +437,9 @@ func TestImportExportRoundTrip(t *testing.T) {
 			ignore := cmpopts.IgnoreFields(Host{}, "ID", "Token", "Created", "Updated")
 			if diff := cmp.Diff(ha, hb, ignore, addrEq); diff != "" {
 				t.Errorf("hosts after round trip differ (-a +b):\n%s", diff)
+			}
+			if ha[2].RootImage != "contest@2" || ha[2].Home != "lab" {
+				t.Errorf("root_image, home after round trip = %q, %q; want contest@2, lab", ha[2].RootImage, ha[2].Home)
 			}
 			if ha[0].ExpectedSpec != "expect:\n    - {fact: cpu.threads, min: 8}\n" {
 				t.Errorf("structured expected_spec stored as %q", ha[0].ExpectedSpec)

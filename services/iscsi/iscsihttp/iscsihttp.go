@@ -102,11 +102,11 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	space, err := iscsi.StatSpace(h.Manager.Files.Dir)
+	space, err := h.Manager.Space()
 	if err != nil {
-		space = iscsi.Space{} // no volume directory yet: nothing to show
+		return err
 	}
-	out := ListJSON{Volumes: []VolumeJSON{}, Space: SpaceJSON{Total: space.Total, Free: space.Free, Reserve: space.Reserve()}}
+	out := ListJSON{Volumes: []VolumeJSON{}, Space: SpaceJSON{Total: space.Total, Free: space.Free, Reserve: space.Reserve}}
 	lun := map[string]int{}
 	for _, v := range vs {
 		j := toJSON(v)
