@@ -27,6 +27,7 @@ build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(OUT)/kiln ./cmd/kiln
 	$(GO) build $(GOFLAGS_BUILD) -o $(OUT)/kiln-stage1 ./cmd/kiln-stage1
 	$(GO) build $(GOFLAGS_BUILD) -o $(OUT)/kiln-agent ./cmd/kiln-agent
+	$(GO) build $(GOFLAGS_BUILD) -o $(OUT)/kiln-diskless ./cmd/kiln-diskless
 
 # deps installs the host packages once; it is a no-op when they are present. Daemons the
 # packages bring (rpcbind, nfs-kernel-server, iscsid) are not started: a policy-rc.d that
@@ -66,7 +67,7 @@ $(OUT)/ota-dev.pub: | build
 image: deps build $(OUT)/bb $(OTA_KEY).pub
 	$(OUT)/kiln image build --lock image/packages.lock --cache $(OUT)/cache/debs \
 		--kiln $(OUT)/kiln --stage1 $(OUT)/kiln-stage1 --busybox $(OUT)/bb --agent $(OUT)/kiln-agent \
-		--appliance-id $(APPLIANCE_ID) --version $(VERSION) --ota-key $(OTA_KEY).pub \
+		--diskless $(OUT)/kiln-diskless --appliance-id $(APPLIANCE_ID) --version $(VERSION) --ota-key $(OTA_KEY).pub \
 		--out $(OUT)/kiln.img --qcow2 $(OUT)/kiln.qcow2 \
 		--vmdk $(OUT)/kiln.vmdk --ova $(OUT)/kiln.ova --vhdx $(OUT)/kiln.vhdx --iso $(OUT)/kiln.iso
 

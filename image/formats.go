@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"kiln.dev/kiln/image/vmdisk"
+	"kiln.dev/kiln/internal/atomicfile"
 )
 
 // Format is a virtual disk format the raw image converts to.
@@ -79,13 +80,6 @@ func Convert(ctx context.Context, raw, out string, f Format, o ConvertOptions) e
 		return fmt.Errorf("opening raw image: %w", err)
 	}
 	size := st.Size()
-	tmp := out + ".tmp"
-	dst, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("creating %s: %w", out, err)
-	}
-	defer os.Remove(tmp)
-	defer dst.Close()
 	vo := vmdisk.Options{ID: sum, VirtualSize: o.VirtualSize}
 	name := o.Name
 	if name == "" {
@@ -94,28 +88,22 @@ func Convert(ctx context.Context, raw, out string, f Format, o ConvertOptions) e
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	switch f {
-	case FormatVMDK:
-		_, err = vmdisk.WriteVMDK(dst, src, size, filepath.Base(out), vo)
-	case FormatOVA:
-		m := vmdisk.Machine{Name: name, CPUs: 2, MemoryMiB: 2048, Firmware: "efi"}
-		_, err = vmdisk.WriteOVA(dst, src, size, m, vo, filepath.Dir(out))
-	case FormatVHDX:
-		_, err = vmdisk.WriteVHDX(dst, src, size, vo)
-	default:
-		err = fmt.Errorf("unknown format %q", f)
-	}
-	if err != nil {
-		return fmt.Errorf("converting to %s: %w", f, err)
-	}
-	if err := dst.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", out, err)
-	}
-	if err := dst.Close(); err != nil {
-		return fmt.Errorf("closing %s: %w", out, err)
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		return fmt.Errorf("moving %s into place: %w", out, err)
-	}
-	return nil
+	return atomicfile.Write(out, 0o666, func(dst *os.File) error {
+		var err error
+		switch f {
+		case FormatVMDK:
+			_, err = vmdisk.WriteVMDK(dst, src, size, filepath.Base(out), vo)
+		case FormatOVA:
+			m := vmdisk.Machine{Name: name, CPUs: 2, MemoryMiB: 2048, Firmware: "efi"}
+			_, err = vmdisk.WriteOVA(dst, src, size, m, vo, filepath.Dir(out))
+		case FormatVHDX:
+			_, err = vmdisk.WriteVHDX(dst, src, size, vo)
+		default:
+			err = fmt.Errorf("unknown format %q", f)
+		}
+		if err != nil {
+			return fmt.Errorf("converting to %s: %w", f, err)
+		}
+		return nil
+	})
 }

@@ -41,6 +41,7 @@ type Spec struct {
 	Busybox     string    // u-root busybox → /bin/bb (optional: no recovery shell tools without it)
 	HelloInit   string    // when set, /init of the initramfs is this program instead (baseline image)
 	Agent       string    // kiln-agent → /init of the vetting live image (optional: no live image without it)
+	Diskless    string    // kiln-diskless → /init of the diskless client image (optional: none without it)
 	OTAKeys     []string  // update signing public keys (*.pub) → /etc/kiln/ota-keys/ (several: key rotation)
 	ApplianceID string    // seeds the disk GUID and partition UUIDs
 	Version     string    // release string shown in the boot menu and os-release
@@ -70,6 +71,9 @@ func (s Spec) Validate() error {
 	need("kiln", s.Kiln)
 	if s.Agent != "" && !fileExists(s.Agent) {
 		errs = append(errs, fmt.Errorf("--agent %s: not a readable file: build it with make build (out/kiln-agent), or pass --agent '' for an image without the vetting live image", s.Agent))
+	}
+	if s.Diskless != "" && !fileExists(s.Diskless) {
+		errs = append(errs, fmt.Errorf("--diskless %s: not a readable file: build it with make build (out/kiln-diskless), or pass --diskless '' for an image without the diskless client image", s.Diskless))
 	}
 	if s.Busybox != "" && !fileExists(s.Busybox) {
 		errs = append(errs, fmt.Errorf("--busybox %s: not a readable file: build it with make out/bb (see image/busybox/README.md), or pass --busybox '' for an image without the recovery shell tools", s.Busybox))
@@ -136,6 +140,8 @@ type Payloads struct {
 	BootEFI       []byte    // systemd-bootx64.efi
 	BIOS          *biosBoot // GRUB's boot sector and core image (legacy BIOS boot)
 	VetInitrd     []byte    // the vetting live image's initrd (gzip newc cpio); nil without Spec.Agent
+	// DisklessInitrd is the diskless client image's initrd; nil without Spec.Diskless.
+	DisklessInitrd []byte
 }
 
 // File names of payloads written by WritePayloads.
@@ -210,7 +216,14 @@ func BuildPayloads(ctx context.Context, s Spec, work string) (*Payloads, error) 
 		}
 		log.Info("vetting image modules", "modules", len(vetMods), "skipped_builtin_or_absent", strings.Join(vetSkipped, ","))
 	}
-	if err := k.keepModules(rootMods, initMods, vetMods); err != nil {
+	var disklessMods []*kmod.Module
+	if s.Diskless != "" {
+		req, opt := disklessModuleLists()
+		if disklessMods, _, err = k.tree.Closure(req, opt); err != nil {
+			return nil, fmt.Errorf("diskless client image module closure: %w", err)
+		}
+	}
+	if err := k.keepModules(rootMods, initMods, vetMods, disklessMods); err != nil {
 		return nil, err
 	}
 	log.Info("kernel read", "release", k.release, "root_modules", len(rootMods), "initramfs_modules", len(initMods),
@@ -258,6 +271,14 @@ func BuildPayloads(ctx context.Context, s Spec, work string) (*Payloads, error) 
 		log.Info("vetting initrd written", "bytes", len(p.VetInitrd), "took", time.Since(t0).Round(time.Millisecond))
 	}
 
+	if s.Diskless != "" {
+		t0 = time.Now()
+		if p.DisklessInitrd, err = disklessInitrd(s, k, disklessMods); err != nil {
+			return nil, err
+		}
+		log.Info("diskless initrd written", "bytes", len(p.DisklessInitrd), "modules", len(disklessMods), "took", time.Since(t0).Round(time.Millisecond))
+	}
+
 	// Root filesystem.
 	t0 = time.Now()
 	rt, err := rootTree(ctx, s, k, rootMods)
@@ -270,6 +291,10 @@ func BuildPayloads(ctx context.Context, s Spec, work string) (*Payloads, error) 
 	if p.VetInitrd != nil {
 		rt.file(VetDir+"/"+VetKernel, 0o644, p.Kernel)
 		rt.file(VetDir+"/"+VetInitrd, 0o644, p.VetInitrd)
+	}
+	if p.DisklessInitrd != nil {
+		rt.file(DisklessDir+"/"+DisklessKernel, 0o644, p.Kernel)
+		rt.file(DisklessDir+"/"+DisklessInitrd, 0o644, p.DisklessInitrd)
 	}
 	stage := filepath.Join(work, "rootfs")
 	if err := os.RemoveAll(stage); err != nil {

@@ -100,6 +100,8 @@ const (
 	spaceKernel    = 16 << 20 // vmlinuz, with room
 	spaceInitrd    = 16 << 20 // stage 1 + modules, with room
 	spaceVetExtra  = 16 << 20 // the live image's modules (~10 MiB compressed), with room
+	// spaceDisklessExtra is the diskless initrd's NIC and NFS modules, with room.
+	spaceDisklessExtra = 12 << 20
 )
 
 func spaceFileSize(p string) uint64 {
@@ -118,12 +120,17 @@ func spaceBins(s Spec) uint64 {
 	return bins
 }
 
-// spaceVet is the vetting live image's kernel and initrd.
+// spaceVet is the network-booted images' kernels and initrds: the vetting
+// live image and the diskless client image.
 func spaceVet(s Spec) uint64 {
-	if s.Agent == "" {
-		return 0
+	var n uint64
+	if s.Agent != "" {
+		n += spaceKernel + spaceFileSize(s.Agent) + spaceFileSize(s.Busybox) + spaceVetExtra
 	}
-	return spaceKernel + spaceFileSize(s.Agent) + spaceFileSize(s.Busybox) + spaceVetExtra
+	if s.Diskless != "" {
+		n += spaceKernel + spaceFileSize(s.Diskless) + spaceDisklessExtra
+	}
+	return n
 }
 
 // spaceRoot bounds a root squashfs.

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"kiln.dev/kiln/internal/atomicfile"
 )
 
 // ErrNotInstalled means QEMU or the firmware is missing on this host.
@@ -514,11 +516,7 @@ func copyIfMissing(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	tmp := dst + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
+	return atomicfile.WriteFile(dst, b, 0o644)
 }
 
 // tailBuffer keeps the last max bytes written to it.

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"kiln.dev/kiln/internal/testlog"
 )
 
 // These tests boot OVMF without a disk: it reaches its UEFI shell and prints to
@@ -32,14 +34,7 @@ func needQEMU(t *testing.T) {
 }
 
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tlogWriter{t}, nil)).With("component", "qemu")
-}
-
-type tlogWriter struct{ t *testing.T }
-
-func (w tlogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return testlog.New(t, slog.LevelInfo).With("component", "qemu")
 }
 
 func startVM(t *testing.T, ctx context.Context, cfg Config) *VM {

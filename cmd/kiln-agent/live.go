@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	kcmdline "kiln.dev/kiln/internal/cmdline"
 	"kiln.dev/kiln/services/vetting/agent"
 	"kiln.dev/kiln/services/vetting/protocol"
 )
@@ -62,8 +63,8 @@ func defaultLiveConfig() liveConfig {
 // c and returns the problems found, each naming the parameter and the fix.
 func liveParams(cmdline string, c *liveConfig) []string {
 	var problems []string
-	for _, f := range strings.Fields(cmdline) {
-		k, v, _ := strings.Cut(f, "=")
+	for _, p := range kcmdline.Parse(cmdline) {
+		k, v := p.Key, p.Value
 		var dst *time.Duration
 		switch k {
 		case "kiln.log":

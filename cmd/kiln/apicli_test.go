@@ -11,13 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"kiln.dev/kiln/init/supervisor"
+	"kiln.dev/kiln/internal/syncbuf"
 	"kiln.dev/kiln/services/api"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
@@ -167,7 +167,7 @@ func TestCLIThroughTheAPI(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	fout := &syncWriter{}
+	fout := &syncbuf.Buffer{}
 	go func() {
 		for !strings.Contains(fout.String(), "world") && ctx.Err() == nil {
 			time.Sleep(20 * time.Millisecond)
@@ -191,25 +191,6 @@ func TestCLIThroughTheAPI(t *testing.T) {
 	if _, _, err := runCmd(t, runLogin, a.password+"\n", append(cred, "--url", a.url, "--password-stdin", "--fingerprint", "00:11")...); !errors.Is(err, errAuth) {
 		t.Errorf("login with a wrong --fingerprint = %v, want errAuth", err)
 	}
-}
-
-// syncWriter lets a test read what another goroutine writes.
-type syncWriter struct {
-	// mu guards b.
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 func TestCompletion(t *testing.T) {

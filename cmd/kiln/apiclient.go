@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"kiln.dev/kiln/internal/atomicfile"
 	"kiln.dev/kiln/services/api"
 )
 
@@ -87,20 +88,7 @@ func (c credentials) save(path string) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".credentials-*")
-	if err != nil {
-		return fmt.Errorf("saving credentials: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("saving credentials: %w", err)
-	}
-	_, werr := tmp.Write(append(b, '\n'))
-	if err := errors.Join(werr, tmp.Close()); err != nil {
-		return fmt.Errorf("saving credentials: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("saving credentials: %w", err)
 	}
 	return nil

@@ -5,13 +5,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
+	"mime"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"kiln.dev/kiln/init/supervisor"
 	"kiln.dev/kiln/services/backup"
+	"kiln.dev/kiln/services/backup/backuphttp"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 )
@@ -34,34 +38,45 @@ func (k *keyFlags) key(s stdio, confirm bool) (backup.Key, error) {
 		return backup.Key{}, fmt.Errorf("give --key or --passphrase-file, not both: %w", errUsage)
 	case k.keyFile != "":
 		return backup.LoadKeyFile(k.keyFile)
+	default:
+		pass, err := k.passphrase(s, confirm)
+		if err != nil {
+			return backup.Key{}, err
+		}
+		return backup.Passphrase(pass, 0)
+	}
+}
+
+// passphrase reads --passphrase-file's first line, or asks on the
+// terminal (twice with confirm).
+func (k *keyFlags) passphrase(s stdio, confirm bool) (string, error) {
+	switch {
 	case k.passFile != "":
 		b, err := os.ReadFile(k.passFile)
 		if err != nil {
-			return backup.Key{}, fmt.Errorf("reading the passphrase: %w", err)
+			return "", fmt.Errorf("reading the passphrase: %w", err)
 		}
 		line, _, _ := strings.Cut(string(b), "\n")
-		return backup.Passphrase(strings.TrimRight(line, "\r"), 0)
+		return strings.TrimRight(line, "\r"), nil
 	case terminal(s.in):
 		fmt.Fprint(s.err, "Backup passphrase: ")
 		pass, err := readSecret(s.in.(*os.File))
 		fmt.Fprintln(s.err)
+		if err != nil || !confirm {
+			return pass, err
+		}
+		fmt.Fprint(s.err, "Repeat it: ")
+		again, err := readSecret(s.in.(*os.File))
+		fmt.Fprintln(s.err)
 		if err != nil {
-			return backup.Key{}, err
+			return "", err
 		}
-		if confirm {
-			fmt.Fprint(s.err, "Repeat it: ")
-			again, err := readSecret(s.in.(*os.File))
-			fmt.Fprintln(s.err)
-			if err != nil {
-				return backup.Key{}, err
-			}
-			if again != pass {
-				return backup.Key{}, errors.New("the two passphrases differ; nothing was written")
-			}
+		if again != pass {
+			return "", errors.New("the two passphrases differ; nothing was written")
 		}
-		return backup.Passphrase(pass, 0)
+		return pass, nil
 	default:
-		return backup.Key{}, fmt.Errorf("standard input is not a terminal: pass --key FILE or --passphrase-file FILE: %w", errUsage)
+		return "", fmt.Errorf("standard input is not a terminal: pass --key FILE or --passphrase-file FILE: %w", errUsage)
 	}
 }
 
@@ -78,11 +93,16 @@ func runBackup(ctx context.Context, args []string, s stdio) error {
 	cfgPath := fs.String("config", "/data/config/kiln.yaml", "config file to include (skipped if missing)")
 	var kf keyFlags
 	kf.register(fs)
+	var o apiOptions
+	o.register(fs) // --url: download from an appliance's API instead
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("backup: %v: %w", err, errUsage)
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("backup: unexpected argument %q (kiln backup [-o FILE] [--state DIR] [--key F]): %w", fs.Arg(0), errUsage)
+	}
+	if o.url != "" {
+		return backupFromAPI(ctx, &o, &kf, *out, s)
 	}
 	if _, err := os.Stat(store.Path(*state)); err != nil {
 		return fmt.Errorf("backup: no database in %s (%w): pass --state", *state, err)
@@ -112,6 +132,70 @@ func runBackup(ctx context.Context, args []string, s stdio) error {
 	}
 	fmt.Fprintf(s.out, "wrote %s: %d files, %s\n", *out, len(m.Files), rowSummary(m.Rows))
 	return nil
+}
+
+// backupFromAPI downloads a new backup from POST /api/v1/backup into out.
+func backupFromAPI(ctx context.Context, o *apiOptions, kf *keyFlags, out string, s stdio) error {
+	var req backuphttp.Request
+	if kf.keyFile != "" {
+		key, err := kf.key(s, false)
+		if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		req.PublicKey = strings.Join(key.PublicKeys(), "\n")
+	} else {
+		pass, err := kf.passphrase(s, true)
+		if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		req.Passphrase = pass
+	}
+	c, err := o.client()
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	resp, err := c.send(ctx, "POST", "/api/v1/backup", req, "", nil)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer resp.Body.Close()
+	if out == "-" {
+		_, err := io.Copy(s.out, resp.Body)
+		return err
+	}
+	if out == "" {
+		_, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Disposition"))
+		if out = filepath.Base(params["filename"]); out == "." || out == "/" || !strings.HasSuffix(out, backup.FileSuffix) {
+			out = backup.FileName("kiln", time.Now())
+		}
+	}
+	n, err := writeAtomic(out, resp.Body)
+	if err != nil {
+		return fmt.Errorf("backup: the download broke off (%w); nothing was written", err)
+	}
+	fmt.Fprintf(s.out, "wrote %s (%d bytes)\n", out, n)
+	return nil
+}
+
+// writeAtomic copies r to path (0600) through a temporary file renamed
+// into place only when r ended cleanly.
+func writeAtomic(path string, r io.Reader) (int64, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(tmp.Name())
+	n, err := io.Copy(tmp, r)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	return n, err
 }
 
 func runBackupKeygen(args []string, s stdio) error {

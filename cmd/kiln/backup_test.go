@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"kiln.dev/kiln/services/api"
 	"kiln.dev/kiln/services/backup"
+	"kiln.dev/kiln/services/backup/backuphttp"
 	"kiln.dev/kiln/services/store"
 )
 
@@ -111,5 +115,46 @@ func TestBackupRestoreCommands(t *testing.T) {
 	}
 	if err := run(ctx, []string{"kiln", "backup", "keygen", "-o", keyFile}, s); err == nil {
 		t.Error("kiln backup keygen over an existing key file succeeded; it must refuse")
+	}
+}
+
+// TestBackupThroughTheAPI downloads a backup with kiln backup --url, for a
+// public key from a key file, and restores it with the secret key.
+func TestBackupThroughTheAPI(t *testing.T) {
+	ctx := context.Background()
+	a := newAppliance(t, func(srv *api.Server, db *store.Store, state string) {
+		src := func(now time.Time) backup.Source {
+			return backup.Source{StateDir: state, Store: db, Version: "test", Hostname: "lab2", Now: now}
+		}
+		(&backuphttp.Handler{Source: src, Dir: filepath.Join(state, backup.BackupDirName), Log: slog.New(slog.DiscardHandler)}).Mount(srv)
+	})
+	if _, err := a.db.CreateHost(ctx, store.Host{Name: "api1", MACs: []string{"52:54:00:00:02:01"}}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "credentials.json")
+	cred := []string{"--credentials", creds}
+	if _, errOut, err := runCmd(t, runLogin, a.password+"\n", append(cred, "--url", a.url, "--password-stdin")...); err != nil {
+		t.Fatalf("login = %v\n%s", err, errOut)
+	}
+	keyFile := filepath.Join(dir, "backup.key")
+	if _, _, err := runCmd(t, runBackup, "", "keygen", "-o", keyFile); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "api.backup")
+	if stdout, _, err := runCmd(t, runBackup, "", append(cred, "--url", a.url, "--key", keyFile, "-o", out)...); err != nil || !strings.Contains(stdout, "wrote "+out) {
+		t.Fatalf("kiln backup --url = %q, %v", stdout, err)
+	}
+	state := filepath.Join(dir, "restored")
+	if _, _, err := runCmd(t, runRestore, "", "--state", state, "--config", "", "--run", dir, "--key", keyFile, out); err != nil {
+		t.Fatalf("kiln restore of the download: %v", err)
+	}
+	rst, err := store.Open(ctx, store.Path(state))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rst.Close()
+	if _, err := rst.HostByName(ctx, "api1"); err != nil {
+		t.Errorf("restored host api1: %v", err)
 	}
 }

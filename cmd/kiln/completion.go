@@ -12,12 +12,14 @@ var subcommands = map[string][]string{
 	"hosts":      {"list", "get", "add", "rm", "import", "export"},
 	"image":      {"build", "lock", "fetch"},
 	"vm":         {"run"},
+	"ntp":        {"query"},
 	"backup":     {"keygen"},
 	"config":     {"validate"},
 	"password":   {"show", "reset"},
 	"completion": {"bash", "zsh"},
 	"init":       {"reboot", "poweroff"},
 	"volumes":    {"list", "create", "upload", "grow", "rm", "chap"},
+	"roots":      {"list", "import", "promote", "rm"},
 	"vet":        {"start", "list", "show", "stop", "release", "report", "ssh", "tunnel"},
 }
 

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
+	"kiln.dev/kiln/internal/atomicfile"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 )
@@ -97,19 +97,8 @@ func exportHosts(ctx context.Context, db *store.Store, file string, f store.Form
 	if file == "-" {
 		return db.ExportHosts(ctx, w, f)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".hosts-export-*")
+	err := atomicfile.Write(file, 0o600, func(out *os.File) error { return db.ExportHosts(ctx, out, f) })
 	if err != nil {
-		return fmt.Errorf("hosts export: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := db.ExportHosts(ctx, tmp, f); err != nil {
-		tmp.Close()
-		return fmt.Errorf("hosts export: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("hosts export: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
 		return fmt.Errorf("hosts export: %w", err)
 	}
 	return nil

@@ -8,11 +8,12 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"kiln.dev/kiln/internal/atomicfile"
 )
 
 // hostJSON is a host as the API returns it (the fields the CLI shows).
@@ -238,7 +239,11 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 			_, err := io.Copy(s.out, resp.Body)
 			return err
 		}
-		return writeFileAtomic(file, resp.Body)
+		// 0600 as before: the export holds BMC addresses and the like.
+		return atomicfile.Write(file, 0o600, func(f *os.File) error {
+			_, err := io.Copy(f, resp.Body)
+			return err
+		})
 	}
 	fmt.Fprintln(s.err, hostsAPIUsage)
 	return fmt.Errorf("hosts: unknown command %q: %w", verb, errUsage)
@@ -337,20 +342,3 @@ type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
-// writeFileAtomic copies r to file through a temporary file and a rename.
-func writeFileAtomic(file string, r io.Reader) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".kiln-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, r); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
-}

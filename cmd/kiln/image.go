@@ -61,6 +61,7 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 	stage1 := fs.String("stage1", "out/kiln-stage1", "stage-1 binary for the initramfs /init")
 	busybox := fs.String("busybox", "out/bb", "u-root busybox for /bin (empty: none; build with make out/bb)")
 	agent := fs.String("agent", "", "kiln-agent binary: builds the vetting live image into the root and vet/ next to --out (make image passes out/kiln-agent; empty: no vetting image)")
+	diskless := fs.String("diskless", "", "kiln-diskless binary: builds the diskless client image into the root and diskless/ next to --out (make image passes out/kiln-diskless; empty: none)")
 	applianceID := fs.String("appliance-id", "kiln-dev", "appliance ID: seeds the disk GUID and partition UUIDs")
 	version := fs.String("version", "dev", "release string shown in the boot menu and /etc/os-release")
 	generation := fs.Int("generation", 1, "OTA generation of the image's boot entry")
@@ -87,7 +88,7 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 		return err
 	}
 	spec := image.Spec{
-		Lock: l, CacheDir: *cache, Kiln: *kiln, Stage1: *stage1, Busybox: *busybox, HelloInit: *helloInit, Agent: *agent,
+		Lock: l, CacheDir: *cache, Kiln: *kiln, Stage1: *stage1, Busybox: *busybox, HelloInit: *helloInit, Agent: *agent, Diskless: *diskless,
 		ApplianceID: *applianceID, Version: *version, Generation: *generation, Compression: *comp, OTAKeys: otaKeys,
 		Logger: slog.New(slog.NewTextHandler(s.err, nil)),
 	}
@@ -155,6 +156,18 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 		}
 		for _, name := range []string{image.VetKernel, image.VetInitrd} {
 			if err := printSum(s, filepath.Join(vet, name)); err != nil {
+				return err
+			}
+		}
+	}
+	if res.Payloads.DisklessInitrd != nil {
+		// The diskless client image, for a host-mode appliance (kiln serve) to hand out.
+		dir := filepath.Join(filepath.Dir(*out), "diskless")
+		if err := image.WriteDiskless(res.Payloads, dir); err != nil {
+			return image.NoSpace(err, needs, statfs)
+		}
+		for _, name := range []string{image.DisklessKernel, image.DisklessInitrd} {
+			if err := printSum(s, filepath.Join(dir, name)); err != nil {
 				return err
 			}
 		}

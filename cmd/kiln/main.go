@@ -51,9 +51,11 @@ func commands() map[string]command {
 		"password":   {"show or reset the admin password on the appliance (kiln password show|reset)", runPassword},
 		"net":        {"network status, try and confirm a network config (kiln net status|apply --try F|confirm)", runNet},
 		"update":     {"build, push, inspect and roll back over-the-air updates (kiln update build|verify|push|status|rollback)", runUpdate},
+		"ntp":        {"ask NTP servers for the time without setting the clock (kiln ntp query SERVER...)", runNTP},
 		"backup":     {"write an encrypted backup of the state and config (kiln backup [-o FILE] | keygen -o FILE)", runBackup},
 		"restore":    {"restore a backup onto this appliance, keeping the old state aside (kiln restore [--force] FILE)", runRestore},
 		"keys":       {"make update signing keys (kiln keys gen --out DIR)", runKeys},
+		"roots":      {"root images of diskless machines (kiln roots list|import|promote|rm)", runRoots},
 		"volumes":    {"iSCSI volumes and CHAP for thin nodes (kiln volumes list|create|upload|grow|rm|chap)", runVolumes},
 		"vet":        {"start, watch, stop and report hardware vetting runs; log in to held hosts (kiln vet start|list|show|stop|release|report|ssh|tunnel)", runVet},
 	}

@@ -18,33 +18,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"kiln.dev/kiln/init/supervisor"
+	"kiln.dev/kiln/internal/syncbuf"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/metrics"
 )
-
-// safeBuffer collects a child's output for failure messages.
-type safeBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func freeTCPPort(t *testing.T) int {
 	t.Helper()
@@ -97,7 +79,7 @@ func TestServeEndToEnd(t *testing.T) {
 
 	serve := exec.Command(bin, "serve", "--config", cfgPath, "--state", state)
 	serve.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath)
-	stderr := &safeBuffer{}
+	stderr := &syncbuf.Buffer{}
 	serve.Stderr = stderr
 	stdout, err := serve.StdoutPipe()
 	if err != nil {
@@ -115,7 +97,7 @@ func TestServeEndToEnd(t *testing.T) {
 			t.Logf("kiln serve stderr:\n%s", stderr)
 		}
 	})
-	var out safeBuffer
+	var out syncbuf.Buffer
 	sawReady := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)

@@ -60,12 +60,13 @@ func runService(ctx context.Context, args []string, s stdio) error {
 	}()
 	var once sync.Once
 	env := svc.Env{
-		Metrics:  reg,
-		Version:  kilnVersion(),
-		Config:   cfg,
-		StateDir: *stateDir,
-		RunDir:   *runDir,
-		Logger:   logger,
+		Metrics:    reg,
+		Version:    kilnVersion(),
+		Config:     cfg,
+		ConfigFile: *configPath,
+		StateDir:   *stateDir,
+		RunDir:     *runDir,
+		Logger:     logger,
 		Ready: func() {
 			once.Do(func() {
 				if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {

@@ -26,6 +26,7 @@ import (
 	"kiln.dev/kiln/init/console"
 	"kiln.dev/kiln/init/pid1"
 	"kiln.dev/kiln/init/supervisor"
+	"kiln.dev/kiln/internal/atomicfile"
 	"kiln.dev/kiln/ota/bundle"
 	"kiln.dev/kiln/ota/commit"
 	"kiln.dev/kiln/ota/otahttp"
@@ -157,17 +158,8 @@ func runUpdateBuild(args []string, s stdio) error {
 	if *out == "" {
 		*out = "kiln-" + *version + ".bundle"
 	}
-	tmp := *out + ".tmp"
-	f, err := os.Create(tmp)
+	err = atomicfile.Write(*out, 0o666, func(f *os.File) error { return bundle.WriteFiles(f, m, priv, files) })
 	if err != nil {
-		return fmt.Errorf("update build: %w", err)
-	}
-	defer os.Remove(tmp)
-	werr := bundle.WriteFiles(f, m, priv, files)
-	if err := errors.Join(werr, f.Close()); err != nil {
-		return fmt.Errorf("update build: %w", err)
-	}
-	if err := os.Rename(tmp, *out); err != nil {
 		return fmt.Errorf("update build: %w", err)
 	}
 	sum, size, err := image.HashFile(*out)
@@ -666,7 +658,7 @@ func probeWritable(dir string) error {
 	}
 	p := filepath.Join(dir, ".health-probe")
 	want := []byte(time.Now().UTC().Format(time.RFC3339Nano))
-	if err := slots.WriteFileDurable(p, want, 0o644); err != nil {
+	if err := atomicfile.WriteFile(p, want, 0o644); err != nil {
 		return err
 	}
 	defer os.Remove(p)

@@ -10,12 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"kiln.dev/kiln/internal/syncbuf"
 	"kiln.dev/kiln/qemu"
 )
 
@@ -157,25 +157,6 @@ func TestPrepareDisk(t *testing.T) {
 	}
 }
 
-// vmTestBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type vmTestBuffer struct {
-	// mu guards b.
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *vmTestBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *vmTestBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestVMRun boots a blank disk without NICs: OVMF finds nothing to boot and
 // starts its shell, which is enough to check the console relay, the escapes and the
 // bounded shutdown of a guest that ignores the power button.
@@ -193,14 +174,14 @@ func TestVMRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	inR, inW := io.Pipe()
-	var out, errOut vmTestBuffer
+	var out, errOut syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- runVM(ctx, []string{"run", "--image", blank, "--state", filepath.Join(dir, "vm"),
 			"--https-port", "-1", "--http-port", "-1", "--shutdown-timeout", "2s"}, stdio{inR, &out, &errOut})
 	}()
-	waitFor := func(what string, b *vmTestBuffer, sub string) {
+	waitFor := func(what string, b *syncbuf.Buffer, sub string) {
 		t.Helper()
 		deadline := time.Now().Add(90 * time.Second)
 		for !strings.Contains(b.String(), sub) {

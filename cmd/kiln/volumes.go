@@ -55,18 +55,9 @@ func runVolumes(ctx context.Context, args []string, s stdio) error {
 		return fmt.Errorf("volumes: unknown subcommand %q:\n%s: %w", sub, volumesUsage, errUsage)
 	}
 	// Flags may come after the positional argument (kiln volumes grow node1/boot --size 32G).
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return fmt.Errorf("volumes %s: %v: %w", sub, err, errUsage)
-		}
-		if args = fs.Args(); len(args) == 0 {
-			break
-		}
-		pos, args = append(pos, args[0]), args[1:]
-	}
-	if len(pos) != npos {
-		return fmt.Errorf("volumes %s: want %d argument(s), got %d:\n%s: %w", sub, npos, len(pos), volumesUsage, errUsage)
+	pos, err := parsePositional(fs, args, npos, "volumes "+sub, volumesUsage)
+	if err != nil {
+		return err
 	}
 	bytesOf := func(required bool) (int64, error) {
 		if *size == "" {
@@ -212,3 +203,22 @@ func printVolumes(w io.Writer, l iscsihttp.ListJSON) error {
 }
 
 func fileBase(p string) string { return p[strings.LastIndex(p, "/")+1:] }
+
+// parsePositional parses fs's flags wherever they stand among args and
+// returns the npos positional arguments; what names the command in errors.
+func parsePositional(fs *flag.FlagSet, args []string, npos int, what, usage string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, fmt.Errorf("%s: %v: %w", what, err, errUsage)
+		}
+		if args = fs.Args(); len(args) == 0 {
+			break
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	if len(pos) != npos {
+		return nil, fmt.Errorf("%s: want %d argument(s), got %d:\n%s: %w", what, npos, len(pos), usage, errUsage)
+	}
+	return pos, nil
+}

@@ -20,6 +20,8 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
+	"kiln.dev/kiln/internal/atomicfile"
+	"kiln.dev/kiln/internal/resolvconf"
 )
 
 // Config configures Run.
@@ -272,11 +274,7 @@ func (r *resolver) set(ifname string, l Lease) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.byIf[ifname] = l
-	b := []byte(ResolvConf(r.byIf))
-	tmp := r.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err == nil {
-		os.Rename(tmp, r.path)
-	}
+	atomicfile.WriteFile(r.path, []byte(ResolvConf(r.byIf)), 0o644)
 }
 
 // ResolvConf renders resolv.conf for the leases, interfaces in name order,
@@ -288,31 +286,40 @@ func ResolvConf(byIf map[string]Lease) string {
 	}
 	sort.Strings(names)
 	var servers, search []string
-	seen := map[string]bool{}
 	for _, n := range names {
 		for _, ip := range byIf[n].DNS {
-			if s := ip.String(); !seen[s] {
-				seen[s] = true
-				servers = append(servers, s)
-			}
+			servers = append(servers, ip.String())
 		}
-		for _, d := range byIf[n].Search {
-			if !seen["search "+d] {
-				seen["search "+d] = true
-				search = append(search, d)
-			}
-		}
+		search = append(search, byIf[n].Search...)
 	}
-	var b strings.Builder
-	b.WriteString("# written by kiln init from DHCP leases\n")
-	if len(search) > 0 {
-		b.WriteString("search " + strings.Join(search, " ") + "\n")
+	return resolvconf.Render("written by kiln init from DHCP leases", servers, search)
+}
+
+// Acquire brings ifname up, obtains one DHCP lease and applies it without
+// lifetimes and without renewing it: for a diskless client, whose root is
+// reached over this address after the initramfs that would renew it is
+// gone (the kernel's own ip=dhcp does the same). A DHCP client in the root
+// may take the address over.
+func Acquire(ctx context.Context, ifname, hostname string) (Lease, error) {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return Lease{}, fmt.Errorf("finding %s: %w", ifname, err)
 	}
-	for i, s := range servers {
-		if i == 3 {
-			break
-		}
-		b.WriteString("nameserver " + s + "\n")
+	if err := netlink.LinkSetUp(link); err != nil {
+		return Lease{}, fmt.Errorf("bringing %s up: %w", ifname, err)
 	}
-	return b.String()
+	var mods []dhcpv4.Modifier
+	if hostname != "" {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptHostName(hostname)))
+	}
+	_, l, err := request(ctx, ifname, mods)
+	if err != nil {
+		return Lease{}, fmt.Errorf("DHCP on %s: %w", ifname, err)
+	}
+	permanent := l
+	permanent.Duration = 0 // no lifetimes: the address stays
+	if err := apply(link, permanent); err != nil {
+		return Lease{}, err
+	}
+	return l, nil
 }

@@ -1,7 +1,6 @@
 package console
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/internal/syncbuf"
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/partitions"
 	"kiln.dev/kiln/services/config"
 )
@@ -181,38 +182,10 @@ func (f *fakes) console(t *testing.T) *Console {
 		Data:       f.wiper,
 		Shell:      f.shell,
 		Power:      f.power,
-		Logger:     slog.New(slog.NewTextHandler(tWriter{t}, nil)),
+		Logger:     testlog.New(t, slog.LevelInfo),
 		Now:        func() time.Time { return testNow },
 		RetryDelay: 10 * time.Millisecond,
 	}
-}
-
-// tWriter routes log output to t.Log.
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
-
-// syncBuffer is a bytes.Buffer safe for the console and a log follower writing at once.
-type syncBuffer struct {
-	// mu guards b.
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // lineInput plays a terminal in canonical mode: each Read returns at most one
@@ -273,7 +246,7 @@ type terminal struct {
 // script is a running Console fed from a script.
 type script struct {
 	in     *lineInput
-	out    *syncBuffer
+	out    *syncbuf.Buffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -295,7 +268,7 @@ func startHeld(t *testing.T, c *Console, input string) *script {
 func startOn(t *testing.T, c *Console, in *lineInput) *script {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	in.echo, in.eof = out, make(chan struct{})
 	s := &script{in: in, out: out, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- c.Run(ctx, terminal{s.in, s.out}) }()

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"kiln.dev/kiln/internal/syncbuf"
 )
 
 // hangupTTY plays a serial line the kernel hangs up when the shell, the
@@ -99,7 +101,7 @@ func TestMenuComesBackAfterAHangup(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := &syncBuffer{}
+			out := &syncbuf.Buffer{}
 			in := &lineInput{rest: "\n6\n" + tt.input, echo: out, eof: make(chan struct{}), hold: make(chan struct{})}
 			tty := &hangupTTY{in: in, out: out, failReopens: tt.failReopens}
 			c := newFakes().console(t)
@@ -155,7 +157,7 @@ func containsInOrder(s string, want []string) bool {
 // did not come from the shell, or Ctrl-D) is reopened after the silent wait,
 // and a reopen that fails is retried on the next wait.
 func TestEndOfInputReopens(t *testing.T) {
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	in := &lineInput{rest: "\n", echo: out, eof: make(chan struct{}), hold: make(chan struct{})}
 	tty := &hangupTTY{in: in, out: out, failReopens: 2}
 	tty.hangup()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"kiln.dev/kiln/internal/syncbuf"
 )
 
 // openPTY returns a pseudo-terminal's master and the path of its slave, or
@@ -41,8 +42,8 @@ func openPTY(t *testing.T) (*os.File, string) {
 }
 
 // screen collects what a pty master reads.
-func screen(t *testing.T, m *os.File) *syncBuffer {
-	out := &syncBuffer{}
+func screen(t *testing.T, m *os.File) *syncbuf.Buffer {
+	out := &syncbuf.Buffer{}
 	go func() {
 		buf := make([]byte, 4096)
 		for {

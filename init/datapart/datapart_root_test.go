@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"kiln.dev/kiln/init/blockdev"
+	"kiln.dev/kiln/internal/testlog"
 )
 
 // loopDisk builds a kiln-like GPT image (data partition 4 MiB, labeled
@@ -86,14 +87,7 @@ func newManager(t *testing.T, disk string) *Manager {
 			t.Logf("tool output:\n%s", out.String())
 		}
 	})
-	return &Manager{Sys: blockdev.Default, Disk: disk, Mountpoint: mnt, Out: &out, Log: slog.New(slog.NewTextHandler(tWriter{t}, nil))}
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
+	return &Manager{Sys: blockdev.Default, Disk: disk, Mountpoint: mnt, Out: &out, Log: testlog.New(t, slog.LevelInfo)}
 }
 
 func sgdiskVerify(t *testing.T, img string) {

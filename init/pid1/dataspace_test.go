@@ -1,38 +1,19 @@
 package pid1
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"kiln.dev/kiln/init/datapart"
+	"kiln.dev/kiln/internal/syncbuf"
 )
-
-// lockedBuffer is a bytes.Buffer safe for PID 1's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 const problemFull = "kiln-init: PROBLEM: data partition is full ("
 
@@ -59,7 +40,7 @@ func TestWatchDataSpace(t *testing.T) {
 		}
 		return spaces[i], nil
 	}
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	p := New(Options{Out: &out})
 	full := p.checkDataSpace("/data", statfs, false)
 	if full || out.String() != "" {
@@ -108,7 +89,7 @@ func TestDataSpaceFullTmpfs(t *testing.T) {
 		_, err = fh.Write(make([]byte, 64<<10))
 	}
 	fh.Close()
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	p := New(Options{Out: &out})
 	if !p.checkDataSpace(dir, datapart.HostStatfs, false) {
 		t.Errorf("checkDataSpace(full tmpfs) = false, want true")

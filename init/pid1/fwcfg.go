@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"kiln.dev/kiln/internal/atomicfile"
 )
 
 // QEMU hands a VM files through its firmware configuration device:
@@ -67,23 +69,13 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	return atomicfile.Write(dst, 0o600, func(out *os.File) error {
+		n, err := io.Copy(out, io.LimitReader(in, maxFwCfgFile+1))
+		if err == nil && n > maxFwCfgFile {
+			err = fmt.Errorf("larger than %d bytes", maxFwCfgFile)
+		}
 		return err
-	}
-	n, err := io.Copy(out, io.LimitReader(in, maxFwCfgFile+1))
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && n > maxFwCfgFile {
-		err = fmt.Errorf("larger than %d bytes", maxFwCfgFile)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, dst)
+	})
 }
 
 // isQEMU reports whether the machine is a QEMU VM (DMI system vendor), the

@@ -13,6 +13,7 @@ import (
 	"kiln.dev/kiln/init/blockdev"
 	"kiln.dev/kiln/init/gpt"
 	"kiln.dev/kiln/init/kmod"
+	"kiln.dev/kiln/internal/cmdline"
 	"kiln.dev/kiln/partitions"
 	"kiln.dev/kiln/services/config"
 )
@@ -148,12 +149,8 @@ func cmdlineParam(key string) string {
 	if err != nil {
 		return ""
 	}
-	for _, f := range strings.Fields(string(b)) {
-		if k, v, ok := strings.Cut(f, "="); ok && k == key {
-			return v
-		}
-	}
-	return ""
+	v, _ := cmdline.Parse(string(b)).First(key)
+	return v
 }
 
 // MountESP mounts the EFI system partition of disk at /boot/efi.

@@ -23,6 +23,7 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+	"kiln.dev/kiln/internal/syncbuf"
 )
 
 // Reaper reaps unowned children. The zero value is not usable; call New.
@@ -77,7 +78,7 @@ func (r *Reaper) Output(cmd *exec.Cmd) ([]byte, error) {
 
 // CombinedOutput is like cmd.CombinedOutput through the reaper.
 func (r *Reaper) CombinedOutput(cmd *exec.Cmd) ([]byte, error) {
-	var b syncBuffer
+	var b syncbuf.Buffer
 	cmd.Stdout = &b
 	cmd.Stderr = &b
 	err := r.Run(cmd)

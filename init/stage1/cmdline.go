@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"kiln.dev/kiln/image/verity"
+	"kiln.dev/kiln/internal/cmdline"
 )
 
 // Cmdline is what stage 1 needs from the kernel command line.
@@ -30,14 +31,7 @@ type Cmdline struct {
 // neither kiln.live= (a live ISO) nor root=PARTUUID= names the root, or when
 // kiln.verity= is missing or malformed.
 func ParseCmdline(s string) (Cmdline, error) {
-	c := Cmdline{Init: "/sbin/init", Params: map[string]string{}}
-	for _, f := range splitCmdline(s) {
-		if f == "--" { // what follows is for init
-			break
-		}
-		k, v, _ := strings.Cut(f, "=")
-		c.Params[k] = v
-	}
+	c := Cmdline{Init: "/sbin/init", Params: cmdline.Parse(s).Map()}
 	if v := c.Params["init"]; v != "" {
 		c.Init = v
 	}
@@ -69,32 +63,6 @@ func ParseCmdline(s string) (Cmdline, error) {
 		return c, fmt.Errorf("kernel command line: %w (%s)", err, fix)
 	}
 	return c, nil
-}
-
-func splitCmdline(s string) []string {
-	var fields []string
-	var b strings.Builder
-	quoted, have := false, false
-	for _, r := range s {
-		switch {
-		case r == '"':
-			quoted = !quoted
-			have = true
-		case !quoted && (r == ' ' || r == '\t' || r == '\n'):
-			if have {
-				fields = append(fields, b.String())
-				b.Reset()
-				have = false
-			}
-		default:
-			b.WriteRune(r)
-			have = true
-		}
-	}
-	if have {
-		fields = append(fields, b.String())
-	}
-	return fields
 }
 
 // validUUID accepts the 8-4-4-4-12 hex form.

@@ -23,6 +23,7 @@ import (
 	"kiln.dev/kiln/init/coldplug"
 	"kiln.dev/kiln/init/gpt"
 	"kiln.dev/kiln/init/kmod"
+	"kiln.dev/kiln/init/switchroot"
 )
 
 // Options tune a boot; Main uses the defaults.
@@ -58,10 +59,10 @@ func printf(o Options, format string, args ...any) {
 }
 
 func boot(o Options) error {
-	if err := mountEarly(); err != nil {
+	if err := switchroot.MountKernelFS(); err != nil {
 		return err
 	}
-	ensureConsole()
+	switchroot.AttachConsole()
 	b, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return fmt.Errorf("reading /proc/cmdline: %w", err)
@@ -145,53 +146,11 @@ func boot(o Options) error {
 	if _, err := os.Stat(filepath.Join(newRoot, cl.Init)); err != nil {
 		return fmt.Errorf("root %s has no %s: %w (the root image is incomplete)", dev, cl.Init, err)
 	}
-	for _, m := range []string{"/dev", "/proc", "/sys"} {
-		if err := unix.Mount(m, filepath.Join(newRoot, m), "", unix.MS_MOVE, ""); err != nil {
-			return fmt.Errorf("moving %s into the new root: %w (the root image needs an empty %s directory)", m, err, m)
-		}
+	if err := switchroot.MoveKernelFS(newRoot); err != nil {
+		return err
 	}
 	printf(o, "switching root")
-	return switchRoot(newRoot, cl.Init)
-}
-
-// mountEarly mounts devtmpfs, proc and sysfs.
-func mountEarly() error {
-	for _, m := range []struct{ src, dst, fstype string }{
-		{"devtmpfs", "/dev", "devtmpfs"},
-		{"proc", "/proc", "proc"},
-		{"sysfs", "/sys", "sysfs"},
-	} {
-		if err := os.MkdirAll(m.dst, 0o755); err != nil {
-			return fmt.Errorf("creating %s: %w", m.dst, err)
-		}
-		flags := uintptr(unix.MS_NOSUID)
-		if m.fstype != "devtmpfs" {
-			flags |= unix.MS_NODEV | unix.MS_NOEXEC
-		}
-		if err := unix.Mount(m.src, m.dst, m.fstype, flags, ""); err != nil && !errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("mounting %s at %s: %w", m.fstype, m.dst, err)
-		}
-	}
-	return nil
-}
-
-// ensureConsole attaches stdin/stdout/stderr to /dev/console when the kernel
-// could not (an initramfs without a /dev/console node).
-func ensureConsole() {
-	var st unix.Stat_t
-	if unix.Fstat(1, &st) == nil {
-		return
-	}
-	fd, err := unix.Open("/dev/console", unix.O_RDWR, 0)
-	if err != nil {
-		return
-	}
-	for i := 0; i < 3; i++ {
-		_ = unix.Dup2(fd, i)
-	}
-	if fd > 2 {
-		unix.Close(fd)
-	}
+	return switchroot.Exec(newRoot, cl.Init)
 }
 
 func hasFilesystem(name string) bool {
@@ -247,68 +206,9 @@ func WaitForRoot(ctx context.Context, o Options, sys blockdev.Sys, devices, part
 	}
 }
 
-// switchRoot deletes the initramfs contents, makes newRoot the root and
-// executes init there, like busybox switch_root.
-func switchRoot(newRoot, init string) error {
-	var rootSt unix.Stat_t
-	if err := unix.Stat("/", &rootSt); err != nil {
-		return fmt.Errorf("stat /: %w", err)
-	}
-	removeSameDev("/", rootSt.Dev, newRoot)
-	if err := unix.Chdir(newRoot); err != nil {
-		return fmt.Errorf("entering %s: %w", newRoot, err)
-	}
-	if err := unix.Mount(newRoot, "/", "", unix.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("moving %s to /: %w", newRoot, err)
-	}
-	if err := unix.Chroot("."); err != nil {
-		return fmt.Errorf("chroot into the new root: %w", err)
-	}
-	if err := unix.Chdir("/"); err != nil {
-		return fmt.Errorf("chdir /: %w", err)
-	}
-	if err := unix.Exec(init, []string{init}, os.Environ()); err != nil {
-		return fmt.Errorf("executing %s: %w", init, err)
-	}
-	return nil
-}
-
-// removeSameDev removes everything under dir that lives on device dev (the
-// initramfs), leaving other mounts and skip alone. Errors are ignored: this
-// only frees memory.
-func removeSameDev(dir string, dev uint64, skip string) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
-		if p == skip {
-			continue
-		}
-		var st unix.Stat_t
-		if unix.Lstat(p, &st) != nil || st.Dev != dev {
-			continue
-		}
-		if e.IsDir() {
-			removeSameDev(p, dev, skip)
-			_ = unix.Rmdir(p)
-			continue
-		}
-		_ = unix.Unlink(p)
-	}
-}
-
 // fail reports err, counts down and reboots.
 func fail(o Options, err error) {
 	printf(o, "FAILED: %v", err)
 	printf(o, "the appliance cannot start; rebooting in %s (the boot loader falls back to the previous version after repeated failures)", o.FailDelay)
-	for left := o.FailDelay; left > 0; left -= 10 * time.Second {
-		printf(o, "rebooting in %s", left)
-		time.Sleep(min(left, 10*time.Second))
-	}
-	unix.Sync()
-	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
-		printf(o, "reboot failed: %v; exiting (the kernel panics and reboots after panic=)", err)
-	}
+	switchroot.RebootAfter(func(format string, args ...any) { printf(o, format, args...) }, o.FailDelay)
 }

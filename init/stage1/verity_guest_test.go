@@ -5,7 +5,6 @@ package stage1
 import (
 	"bytes"
 	"errors"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"kiln.dev/kiln/image/verity"
 	"kiln.dev/kiln/init/blockdev"
 	"kiln.dev/kiln/init/dm"
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/ota/rootscan"
 	"kiln.dev/kiln/qemu/guest"
 )
@@ -53,7 +53,7 @@ func TestOpenVerityMountsSquashfs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Out: testWriter{t}}
+	o := Options{Out: testlog.Writer(t)}
 	try := func(name string) (mounted string, readErr, scanErr error) {
 		t.Helper()
 		out, err := exec.Command("losetup", "--find", "--show", "--read-only", img).Output()
@@ -121,12 +121,3 @@ func TestOpenVerityMountsSquashfs(t *testing.T) {
 		t.Errorf("scanning the tampered root = %v, want rootscan.ErrCorrupt", scanErr)
 	}
 }
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
-var _ io.Writer = testWriter{}

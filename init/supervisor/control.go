@@ -12,6 +12,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"kiln.dev/kiln/internal/unixhttp"
 )
 
 // listenControl binds <RunDir>/supervisor.sock and serves Handler on it.
@@ -44,7 +46,7 @@ func (s *Supervisor) listenControl() error {
 func (s *Supervisor) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, s.Status())
+		unixhttp.WriteJSON(w, http.StatusOK, s.Status())
 	})
 	mux.HandleFunc("GET /v1/logs/{name}", s.serveLogs)
 	mux.HandleFunc("POST /v1/services/{name}/restart", func(w http.ResponseWriter, r *http.Request) {
@@ -53,10 +55,10 @@ func (s *Supervisor) Handler() http.Handler {
 			if errors.Is(err, ErrUnknownService) {
 				code = http.StatusNotFound
 			}
-			writeJSON(w, code, map[string]string{"error": err.Error()})
+			unixhttp.WriteJSON(w, code, map[string]string{"error": err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusAccepted, map[string]string{"status": "restarting"})
+		unixhttp.WriteJSON(w, http.StatusAccepted, map[string]string{"status": "restarting"})
 	})
 	return mux
 }
@@ -68,7 +70,7 @@ func (s *Supervisor) serveLogs(w http.ResponseWriter, r *http.Request) {
 	if q := r.URL.Query().Get("since"); q != "" {
 		n, err := strconv.ParseUint(q, 10, 64)
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "since must be a line number (the last seq you saw, 0 for all)"})
+			unixhttp.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "since must be a line number (the last seq you saw, 0 for all)"})
 			return
 		}
 		since = n
@@ -77,7 +79,7 @@ func (s *Supervisor) serveLogs(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	lines, wake, err := s.Logs(name, since)
 	if err != nil {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+		unixhttp.WriteJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -107,14 +109,6 @@ func (s *Supervisor) serveLogs(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
-}
-
 // Client talks to a supervisor's control socket.
 type Client struct {
 	hc *http.Client
@@ -122,12 +116,7 @@ type Client struct {
 
 // NewClient returns a client for the control socket at path (see SocketPath).
 func NewClient(path string) *Client {
-	return &Client{hc: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}}
+	return &Client{hc: unixhttp.Client(path)}
 }
 
 func (c *Client) do(ctx context.Context, method, path string) (*http.Response, error) {

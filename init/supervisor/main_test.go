@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,12 +8,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"kiln.dev/kiln/internal/syncbuf"
 )
 
 // The test binary doubles as the supervised service: started with
@@ -105,31 +104,13 @@ func fake(name, mode string, deps []string, env ...string) Spec {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the supervisor's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fixture is one started supervisor with its directories.
 type fixture struct {
 	sup     *Supervisor
 	runDir  string
 	logDir  string
 	events  string
-	console *syncBuffer
+	console *syncbuf.Buffer
 }
 
 // start creates and starts a supervisor for specs; opts may be tweaked by
@@ -141,7 +122,7 @@ func start(t *testing.T, specs []Spec, edit func(*Options)) *fixture {
 		runDir:  filepath.Join(dir, "run"),
 		logDir:  filepath.Join(dir, "log"),
 		events:  filepath.Join(dir, "events"),
-		console: &syncBuffer{},
+		console: &syncbuf.Buffer{},
 	}
 	for i := range specs {
 		specs[i].Env = append(specs[i].Env, "FAKE_EVENTS="+f.events)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"kiln.dev/kiln/internal/atomicfile"
 	"kiln.dev/kiln/ota/slots"
 )
 
@@ -92,7 +93,7 @@ func snapshot(d Data) error {
 			return err
 		}
 	}
-	if err := slots.SyncDir(tmp); err != nil {
+	if err := atomicfile.SyncDir(tmp); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(dir); err != nil {
@@ -101,7 +102,7 @@ func snapshot(d Data) error {
 	if err := os.Rename(tmp, dir); err != nil {
 		return err
 	}
-	return slots.SyncDir(filepath.Dir(dir))
+	return atomicfile.SyncDir(filepath.Dir(dir))
 }
 
 // restore replaces the database files with the snapshot's.
@@ -128,7 +129,7 @@ func restore(d Data) error {
 			return err
 		}
 	}
-	return slots.SyncDir(d.StateDir)
+	return atomicfile.SyncDir(d.StateDir)
 }
 
 func copyFile(src, dst string) error {

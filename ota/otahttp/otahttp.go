@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"time"
 
+	"kiln.dev/kiln/internal/unixhttp"
 	"kiln.dev/kiln/ota/bundle"
 	"kiln.dev/kiln/ota/install"
 	"kiln.dev/kiln/ota/oplock"
@@ -110,7 +111,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "%v", err))
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	unixhttp.WriteJSON(w, http.StatusOK, st)
 }
 
 // PushResponse is the answer to a successful push.
@@ -155,7 +156,7 @@ func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, ae)
 		return
 	}
-	writeJSON(w, http.StatusOK, PushResponse{Result: res, Rebooting: reboot})
+	unixhttp.WriteJSON(w, http.StatusOK, PushResponse{Result: res, Rebooting: reboot})
 	if reboot {
 		h.rebootSoon()
 	}
@@ -196,7 +197,7 @@ func (h *Handler) rollback(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, api.Errorf(http.StatusInternalServerError, api.CodeInternal, "", "%v", err))
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	unixhttp.WriteJSON(w, http.StatusOK, st)
 	if req.Reboot {
 		h.rebootSoon()
 	}
@@ -238,12 +239,4 @@ func apiError(err error) error {
 		status, code = http.StatusServiceUnavailable, api.CodeUnavailable
 	}
 	return api.Errorf(status, code, "", "%v", err)
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
 }

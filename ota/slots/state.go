@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"kiln.dev/kiln/internal/atomicfile"
 	"kiln.dev/kiln/partitions"
 )
 
@@ -185,43 +186,5 @@ func (s *Store) write(r Record) error {
 	if err != nil {
 		return fmt.Errorf("encoding the OTA state: %w", err)
 	}
-	return WriteFileDurable(s.Path, append(b, '\n'), 0o644)
-}
-
-// WriteFileDurable writes a file so that after a crash it holds the old or
-// the new bytes: temp file, fsync, rename, fsync of the directory.
-func WriteFileDurable(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return SyncDir(filepath.Dir(path))
-}
-
-// SyncDir fsyncs a directory.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.WriteFile(s.Path, append(b, '\n'), 0o644)
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"kiln.dev/kiln/init/blockdev"
+	"kiln.dev/kiln/internal/cmdline"
 	"kiln.dev/kiln/ota/bundle"
 	"kiln.dev/kiln/ota/espfs"
 	"kiln.dev/kiln/ota/install"
@@ -76,11 +77,7 @@ func Detect(p Paths) (*System, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the kernel command line: %w", err)
 	}
-	params := map[string]string{}
-	for _, f := range strings.Fields(string(b)) {
-		k, v, _ := strings.Cut(f, "=")
-		params[k] = v
-	}
+	params := cmdline.Parse(string(b)).Map()
 	slot, err := partitions.ParseSlot(params["kiln.slot"])
 	if err != nil {
 		return nil, ErrNotAppliance

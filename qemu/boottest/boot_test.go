@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -238,10 +239,16 @@ services:
   dns: {enabled: true}
   tftp: {enabled: true}
   httpboot: {enabled: true}
+  ntp: {enabled: true}
 `
+
+// ntpAnswerRE is kiln ntp query's line for the appliance's own server.
+var ntpAnswerRE = regexp.MustCompile(`NTP server 127\.0\.0\.1:123: (.*)`)
 
 // TestServiceRestartAfterKill kills one service with SIGKILL from the
 // recovery shell; the supervisor restarts it and the others keep their PIDs.
+// Before that, from the same shell, the image's NTP server answers `kiln ntp
+// query`, as unsynchronized (the VM has no upstream server).
 func TestServiceRestartAfterKill(t *testing.T) {
 	img := Image(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*BootTimeout())
@@ -270,6 +277,11 @@ func TestServiceRestartAfterKill(t *testing.T) {
 	r := NewRecovery(t, ctx, vm)
 	r.Menu()
 	r.Shell()
+	r.settle()
+	r.send("kiln ntp query 127.0.0.1\r")
+	if l := r.expect(ntpAnswerRE, 30*time.Second); !strings.Contains(l, "leap indicator 3, stratum 16") {
+		t.Errorf("kiln ntp query 127.0.0.1 in the image: %q, want an unsynchronized answer (leap indicator 3, stratum 16)", l)
+	}
 	r.Run(fmt.Sprintf("kill -9 %d", pids[victim]))
 
 	deadline := time.Now().Add(time.Minute)

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/qemu"
 )
 
@@ -221,14 +222,7 @@ func TestLogger(t testing.TB) *slog.Logger {
 	if _, ok := t.(*testing.B); ok {
 		level = slog.LevelWarn
 	}
-	return slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: level})).With("component", "boottest")
-}
-
-type tlogWriter struct{ t testing.TB }
-
-func (w tlogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return testlog.New(t, level).With("component", "boottest")
 }
 
 // HTTPClient returns a client for the management ports: it accepts the

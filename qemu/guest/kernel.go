@@ -22,6 +22,7 @@ import (
 	"kiln.dev/kiln/image/debs"
 	"kiln.dev/kiln/image/initramfs"
 	"kiln.dev/kiln/image/kmod"
+	"kiln.dev/kiln/internal/atomicfile"
 	"kiln.dev/kiln/qemu/guest/internal/job"
 )
 
@@ -310,11 +311,7 @@ func (k *kernelStore) initramfs(initBin string) (string, error) {
 	if err := initramfs.WriteCPIO(&buf, members); err != nil {
 		return "", err
 	}
-	tmp := fmt.Sprintf("%s.tmp%d", out, os.Getpid())
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
-		return "", fmt.Errorf("writing guest initramfs: %w", err)
-	}
-	if err := os.Rename(tmp, out); err != nil {
+	if err := atomicfile.WriteFile(out, buf.Bytes(), 0o644); err != nil {
 		return "", fmt.Errorf("writing guest initramfs: %w", err)
 	}
 	pruneInitrds(k.dir, out)

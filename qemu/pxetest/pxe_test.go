@@ -139,12 +139,12 @@ func TestPXEBoot(t *testing.T) {
 			Extra: []string{"-global", "virtio-net-pci.romfile="}},
 			func(n qemu.NIC) qemu.NIC { n.MAC = ovmfMAC; return n },
 			[]*regexp.Regexp{regexp.MustCompile(`NBP filename is ipxe\.efi`), regexp.MustCompile(`NBP file downloaded successfully`),
-				regexp.MustCompile(`^Filename: http://10\.77\.0\.1:8080/boot/52-54-00-6b-6c-31\.ipxe\?token=`)}},
+				regexp.MustCompile(`^Filename: http://10\.77\.0\.1:8080/boot/52-54-00-6b-6c-31\.ipxe\?nonce=[A-Za-z0-9_-]+`)}},
 		{"seabios", "pxe-bios", qemu.Config{Firmware: qemu.BIOS, MemoryMiB: 256, NoWatchdog: true,
 			// SeaBIOS copies option ROM text to the serial port without graphics.
 			Extra: []string{"-machine", "graphics=off"}},
 			func(n qemu.NIC) qemu.NIC { n.MAC, n.Model, n.ROMFile = biosMAC, "e1000", biosROM; return n },
-			[]*regexp.Regexp{regexp.MustCompile(`^Filename: http://10\.77\.0\.1:8080/boot/52-54-00-6b-6c-32\.ipxe\?token=`)}},
+			[]*regexp.Regexp{regexp.MustCompile(`^Filename: http://10\.77\.0\.1:8080/boot/52-54-00-6b-6c-32\.ipxe\?nonce=[A-Za-z0-9_-]+`)}},
 	}
 	for _, tc := range targets {
 		t.Run(tc.name, func(t *testing.T) {
@@ -168,6 +168,10 @@ func TestPXEBoot(t *testing.T) {
 				if !consoleHas(vm, re) {
 					t.Errorf("%s target console lacks a line matching %q", tc.name, re)
 				}
+			}
+			// DHCP gave iPXE a single-use nonce, never the host's token.
+			if re := regexp.MustCompile(`token=`); consoleHas(vm, re) {
+				t.Errorf("%s target console has a line matching %q: a DHCP reply carried a token", tc.name, re)
 			}
 			if testing.Verbose() {
 				t.Logf("%s target console:\n%s", tc.name, vm.ConsoleTail())

@@ -23,6 +23,8 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
+	"kiln.dev/kiln/internal/syncbuf"
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/api"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/iscsi"
@@ -174,6 +176,15 @@ func TestUIEndToEnd(t *testing.T) {
 		document.getElementById('volumes-table').textContent.includes(':e2e-01') &&
 		document.getElementById('volumes-space').textContent.includes('free of')`)
 	shot(t, ctx, shots, "07a-volumes")
+	// A root image version recorded beside it (kiln roots import stores its files first) shows on the roots page.
+	if _, err := db.AddRootImage(context.Background(), store.RootImage{Name: "contest", Version: 1, Promoted: true, Size: 3 << 20, Files: 42, Source: "contest.tar.zst"}); err != nil {
+		t.Fatal(err)
+	}
+	step("roots", chromedp.Navigate(base+"/ui/#/roots"), chromedp.WaitVisible(chromedp.CSS("#roots-table")))
+	waitFor("the root image version", `document.getElementById('roots-table').textContent.includes('contest@1') &&
+		document.getElementById('roots-table').textContent.includes('3 MiB') &&
+		document.getElementById('roots-table').textContent.includes('contest.tar.zst')`)
+	shot(t, ctx, shots, "07b-roots")
 	step("logs", chromedp.Navigate(base+"/ui/#/logs/mgmt"), chromedp.WaitVisible(chromedp.CSS("#log-lines")))
 	waitFor("mgmt's log lines", `document.getElementById('log-lines').textContent.includes('listening')`)
 	shot(t, ctx, shots, "07-logs")
@@ -227,7 +238,7 @@ func (b *browserTest) eval(js string) string {
 // released.
 func vettingEndToEnd(b *browserTest, db *store.Store, state string) {
 	t, ctx := b.t, context.Background()
-	orch := orchestrator.New(db, config.Vetting{}, state, slog.New(slog.NewTextHandler(tlog{t}, nil)))
+	orch := orchestrator.New(db, config.Vetting{}, state, testlog.New(t, slog.LevelInfo))
 	const (
 		passSpec = "expect:\n  - fact: memory.installed_bytes\n    min: 2GiB\n  - fact: cpu.threads\n    min: 2\n  - fact: disks.count\n    exact: 1\n"
 		failSpec = "expect:\n  - fact: memory.installed_bytes\n    min: 64GiB\n  - fact: cpu.threads\n    min: 2\n"
@@ -464,14 +475,6 @@ func e2eInventory() inventory.Inventory {
 	}
 }
 
-// tlog sends a logger's lines to t.Log.
-type tlog struct{ t *testing.T }
-
-func (l tlog) Write(p []byte) (int, error) {
-	l.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
-
 // shot saves a PNG of the page and logs its path.
 func shot(t *testing.T, ctx context.Context, dir, name string) {
 	t.Helper()
@@ -541,31 +544,12 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	// mu guards b.
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startServe runs kiln serve until the test ends and returns its standard
 // error (where the first-login lines go) once it printed "kiln: ready".
 func startServe(t *testing.T, kiln, cfg, state string) string {
 	t.Helper()
 	cmd := exec.Command(kiln, "serve", "--config", cfg, "--state", state)
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	cmd.Stderr = logs
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -574,7 +558,7 @@ func startServe(t *testing.T, kiln, cfg, state string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	console := &lockedBuffer{}
+	console := &syncbuf.Buffer{}
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"kiln.dev/kiln/internal/unixhttp"
 	"kiln.dev/kiln/services/store"
 )
 
@@ -149,10 +150,7 @@ func WriteJSON(w http.ResponseWriter, code int, v any) { writeJSON(w, code, v) }
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	unixhttp.WriteJSON(w, code, v)
 }
 
 // DefaultBodyLimit bounds JSON request bodies.

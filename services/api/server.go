@@ -207,6 +207,16 @@ func (s *Server) Mount(pattern string, scope Scope, h http.Handler) {
 	s.add(Route{Method: method, Path: path, Scope: scope, handler: h})
 }
 
+// MountRoute is Mount for a route described in full: its Credentials
+// flag, summary and body types are kept (Mount keeps only the scope).
+func (s *Server) MountRoute(r Route, h http.Handler) {
+	if !strings.HasPrefix(r.Path, "/api/") {
+		panic(fmt.Sprintf("api: MountRoute(%s %s): want a path below /api/", r.Method, r.Path))
+	}
+	r.handler = h
+	s.add(r)
+}
+
 // add registers r on the mux behind the authentication wrapper.
 func (s *Server) add(r Route) {
 	if r.Scope.rank() == 0 && r.Scope != ScopePublic {

@@ -111,6 +111,17 @@ func GenerateKeyFile() ([]byte, string, error) {
 	return []byte("# kiln backup key; public key: " + pub + "\n" + id.String() + "\n"), pub, nil
 }
 
+// PublicKeys returns k's X25519 public keys (age1…), one per key.
+func (k Key) PublicKeys() []string {
+	var out []string
+	for _, r := range k.recipients {
+		if x, ok := r.(*age.X25519Recipient); ok {
+			out = append(out, x.String())
+		}
+	}
+	return out
+}
+
 // CanDecrypt reports whether k holds a secret (a passphrase or secret key).
 func (k Key) CanDecrypt() bool { return len(k.identities) > 0 }
 

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"kiln.dev/kiln/internal/atomicfile"
 )
 
 // FileSuffix ends every backup file name.
@@ -17,8 +19,10 @@ const FileSuffix = ".backup"
 
 // FileName is a backup's default name: kiln-<host>-<UTC time>.backup.
 func FileName(host string, t time.Time) string {
-	return "kiln-" + safeName(host) + "-" + t.UTC().Format("20060102T150405Z") + FileSuffix
+	return "kiln-" + safeName(host) + "-" + t.UTC().Format(stampLayout) + FileSuffix
 }
+
+const stampLayout = "20060102T150405Z"
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9.-]+`)
 
@@ -33,31 +37,24 @@ func safeName(s string) string {
 // in the same directory, renamed into place only once complete: a failed
 // or interrupted backup never leaves a file that looks like one.
 func WriteFile(ctx context.Context, path string, src Source, key Key) (Manifest, error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	var m Manifest
+	var cerr error
+	err := atomicfile.Write(path, 0o600, func(f *os.File) error {
+		m, cerr = Create(ctx, f, src, key)
+		return cerr
+	})
+	if cerr != nil {
+		return Manifest{}, cerr // it names the step
+	}
 	if err != nil {
 		return Manifest{}, fmt.Errorf("backup: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	m, err := Create(ctx, tmp, src, key)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return Manifest{}, err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return Manifest{}, fmt.Errorf("backup: %w", err)
-	}
-	return m, syncDir(dir)
+	return m, nil
 }
 
 // Prune removes all but the newest keep backup files in dir (by the time
-// in their names, whatever the host name) and returns what it removed. Files
-// that are not backups are left alone.
+// in their names, whatever the host name) and returns what it removed.
+// Files not named like FileName's are left alone.
 func Prune(dir string, keep int) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -66,17 +63,26 @@ func Prune(dir string, keep int) ([]string, error) {
 		}
 		return nil, err
 	}
-	var names []string
+	// Only files named as FileName names them count; their time sorts them.
+	type backupFile struct {
+		name string
+		at   time.Time
+	}
+	var files []backupFile
 	for _, e := range entries {
-		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), "kiln-") && strings.HasSuffix(e.Name(), FileSuffix) {
-			names = append(names, e.Name())
+		n := strings.TrimSuffix(e.Name(), FileSuffix)
+		if !e.Type().IsRegular() || !strings.HasPrefix(n, "kiln-") || n == e.Name() || len(n) < len(stampLayout) {
+			continue
+		}
+		if at, err := time.Parse(stampLayout, n[len(n)-len(stampLayout):]); err == nil {
+			files = append(files, backupFile{e.Name(), at})
 		}
 	}
-	stamp := func(n string) string {
-		n = strings.TrimSuffix(n, FileSuffix)
-		return n[max(0, len(n)-len("20060102T150405Z")):]
+	sort.Slice(files, func(i, j int) bool { return files[i].at.Before(files[j].at) })
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = f.name
 	}
-	sort.Slice(names, func(i, j int) bool { return stamp(names[i]) < stamp(names[j]) })
 	var removed []string
 	for len(names) > keep {
 		p := filepath.Join(dir, names[0])

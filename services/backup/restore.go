@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"kiln.dev/kiln/internal/atomicfile"
 	"kiln.dev/kiln/services/store"
 )
 
@@ -131,7 +132,7 @@ func swap(cur, next, stamp string) (string, error) {
 		}
 		return "", fmt.Errorf("moving the restored copy into %s: %w; the old one is back in place", cur, err)
 	}
-	return old, syncDir(filepath.Dir(cur))
+	return old, atomicfile.SyncDir(filepath.Dir(cur))
 }
 
 // copyBeside copies src to a temporary file in dst's directory.
@@ -163,15 +164,6 @@ func copyBeside(src, dst string) (string, error) {
 		return "", err
 	}
 	return out.Name(), nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // extract reads the backup into dir (members below dir/state and

@@ -27,6 +27,7 @@ type Config struct {
 	API          API                `yaml:"api"`
 	Update       Update             `yaml:"update"`
 	Vetting      Vetting            `yaml:"vetting"`
+	Backup       Backup             `yaml:"backup"`
 	NTP          NTP                `yaml:"ntp"`
 }
 
@@ -138,6 +139,7 @@ func (c Config) Validate() error {
 	c.validateTrust(add)
 	c.Update.validate(add)
 	c.Vetting.validate(add)
+	c.Backup.validate(add)
 	c.NTP.validate(add)
 	if len(errs) == 0 {
 		return nil

@@ -57,6 +57,19 @@ func parseReserve(v string) (pct int, size int64, err error) {
 		}
 		return n, 0, nil
 	}
+	n, err := parseBytes(v)
+	if err != nil {
+		return 0, 0, fmt.Errorf("not a percentage or a size")
+	}
+	if n < MinISCSIReserve {
+		return 0, 0, fmt.Errorf("less than the 64 MiB the appliance needs for its database and logs")
+	}
+	return 0, n, nil
+}
+
+// parseBytes reads a positive byte count with an optional M, G or T suffix
+// (binary units: 16G is 16 GiB).
+func parseBytes(v string) (int64, error) {
 	mult := int64(1)
 	for suffix, m := range map[string]int64{"M": 1 << 20, "G": 1 << 30, "T": 1 << 40} {
 		if n, ok := strings.CutSuffix(v, suffix); ok {
@@ -66,10 +79,7 @@ func parseReserve(v string) (pct int, size int64, err error) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n <= 0 || n > (1<<62)/mult {
-		return 0, 0, fmt.Errorf("not a percentage or a size")
+		return 0, fmt.Errorf("%q is not a size", v)
 	}
-	if n*mult < MinISCSIReserve {
-		return 0, 0, fmt.Errorf("less than the 64 MiB the appliance needs for its database and logs")
-	}
-	return 0, n * mult, nil
+	return n * mult, nil
 }

@@ -79,10 +79,18 @@ type HTTPBootService struct {
 	// initrd) served as /files/vet/…; empty means the image's own,
 	// DefaultVetImage.
 	VetImage string `yaml:"vet_image"`
+	// DisklessImage is the directory of the diskless client image
+	// (vmlinuz, initrd) served as /files/diskless/…; empty means the
+	// image's own, DefaultDisklessImage.
+	DisklessImage string `yaml:"diskless_image"`
 }
 
 // DefaultVetImage is where the appliance image keeps its vetting live image.
 const DefaultVetImage = "/usr/lib/kiln/vet"
+
+// DefaultDisklessImage is where the appliance image keeps its diskless
+// client image.
+const DefaultDisklessImage = "/usr/lib/kiln/diskless"
 
 // Subnet modes.
 const (
@@ -324,7 +332,8 @@ func (p Provisioning) validate(add func(field, problem, fix string)) {
 		}
 	}
 	for _, r := range []struct{ field, val string }{
-		{"provisioning.tftp.root", p.TFTP.Root}, {"provisioning.http_boot.root", p.HTTPBoot.Root}, {"provisioning.http_boot.vet_image", p.HTTPBoot.VetImage}, {"provisioning.hosts_file", p.HostsFile},
+		{"provisioning.tftp.root", p.TFTP.Root}, {"provisioning.http_boot.root", p.HTTPBoot.Root}, {"provisioning.http_boot.vet_image", p.HTTPBoot.VetImage},
+		{"provisioning.http_boot.diskless_image", p.HTTPBoot.DisklessImage}, {"provisioning.hosts_file", p.HostsFile},
 	} {
 		if r.val != "" && !filepath.IsAbs(r.val) {
 			add(r.field, fmt.Sprintf("%q is not an absolute path", r.val), "use a path starting with /")

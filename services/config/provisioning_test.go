@@ -146,7 +146,10 @@ func TestProvisioningValidate(t *testing.T) {
 			[]string{"provisioning.nfs.threads: -1 is out of range", "provisioning.nfs.roles.contestant.root_image: \"../data\" is not a root image (use NAME",
 				"provisioning.nfs.roles.contestant.home: \"Lab\" is not a home name", "provisioning.nfs.roles.empty: names neither root_image nor home",
 				"provisioning.nfs.roles.pinned.root_image: \"contest@0\""}},
-		{"nfs roles", "provisioning:\n  nfs:\n    roles:\n      contestant: {root_image: contest, home: contestants}\n      tester: {root_image: contest@3}\n", nil},
+		{"nfs roles", "provisioning:\n  nfs:\n    homes: [{name: contestants, size: 50G}]\n    roles:\n      contestant: {root_image: contest, home: contestants}\n      tester: {root_image: contest@3}\n", nil},
+		{"nfs homes", "provisioning:\n  nfs:\n    homes: [{name: lab, size: 1M}, {name: lab, size: 20G}, {name: x, size: big}]\n    roles:\n      staff: {home: staff}\n",
+			[]string{"provisioning.nfs.homes[0].size: \"1M\" is not a size from 16M to 16T", "provisioning.nfs.homes[1].name: \"lab\" is also provisioning.nfs.homes[0]",
+				"provisioning.nfs.homes[2].size: \"big\"", "provisioning.nfs.roles.staff.home: no home \"staff\" in provisioning.nfs.homes"}},
 		{"off may overlap", "provisioning:\n  subnets:\n" +
 			"    - {name: a, interface: eth1, cidr: 10.0.0.0/16, mode: proxy}\n" +
 			"    - {name: b, cidr: 10.0.5.0/24, mode: off}\n", nil},

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/internal/bootnonce"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
 )
@@ -61,7 +63,11 @@ func run(ctx context.Context, env svc.Env, o options) error {
 		return err
 	}
 	defer db.Close()
-	srv := &server{log: log, db: db, now: o.now, domain: p.Domain, dnsOn: env.Config.Enabled("dns", true), ntpOn: env.Config.Enabled("ntp", env.Config.NTPByDefault()), httpPort: p.HTTPBootPort(),
+	nonces, err := bootnonce.LoadKey(filepath.Join(env.StateDir, store.KeyFileName))
+	if err != nil {
+		return fmt.Errorf("loading the boot nonce key: %w", err)
+	}
+	srv := &server{log: log, db: db, now: o.now, nonces: nonces, domain: p.Domain, dnsOn: env.Config.Enabled("dns", true), ntpOn: env.Config.Enabled("ntp", env.Config.NTPByDefault()), httpPort: p.HTTPBootPort(),
 		enrolRate: newLimiter(o.enrolRate, o.enrolBurst, 1, o.now), maxEnrolled: o.maxEnrolled}
 	for i, c := range p.Subnets {
 		if c.Mode != config.ModeOff {

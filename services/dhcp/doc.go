@@ -18,7 +18,11 @@
 //     ("unknown-525400aabbcc") when they complete an exchange (REQUEST, or
 //     the PXE boot server's port 4011), never for a DISCOVER: at most 5 a
 //     second (burst 50) and 4096 in all; past that they still get
-//     addresses. Offers to MACs without a host row are held 10 s (a known
+//     addresses. A machine the operator has not registered (no host, or an
+//     unknown-* one) gets a first lease of at most 10 minutes and the
+//     subnet's lease time only when it renews at T1 (half of it): made-up
+//     MACs that complete a REQUEST give their addresses back in minutes, not
+//     12 hours. Offers to MACs without a host row are held 10 s (a known
 //     client's a minute), and when the pool has nothing else left a
 //     registered machine takes over the oldest of them: a flood of made-up
 //     MACs cannot lock registered machines out. Leases live in the store,
@@ -42,10 +46,19 @@
 //	PXE, arch 0 (BIOS)                   undionly.kpxe over TFTP
 //	PXE, arch 7 or 9 (x86-64 UEFI)       ipxe.efi over TFTP, or the host's IPXEBinary (snponly.efi)
 //	HTTPClient, arch 16 (UEFI HTTP)      <http_base>/ipxe/ipxe.efi (or IPXEBinary), option 60 HTTPClient
-//	iPXE (user class "iPXE")             <http_base>/boot/<mac with dashes>.ipxe?token=<host token>
+//	iPXE (user class "iPXE")             <http_base>/boot/<mac with dashes>.ipxe?nonce=<this exchange's nonce>
 //
 // iPXE is recognised by its user class so it gets a script and never iPXE
-// again (no chainload loop). siaddr and option 66 name the TFTP server
+// again (no chainload loop). The script URL of a known host carries a
+// single-use nonce (package bootnonce) bound to the exchange's xid, the
+// client's MAC and the address the reply hands out (the client's own
+// ciaddr at port 4011; none in a proxy offer to a client without one),
+// valid 2 minutes, under a key derived from the sealing key in the state
+// directory; the HTTP boot service redeems it once. The host's long-lived
+// token never goes into a DHCP packet: replies are broadcast. The firmware's
+// PXE exchange only gets the iPXE binary; iPXE's own DHCP (a new xid) gets
+// the nonce, and a retransmitted DISCOVER or REQUEST of that exchange gets a
+// fresh one for the same exchange — only one of them is served. siaddr and option 66 name the TFTP server
 // (boot.tftp_server, default kiln's address); PXE offers carry option 60
 // PXEClient and option 43 with PXE_DISCOVERY_CONTROL=8 (boot the named file).
 //

@@ -106,15 +106,15 @@ func TestLimiterBounded(t *testing.T) {
 	l := newLimiter(2, 3, 1000, func() time.Time { return now })
 	busy := [6]byte{0x52}
 	for range 3 {
-		l.allow(busy) // its bucket is empty now
+		l.Allow(busy) // its bucket is empty now
 	}
 	for i := range 52000 {
-		l.allow([6]byte{2, byte(i >> 16), byte(i >> 8), byte(i)})
-		if i%500 == 0 && l.allow(busy) {
+		l.Allow([6]byte{2, byte(i >> 16), byte(i >> 8), byte(i)})
+		if i%500 == 0 && l.Allow(busy) {
 			t.Fatalf("the busy MAC got a fresh bucket after %d flood MACs (it must stay recently seen)", i)
 		}
 	}
-	if n := l.size(); n != 1000 {
+	if n := l.Len(); n != 1000 {
 		t.Errorf("limiter tracks %d MACs after a flood of 52,000, want its cap of 1000", n)
 	}
 }
@@ -126,11 +126,11 @@ func BenchmarkLimiterFlood(b *testing.B) {
 	now := time.Unix(0, 0)
 	l := newLimiter(2, 10, limiterMACs, func() time.Time { return now })
 	for i := range 52000 {
-		l.allow([6]byte{2, byte(i >> 16), byte(i >> 8), byte(i)})
+		l.Allow([6]byte{2, byte(i >> 16), byte(i >> 8), byte(i)})
 	}
 	b.ResetTimer()
 	for i := range b.N {
-		l.allow([6]byte{3, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)})
+		l.Allow([6]byte{3, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)})
 	}
 }
 

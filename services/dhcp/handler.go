@@ -18,6 +18,7 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/internal/bootnonce"
 	"kiln.dev/kiln/services/store"
 )
 
@@ -28,7 +29,10 @@ const (
 	// clients REQUEST within seconds; made-up MACs of a flood never do.
 	unknownOfferHold = 10 * time.Second
 	declineHold      = 10 * time.Minute // an address a client declined (or a probe found in use) rests this long
-	maxProbes        = 3                // addresses probed per DISCOVER before giving up
+	// firstLease is the longest first lease of a machine the operator has
+	// not registered (see leaseTime).
+	firstLease = 10 * time.Minute
+	maxProbes  = 3 // addresses probed per DISCOVER before giving up
 )
 
 // prober checks whether an address is in use on the network.
@@ -98,6 +102,9 @@ type server struct {
 	httpPort int
 	subnets  []*subnet
 	metrics  *dhcpMetrics // nil counts nothing
+	// nonces mints the script URLs' nonces (nil: iPXE gets a URL without
+	// one, which the HTTP boot service refuses).
+	nonces *bootnonce.Key
 
 	// enrolRate limits enrolling unknown machines in all (nil: no limit);
 	// past maxEnrolled hosts of role unknown (0: no cap) nobody is enrolled.
@@ -191,6 +198,7 @@ func (s *server) handle(ctx context.Context, req *dhcpv4.DHCPv4, in ingress) (*d
 	if err != nil {
 		return nil, netip.AddrPort{}, err
 	}
+	st.BootNonce = s.bootNonce(req, st)
 	resp, err := reply(req, st)
 	if err != nil || resp == nil {
 		return nil, netip.AddrPort{}, err
@@ -198,6 +206,27 @@ func (s *server) handle(ctx context.Context, req *dhcpv4.DHCPv4, in ingress) (*d
 	s.metrics.reply(sub, resp.MessageType())
 	s.event(ctx, req, st, resp)
 	return resp, destination(req, resp, in), nil
+}
+
+// bootNonce mints the nonce for the script URL in an OFFER or ACK to iPXE
+// of a known host: bound to this exchange (xid, MAC) and to the address the
+// client will fetch its script from — the one handed out, else the one it
+// has (proxyDHCP's port 4011); a proxy offer to a client without an address
+// binds none, and the HTTP boot service then identifies the client by its
+// neighbour entry. The host's token never goes into a DHCP packet: replies
+// are broadcast, and anyone on the LAN sees them.
+func (s *server) bootNonce(req *dhcpv4.DHCPv4, st state) string {
+	if s.nonces == nil || st.Host == nil || !classify(req).ipxe ||
+		(st.Type != dhcpv4.MessageTypeOffer && st.Type != dhcpv4.MessageTypeAck) {
+		return ""
+	}
+	addr := st.YourIP
+	if !addr.IsValid() {
+		if ci := addrOf(req.ClientIPAddr); ci.IsValid() && !ci.IsUnspecified() {
+			addr = ci
+		}
+	}
+	return s.nonces.Mint(bootnonce.Exchange{XID: req.TransactionID, MAC: req.ClientHWAddr, Addr: addr}, s.now())
 }
 
 // proxy fills st for proxyDHCP: PXE clients get boot information, nothing else.
@@ -239,7 +268,12 @@ func (s *server) authoritative(ctx context.Context, req *dhcpv4.DHCPv4, sub *sub
 		}
 		defer release()
 		now := s.now()
-		if old, err := s.db.LeaseByMAC(ctx, sub.cfg.Name, mac); err != nil || old.IP != ip || old.State != store.LeaseBound || !old.Active(now) {
+		old, err := s.db.LeaseByMAC(ctx, sub.cfg.Name, mac)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		st.LeaseTime = leaseTime(sub, h, old, ip, now)
+		if err != nil || old.IP != ip || old.State != store.LeaseBound || !old.Active(now) {
 			hold := offerHold
 			if h == nil {
 				hold = unknownOfferHold
@@ -347,7 +381,12 @@ func (s *server) request(ctx context.Context, req *dhcpv4.DHCPv4, sub *subnet, s
 		}
 	}
 	now := s.now()
-	if err := s.db.PutLease(ctx, s.lease(req, sub, ip, store.LeaseBound, now.Add(sub.cfg.Lease()))); err != nil {
+	old, err := s.db.LeaseByMAC(ctx, sub.cfg.Name, mac)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	st.LeaseTime = leaseTime(sub, h, old, ip, now)
+	if err := s.db.PutLease(ctx, s.lease(req, sub, ip, store.LeaseBound, now.Add(st.LeaseTime))); err != nil {
 		return err
 	}
 	sub.mu.Lock()
@@ -355,6 +394,28 @@ func (s *server) request(ctx context.Context, req *dhcpv4.DHCPv4, sub *subnet, s
 	sub.mu.Unlock()
 	st.Type, st.YourIP, st.Host = dhcpv4.MessageTypeAck, ip, h
 	return nil
+}
+
+// leaseTime is how long mac may hold ip: the subnet's lease time, except
+// that a machine the operator has not registered gets at most firstLease
+// until it renews a lease it has held for half of that (RFC 2131's T1). A
+// flood of made-up MACs that complete one REQUEST each then holds the pool
+// for minutes, not the subnet's lease time (12 h by default); a real client
+// renews at T1 and keeps its address for the full time. old is the MAC's
+// current lease in the subnet (zero if none).
+func leaseTime(sub *subnet, h *store.Host, old store.Lease, ip netip.Addr, now time.Time) time.Duration {
+	full := sub.cfg.Lease()
+	if known(h) || full <= firstLease {
+		return full
+	}
+	if old.IP == ip && old.State == store.LeaseBound && old.Active(now) {
+		// More than firstLease left: it already has a full lease. At most
+		// half left: it held the first lease to T1.
+		if left := old.Expires.Sub(now); left > firstLease || left <= firstLease/2 {
+			return full
+		}
+	}
+	return firstLease
 }
 
 // free reports whether mac may hold ip (a pool address nobody else holds).
@@ -639,7 +700,7 @@ func (s *server) hostFor(ctx context.Context, req *dhcpv4.DHCPv4, enroll bool) (
 // mayEnrol applies the enrolment rate and cap; a refusal is logged at most
 // once a minute (a flood would repeat it per packet).
 func (s *server) mayEnrol(ctx context.Context, mac string) bool {
-	if s.enrolRate != nil && !s.enrolRate.allow([6]byte{}) {
+	if s.enrolRate != nil && !s.enrolRate.Allow([6]byte{}) {
 		s.enrolRefused("rate", mac)
 		return false
 	}
@@ -700,8 +761,8 @@ func (s *server) event(ctx context.Context, req *dhcpv4.DHCPv4, st state, resp *
 		d = append(d, "proxy")
 	}
 	if f := resp.BootFileNameOption(); f != "" {
-		// Without the query: a script URL carries the host's token, and
-		// events are shown to every read-scope API user.
+		// Without the query: a script URL carries this exchange's nonce,
+		// and events are shown to every read-scope API user.
 		f, _, _ = strings.Cut(f, "?")
 		d = append(d, "file="+f)
 	}

@@ -1,11 +1,15 @@
 package dhcp
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -15,7 +19,9 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/internal/bootnonce"
 	"kiln.dev/kiln/services/store"
 )
 
@@ -36,15 +42,7 @@ func (f *fakeProber) Probe(_ context.Context, ip netip.Addr) (net.HardwareAddr, 
 
 // testLogger sends slog output to t.Log.
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "dhcp")
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(b []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
+	return testlog.New(t, slog.LevelDebug).With("component", "dhcp")
 }
 
 type testServer struct {
@@ -64,7 +62,7 @@ func newTestServer(t testing.TB, subs ...config.Subnet) *testServer {
 	t.Cleanup(func() { db.Close() })
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	ts := &testServer{db: db, probe: &fakeProber{inUse: map[netip.Addr]net.HardwareAddr{}}, clock: &now}
-	ts.server = &server{log: testLogger(t), db: db, now: func() time.Time { return *ts.clock }, domain: "hall.example", dnsOn: true}
+	ts.server = &server{log: testLogger(t), db: db, now: func() time.Time { return *ts.clock }, domain: "hall.example", dnsOn: true, nonces: testNonceKey}
 	if len(subs) == 0 {
 		subs = []config.Subnet{testSubnet()}
 	}
@@ -129,8 +127,8 @@ func TestDiscoverRequestEnrolls(t *testing.T) {
 		t.Errorf("HostByMAC after REQUEST = %q, %v, want unknown-525400000001", h.Name, err)
 	}
 	l, err := ts.db.LeaseByMAC(ctx, "hall-a", mac)
-	if err != nil || l.State != store.LeaseBound || l.Hostname != "debian" || !l.Expires.Equal(ts.now().Add(time.Hour)) {
-		t.Errorf("lease after ACK = %+v, %v, want bound for 1h with hostname debian", l, err)
+	if err != nil || l.State != store.LeaseBound || l.Hostname != "debian" || !l.Expires.Equal(ts.now().Add(firstLease)) {
+		t.Errorf("lease after ACK = %+v, %v, want bound for %s (an unregistered machine's first lease) with hostname debian", l, err, firstLease)
 	}
 	evs, _ := ts.db.BootEvents(ctx, mac, 10)
 	if len(evs) != 2 || evs[0].Kind != store.EventDHCPAck || evs[1].Kind != store.EventDHCPOffer || !strings.Contains(evs[0].Detail, "ip=10.0.0.100") {
@@ -152,9 +150,9 @@ func TestDiscoverRequestEnrolls(t *testing.T) {
 	}
 }
 
-// TestBootEventsHaveNoToken: the ACK tells iPXE its script URL with the
-// host's token; the boot event recording it (shown to read-scope API users)
-// names the file without the token.
+// TestBootEventsHaveNoToken: the ACK tells iPXE its script URL with this
+// exchange's nonce; the boot event recording it (shown to read-scope API
+// users) names the file without the query.
 func TestBootEventsHaveNoToken(t *testing.T) {
 	ctx := context.Background()
 	ts := newTestServer(t)
@@ -168,17 +166,113 @@ func TestBootEventsHaveNoToken(t *testing.T) {
 	ack, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeRequest, ipxe,
 		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 0, 0, 1))),
 		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(offer.YourIPAddr))), ts.eth1)
-	if f := ack.BootFileNameOption(); !strings.Contains(f, "?token="+h.Token) {
-		t.Fatalf("ACK boot file = %q, want the script URL with the host's token", f)
+	if f := ack.BootFileNameOption(); !strings.Contains(f, "?nonce=") || strings.Contains(f, h.Token) {
+		t.Fatalf("ACK boot file = %q, want the script URL with a nonce and without the host's token", f)
 	}
 	evs, err := ts.db.BootEvents(ctx, mac, 10)
 	if err != nil || len(evs) != 2 {
 		t.Fatalf("BootEvents = %+v, %v, want offer and ack", evs, err)
 	}
 	for _, e := range evs {
-		if strings.Contains(e.Detail, h.Token) || !strings.Contains(e.Detail, "file=http://10.0.0.1:8080/boot/52-54-00-00-00-07.ipxe ") {
-			t.Errorf("%s event detail = %q, want the script URL without its token", e.Kind, e.Detail)
+		if strings.Contains(e.Detail, "nonce") || !strings.Contains(e.Detail, "file=http://10.0.0.1:8080/boot/52-54-00-00-00-07.ipxe ") {
+			t.Errorf("%s event detail = %q, want the script URL without its query", e.Kind, e.Detail)
 		}
+	}
+}
+
+// TestRepliesCarryNoHostToken walks every reply kiln sends a network-booting
+// machine — firmware PXE, UEFI HTTP boot, iPXE's DISCOVER, REQUEST and
+// INFORM, proxyDHCP's offer and port 4011 ACK — for a registered host with
+// a reservation and the vet profile: no packet holds the host's token (in
+// any encoding), and each script URL's nonce is bound to that exchange and
+// the address the machine will ask from, and redeems once.
+func TestRepliesCarryNoHostToken(t *testing.T) {
+	ctx := context.Background()
+	ts := newTestServer(t, testSubnet(), config.Subnet{Name: "office", Interface: "eth2", CIDR: "10.2.0.0/24", Mode: config.ModeProxy,
+		Boot: config.Boot{HTTPBase: "http://10.2.0.1:8080"}})
+	mac := "52:54:00:00:00:07"
+	reserved := netip.MustParseAddr("10.0.0.7")
+	h, err := ts.db.CreateHost(ctx, store.Host{Name: "pc-07", MACs: []string{mac}, IPv4: reserved, BootProfile: store.BootVet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{h.Token, strings.ToUpper(h.Token), url.QueryEscape(h.Token), base64.StdEncoding.EncodeToString([]byte(h.Token))}
+	if raw, err := hex.DecodeString(h.Token); err == nil {
+		secrets = append(secrets, string(raw))
+	}
+	eth2 := ingress{ifname: "eth2", ifaddr: netip.MustParseAddr("10.2.0.1"), dst: netip.MustParseAddr("255.255.255.255"), peer: netip.MustParseAddrPort("0.0.0.0:68")}
+	at4011 := eth2
+	at4011.port4011, at4011.dst, at4011.peer = true, netip.MustParseAddr("10.2.0.1"), netip.MustParseAddrPort("10.2.0.77:68")
+	ipxe := append(pxeClient(iana.EFI_X86_64), dhcpv4.WithUserClass("iPXE", false))
+	serverID := dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 0, 0, 1)))
+	r := bootnonce.NewRedeemer(testNonceKey, 0, ts.now())
+	for _, tc := range []struct {
+		name     string
+		req      *dhcpv4.DHCPv4
+		in       ingress
+		wantFile string // boot file without the query
+		bound    netip.Addr
+	}{
+		{"firmware PXE DISCOVER", msgFrom(t, mac, dhcpv4.MessageTypeDiscover, pxeClient(iana.EFI_X86_64)...), ts.eth1, "ipxe.efi", netip.Addr{}},
+		{"UEFI HTTP DISCOVER", msgFrom(t, mac, dhcpv4.MessageTypeDiscover,
+			dhcpv4.WithOption(dhcpv4.OptClassIdentifier("HTTPClient:Arch:00016:UNDI:003001")),
+			dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64_HTTP))), ts.eth1, "http://10.0.0.1:8080/ipxe/ipxe.efi", netip.Addr{}},
+		{"iPXE DISCOVER", msgFrom(t, mac, dhcpv4.MessageTypeDiscover, ipxe...), ts.eth1, "http://10.0.0.1:8080/boot/52-54-00-00-00-07.ipxe", reserved},
+		{"iPXE REQUEST", msgFrom(t, mac, dhcpv4.MessageTypeRequest, append(ipxe, serverID,
+			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(reserved.AsSlice())))...), ts.eth1, "http://10.0.0.1:8080/boot/52-54-00-00-00-07.ipxe", reserved},
+		{"iPXE INFORM", msgFrom(t, mac, dhcpv4.MessageTypeInform, append(ipxe, dhcpv4.WithClientIP(reserved.AsSlice()))...), ts.eth1,
+			"http://10.0.0.1:8080/boot/52-54-00-00-00-07.ipxe", reserved},
+		{"proxyDHCP offer to iPXE", msgFrom(t, mac, dhcpv4.MessageTypeDiscover, ipxe...), eth2, "http://10.2.0.1:8080/boot/52-54-00-00-00-07.ipxe", netip.Addr{}},
+		{"proxyDHCP port 4011 ACK to iPXE", msgFrom(t, mac, dhcpv4.MessageTypeRequest, append(ipxe, dhcpv4.WithClientIP(net.IPv4(10, 2, 0, 77)))...), at4011,
+			"http://10.2.0.1:8080/boot/52-54-00-00-00-07.ipxe", netip.MustParseAddr("10.2.0.77")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.req.TransactionID = dhcpv4.TransactionID{0x70, 0x78, 0x65, byte(len(tc.name))}
+			resp, _ := ts.do(t, tc.req, tc.in)
+			if resp == nil {
+				t.Fatal("no reply")
+			}
+			wire := resp.ToBytes()
+			for _, sec := range secrets {
+				if bytes.Contains(wire, []byte(sec)) {
+					t.Fatalf("the %s on the wire holds the host's token (as %q)", resp.MessageType(), sec)
+				}
+			}
+			f := resp.BootFileNameOption()
+			file, query, _ := strings.Cut(f, "?")
+			if file != tc.wantFile {
+				t.Errorf("boot file = %q, want %q", f, tc.wantFile)
+			}
+			if !strings.HasSuffix(file, ".ipxe") {
+				if query != "" {
+					t.Errorf("boot file %q has a query; want none outside script URLs", f)
+				}
+				return
+			}
+			v, err := url.ParseQuery(query)
+			if err != nil || len(v) != 1 || len(v["nonce"]) != 1 {
+				t.Fatalf("script URL query = %q, want only nonce=", query)
+			}
+			nonce := v.Get("nonce")
+			hw, _ := net.ParseMAC(mac)
+			tk, err := testNonceKey.Open(nonce, hw)
+			if err != nil {
+				t.Fatalf("Open(nonce) = %v", err)
+			}
+			if tk.XID != tc.req.TransactionID || tk.Addr != tc.bound || !tk.Expires.Equal(ts.now().Add(bootnonce.Lifetime)) {
+				t.Errorf("nonce ticket = %v, want xid %x, address %v, expiry now+%s", tk, tc.req.TransactionID, tc.bound, bootnonce.Lifetime)
+			}
+			client := tc.bound
+			if !client.IsValid() {
+				client = netip.MustParseAddr("10.2.0.77")
+			}
+			if _, err := r.Redeem(nonce, hw, client, ts.now()); err != nil {
+				t.Errorf("Redeem = %v, want the nonce redeemable by its machine", err)
+			}
+			if _, err := r.Redeem(nonce, hw, client, ts.now()); !errors.Is(err, bootnonce.ErrUsed) {
+				t.Errorf("second Redeem = %v, want %v", err, bootnonce.ErrUsed)
+			}
+		})
 	}
 }
 
@@ -308,6 +402,83 @@ func TestPoolExhausted(t *testing.T) {
 	}
 }
 
+// TestFirstLease: a machine the operator has not registered gets at most
+// firstLease until it renews at T1, then the subnet's lease time; a
+// registered one gets the subnet's at once. OFFER and ACK say the same as
+// the stored lease.
+func TestFirstLease(t *testing.T) {
+	ctx := context.Background()
+	short := testSubnet()
+	short.Name, short.Interface, short.CIDR, short.LeaseTime = "short", "eth2", "10.2.0.0/24", 5*time.Minute
+	short.Pool = config.Pool{Start: "10.2.0.100", End: "10.2.0.199"}
+	ts := newTestServer(t, testSubnet(), short)
+	eth2 := ingress{ifname: "eth2", ifaddr: netip.MustParseAddr("10.2.0.1"), dst: netip.MustParseAddr("255.255.255.255"), peer: netip.MustParseAddrPort("0.0.0.0:68")}
+	if _, err := ts.db.CreateHost(ctx, store.Host{Name: "pc-09", MACs: []string{"52:54:00:00:00:09"}}); err != nil {
+		t.Fatal(err)
+	}
+	start := ts.now()
+	// dora runs DISCOVER and REQUEST at start+at and returns the lease
+	// times of the OFFER, the ACK and the stored lease.
+	dora := func(mac string, at time.Duration, in ingress) (offer, ack, stored time.Duration) {
+		t.Helper()
+		*ts.clock = start.Add(at)
+		o, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeDiscover), in)
+		a, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeRequest,
+			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(o.ServerIdentifier())),
+			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(o.YourIPAddr))), in)
+		sub := "hall-a"
+		if in.ifname == "eth2" {
+			sub = "short"
+		}
+		l, err := ts.db.LeaseByMAC(ctx, sub, mac)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.IPAddressLeaseTime(0), a.IPAddressLeaseTime(0), l.Expires.Sub(*ts.clock)
+	}
+	// renew sends a RENEWING REQUEST at start+at and returns the ACK's lease time.
+	renew := func(mac string, at time.Duration) time.Duration {
+		t.Helper()
+		*ts.clock = start.Add(at)
+		l, err := ts.db.LeaseByMAC(ctx, "hall-a", mac)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := ts.eth1
+		in.dst, in.peer = netip.MustParseAddr("10.0.0.1"), netip.AddrPortFrom(l.IP, 68)
+		a, _ := ts.do(t, msgFrom(t, mac, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(l.IP.AsSlice()), dhcpv4.WithBroadcast(false)), in)
+		if a == nil || a.MessageType() != dhcpv4.MessageTypeAck {
+			t.Fatalf("RENEW of %s at +%s = %v, want ACK", mac, at, a)
+		}
+		return a.IPAddressLeaseTime(0)
+	}
+	check := func(what string, got, want time.Duration) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s = %s, want %s", what, got, want)
+		}
+	}
+	o, a, st := dora("52:54:00:00:00:01", 0, ts.eth1)
+	check("unknown machine: OFFER lease", o, firstLease)
+	check("unknown machine: ACK lease", a, firstLease)
+	check("unknown machine: stored lease", st, firstLease)
+	// iPXE's own DORA 30 s later is still in the first half: short again.
+	_, a, _ = dora("52:54:00:00:00:01", 30*time.Second, ts.eth1)
+	check("unknown machine, second DORA before T1: ACK lease", a, firstLease)
+	check("unknown machine, RENEW before T1", renew("52:54:00:00:00:01", firstLease/2), firstLease)
+	check("unknown machine, RENEW at T1", renew("52:54:00:00:00:01", firstLease), time.Hour)
+	check("unknown machine, RENEW with a full lease", renew("52:54:00:00:00:01", firstLease+time.Minute), time.Hour)
+	o, a, st = dora("52:54:00:00:00:09", 0, ts.eth1)
+	check("registered machine: OFFER lease", o, time.Hour)
+	check("registered machine: ACK lease", a, time.Hour)
+	check("registered machine: stored lease", st, time.Hour)
+	_, a, _ = dora("52:54:00:00:00:02", 0, eth2)
+	check("unknown machine, subnet lease shorter than firstLease: ACK lease", a, 5*time.Minute)
+	// A lease that ran out starts over with a short one.
+	_, a, _ = dora("52:54:00:00:00:01", firstLease+2*time.Hour, ts.eth1)
+	check("unknown machine back after its lease expired: ACK lease", a, firstLease)
+}
+
 func TestRequestForms(t *testing.T) {
 	ctx := context.Background()
 	ts := newTestServer(t)
@@ -430,16 +601,16 @@ func TestLimiter(t *testing.T) {
 	a, b := [6]byte{1}, [6]byte{2}
 	var got []bool
 	for range 4 {
-		got = append(got, l.allow(a))
+		got = append(got, l.Allow(a))
 	}
 	if want := []bool{true, true, true, false}; !slicesEqual(got, want) {
 		t.Errorf("allow(a) x4 = %v, want %v", got, want)
 	}
-	if !l.allow(b) {
+	if !l.Allow(b) {
 		t.Errorf("allow(b) = false, want its own bucket")
 	}
 	now = now.Add(500 * time.Millisecond)
-	if !l.allow(a) || l.allow(a) {
+	if !l.Allow(a) || l.Allow(a) {
 		t.Errorf("after 0.5s at 2/s: want exactly one more packet")
 	}
 }

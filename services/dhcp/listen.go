@@ -1,7 +1,6 @@
 package dhcp
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"golang.org/x/sys/unix"
+
+	"kiln.dev/kiln/services/internal/keyrate"
 )
 
 // listener is one UDP socket kiln answers on.
@@ -136,7 +137,7 @@ func (p *pool) submit(j job) {
 	}
 	var mac [6]byte
 	copy(mac[:], j.pkt[28:34]) // chaddr
-	if !p.limit.allow(mac) {
+	if !p.limit.Allow(mac) {
 		p.dropped("rate limit", mac)
 		return
 	}
@@ -200,64 +201,13 @@ func (p *pool) serve(l *listener) error {
 	}
 }
 
-// limiter is a token bucket per MAC, for at most max MACs: a flood of
-// made-up MACs evicts the least recently seen bucket (an evicted MAC starts
-// over with a full bucket, which is what a new MAC gets anyway), so memory
-// is bounded and each packet costs O(1).
-type limiter struct {
-	rate  float64 // tokens per second
-	burst float64
-	max   int
-	now   func() time.Time
-
-	// mu guards buckets and lru.
-	mu      sync.Mutex
-	buckets map[[6]byte]*list.Element // of *bucket
-	lru     *list.List                // front: most recently seen
-}
-
-type bucket struct {
-	mac    [6]byte
-	tokens float64
-	last   time.Time
-}
+// limiter is a token bucket per MAC, for at most max MACs (keyrate: a
+// flood of made-up MACs evicts the least recently seen bucket).
+type limiter = keyrate.Limiter[[6]byte]
 
 // limiterMACs bounds the limiter: ~100 bytes a bucket, ~1.6 MB at the cap.
 const limiterMACs = 16384
 
 func newLimiter(rate, burst float64, max int, now func() time.Time) *limiter {
-	return &limiter{rate: rate, burst: burst, max: max, now: now, buckets: map[[6]byte]*list.Element{}, lru: list.New()}
-}
-
-func (l *limiter) allow(mac [6]byte) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	var b *bucket
-	if e, ok := l.buckets[mac]; ok {
-		l.lru.MoveToFront(e)
-		b = e.Value.(*bucket)
-	} else {
-		if l.lru.Len() >= l.max {
-			old := l.lru.Back()
-			delete(l.buckets, old.Value.(*bucket).mac)
-			l.lru.Remove(old)
-		}
-		b = &bucket{mac: mac, tokens: l.burst, last: now}
-		l.buckets[mac] = l.lru.PushFront(b)
-	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// size is the number of MACs tracked.
-func (l *limiter) size() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.lru.Len()
+	return keyrate.New[[6]byte](rate, burst, max, now)
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -30,7 +31,9 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/insomniacslk/dhcp/iana"
 
+	"kiln.dev/kiln/internal/syncbuf"
 	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/internal/bootnonce"
 	"kiln.dev/kiln/services/metrics"
 	"kiln.dev/kiln/services/metrics/metricstest"
 	"kiln.dev/kiln/services/store"
@@ -43,7 +46,31 @@ const (
 	envServerState  = "KILN_DHCP_TEST_STATE"
 	envClient       = "KILN_DHCP_TEST_CLIENT" // "proxy": run the PXE client below
 	envRelay        = "KILN_DHCP_TEST_RELAY"  // "<server ip>": relay eth2's clients to that server
+	envSpy          = "KILN_DHCP_TEST_SPY"    // "1": print every DHCP reply seen on eth1
 )
+
+// TestHelperSpy is not a test: another machine on the LAN, printing every
+// packet to the DHCP client port its eth1 sees ("PKT <hex>").
+func TestHelperSpy(t *testing.T) {
+	if os.Getenv(envSpy) == "" {
+		t.Skip("helper process for the netns tests")
+	}
+	conn, err := nclient4.NewRawUDPConn("eth1", dhcpv4.ClientPort)
+	if err != nil {
+		fmt.Println("SPY-ERROR:", err)
+		os.Exit(3)
+	}
+	fmt.Println("SPY-READY")
+	buf := make([]byte, 4096)
+	for {
+		n, _, err := conn.ReadFrom(buf)
+		if err != nil {
+			fmt.Println("SPY-ERROR:", err)
+			os.Exit(3)
+		}
+		fmt.Println("PKT", hex.EncodeToString(buf[:n]))
+	}
+}
 
 // TestHelperRelay is not a test: a minimal DHCP relay agent (RFC 3046) between
 // clients on eth2 and the server given in the environment, reached via eth1.
@@ -303,33 +330,15 @@ func (l *lab) close() {
 type proc struct {
 	cmd    *exec.Cmd
 	lines  chan string // stdout lines
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	done   chan struct{}
-}
-
-type syncBuffer struct {
-	// mu guards b.
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func start(t *testing.T, ns string, env []string, name string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
-	p := &proc{cmd: cmd, lines: make(chan string, 100), stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: cmd, lines: make(chan string, 100), stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -480,6 +489,7 @@ func TestNetnsAuthoritative(t *testing.T) {
 	srv := l.node("kiln", "", "10.77.0.1/24")
 	cli := l.node("cli", "52:54:00:00:07:07", "")
 	l.node("squat", "02:00:00:00:01:01", "10.77.0.101/24") // a machine already using a pool address
+	spyNS := l.node("spy", "02:00:00:00:02:02", "10.77.0.9/24")
 	state := t.TempDir()
 	ctx := context.Background()
 	db, err := store.Open(ctx, store.Path(state))
@@ -487,7 +497,8 @@ func TestNetnsAuthoritative(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.CreateHost(ctx, store.Host{Name: "pc-07", MACs: []string{"52:54:00:00:07:07"}, IPv4: netip.MustParseAddr("10.77.0.7")}); err != nil {
+	pc07, err := db.CreateHost(ctx, store.Host{Name: "pc-07", MACs: []string{"52:54:00:00:07:07"}, IPv4: netip.MustParseAddr("10.77.0.7"), BootProfile: store.BootVet})
+	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := fmt.Sprintf(authoritativeConfig, "refuse")
@@ -498,6 +509,12 @@ func TestNetnsAuthoritative(t *testing.T) {
 		"ip": "10.77.0.7", "subnet": "255.255.255.0", "router": "10.77.0.254", "dns": "10.77.0.1",
 		"domain": "hall.test", "hostname": "pc-07", "serverid": "10.77.0.1", "lease": "3600", "mtu": "1500", "ntpsrv": "10.77.0.1",
 	})
+
+	// The same machine as iPXE: another machine on the LAN sees its
+	// broadcast OFFER and ACK, which hold the script URL with a nonce
+	// bound to this exchange and address — never the host's token — that
+	// serves once, and only from the machine's address.
+	checkIPXEReplies(t, startSpy(t, spyNS), udhcpc(t, cli, "-x", "0x4d:69505845"), state, pc07)
 
 	// An unknown PXE client (x86-64 UEFI) gets a pool address and a boot file,
 	// and becomes a host.
@@ -529,6 +546,83 @@ func TestNetnsAuthoritative(t *testing.T) {
 	checkVars(t, "after restart, new client", udhcpc(t, cli), map[string]string{"ip": "10.77.0.103"})
 	l.ip("-n", cli, "link", "set", "eth1", "address", "52:54:00:00:aa:01")
 	checkVars(t, "after restart, old client", udhcpc(t, cli), map[string]string{"ip": "10.77.0.100"})
+}
+
+// startSpy runs TestHelperSpy in ns.
+func startSpy(t *testing.T, ns string) *proc {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, ns, []string{envSpy + "=1"}, exe, "-test.run=^TestHelperSpy$")
+	if _, err := p.waitLine("SPY-READY", 10*time.Second); err != nil {
+		t.Fatalf("spy: %v", err)
+	}
+	return p
+}
+
+// checkIPXEReplies reads the OFFER and ACK to h's MAC the spy saw, and
+// checks what the iPXE client (udhcpc's vars) got: no token of h in either
+// packet; the script URL's nonce, under the key in state, bound to the
+// exchange's xid and h's reserved address; refused from the spy's address,
+// served once from h's.
+func checkIPXEReplies(t *testing.T, spy *proc, vars map[string]string, state string, h store.Host) {
+	t.Helper()
+	mac, _ := net.ParseMAC(h.MACs[0])
+	script := "http://10.77.0.1:8080/boot/" + strings.ReplaceAll(h.MACs[0], ":", "-") + ".ipxe?nonce="
+	seen := map[dhcpv4.MessageType]*dhcpv4.DHCPv4{}
+	for len(seen) < 2 {
+		line, err := spy.waitLine("PKT ", 10*time.Second)
+		if err != nil {
+			t.Fatalf("the spy saw %d of the OFFER and ACK to %s: %v", len(seen), mac, err)
+		}
+		raw, err := hex.DecodeString(strings.TrimPrefix(line, "PKT "))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := dhcpv4.FromBytes(raw)
+		if err != nil || m.OpCode != dhcpv4.OpcodeBootReply || m.ClientHWAddr.String() != mac.String() {
+			continue
+		}
+		if bytes.Contains(raw, []byte(h.Token)) {
+			t.Errorf("the %s to %s seen on the LAN holds the host's token:\n%s", m.MessageType(), mac, m.Summary())
+		}
+		seen[m.MessageType()] = m
+	}
+	key, err := bootnonce.LoadKey(filepath.Join(state, store.KeyFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bootnonce.NewRedeemer(key, 0, time.Now().Add(-time.Minute))
+	for _, mt := range []dhcpv4.MessageType{dhcpv4.MessageTypeOffer, dhcpv4.MessageTypeAck} {
+		m := seen[mt]
+		if m == nil {
+			t.Fatalf("the spy saw no %s to %s", mt, mac)
+		}
+		nonce, ok := strings.CutPrefix(m.BootFileNameOption(), script)
+		if !ok {
+			t.Fatalf("%s boot file = %q, want %s<nonce>", mt, m.BootFileNameOption(), script)
+		}
+		tk, err := key.Open(nonce, mac)
+		if err != nil || tk.XID != m.TransactionID || tk.Addr != h.IPv4 {
+			t.Errorf("%s nonce = %v, %v, want one for xid %x and %s", mt, tk, err, m.TransactionID, h.IPv4)
+		}
+	}
+	nonce, ok := strings.CutPrefix(vars["boot_file"], script)
+	if !ok {
+		t.Fatalf("the iPXE client's boot_file = %q, want %s<nonce>", vars["boot_file"], script)
+	}
+	now := time.Now()
+	if _, err := r.Redeem(nonce, mac, netip.MustParseAddr("10.77.0.9"), now); !errors.Is(err, bootnonce.ErrOtherAddress) {
+		t.Errorf("the spy redeeming the nonce from its address: %v, want %v", err, bootnonce.ErrOtherAddress)
+	}
+	if _, err := r.Redeem(nonce, mac, h.IPv4, now); err != nil {
+		t.Errorf("the machine redeeming its nonce: %v", err)
+	}
+	if _, err := r.Redeem(nonce, mac, h.IPv4, now); !errors.Is(err, bootnonce.ErrUsed) {
+		t.Errorf("the nonce redeemed again: %v, want %v", err, bootnonce.ErrUsed)
+	}
 }
 
 func TestNetnsForeignServer(t *testing.T) {

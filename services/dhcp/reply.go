@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
@@ -38,6 +39,11 @@ type state struct {
 	DNS, NTP []netip.Addr
 	// Host is the client's host record, nil if unknown.
 	Host *store.Host
+	// LeaseTime is the lease handed out; 0: the subnet's.
+	LeaseTime time.Duration
+	// BootNonce goes in an iPXE client's script URL ("": none): the
+	// single-use nonce of this exchange, never the host's token.
+	BootNonce string
 	// NakMessage explains a NAK (option 56).
 	NakMessage string
 }
@@ -114,7 +120,7 @@ func bootFor(req *dhcpv4.DHCPv4, st state) (boot, bool) {
 		b.vendor = vendorPXE
 	}
 	if c.ipxe {
-		b.file = ScriptURL(base, req.ClientHWAddr, st.Host)
+		b.file = ScriptURL(base, req.ClientHWAddr, st.BootNonce)
 		return b, true
 	}
 	override := ""
@@ -142,11 +148,11 @@ func bootFor(req *dhcpv4.DHCPv4, st state) (boot, bool) {
 }
 
 // ScriptURL is where iPXE fetches a machine's boot script:
-// <http_base>/boot/<mac with dashes>.ipxe?token=<host token>.
-func ScriptURL(base string, mac net.HardwareAddr, h *store.Host) string {
+// <http_base>/boot/<mac with dashes>.ipxe?nonce=<this exchange's nonce>.
+func ScriptURL(base string, mac net.HardwareAddr, nonce string) string {
 	u := base + "/boot/" + strings.ReplaceAll(mac.String(), ":", "-") + ".ipxe"
-	if h != nil && h.Token != "" {
-		u += "?token=" + h.Token
+	if nonce != "" {
+		u += "?nonce=" + nonce
 	}
 	return u
 }
@@ -188,6 +194,9 @@ func reply(req *dhcpv4.DHCPv4, st state) (*dhcpv4.DHCPv4, error) {
 	} else {
 		resp.YourIPAddr = st.YourIP.AsSlice()
 		lease := st.Subnet.Lease()
+		if st.LeaseTime > 0 {
+			lease = st.LeaseTime
+		}
 		resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(lease))
 		resp.UpdateOption(dhcpv4.OptRenewTimeValue(lease / 2))
 		resp.UpdateOption(dhcpv4.OptRebindingTimeValue(lease * 7 / 8))

@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"net"
@@ -15,14 +16,16 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/internal/bootnonce"
 	"kiln.dev/kiln/services/store"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 var (
-	testMAC = net.HardwareAddr{0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc}
-	testXID = dhcpv4.TransactionID{0xde, 0xad, 0xbe, 0xef}
+	testMAC      = net.HardwareAddr{0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc}
+	testXID      = dhcpv4.TransactionID{0xde, 0xad, 0xbe, 0xef}
+	testNonceKey = bootnonce.NewKey(bytes.Repeat([]byte{7}, 32))
 )
 
 func testSubnet() config.Subnet {
@@ -69,6 +72,9 @@ func TestReplyGolden(t *testing.T) {
 	offer := func(h *store.Host) state {
 		return state{Type: dhcpv4.MessageTypeOffer, ServerIP: self, YourIP: yours, Subnet: testSubnet(), Domain: "hall.example", DNS: dns, NTP: dns, Host: h}
 	}
+	ipxeOffer := offer(host)
+	ipxeOffer.BootNonce = testNonceKey.Mint(bootnonce.Exchange{XID: testXID, MAC: testMAC, Addr: yours}, time.Unix(1_800_000_000, 0))
+	proxyNonce := testNonceKey.Mint(bootnonce.Exchange{XID: testXID, MAC: testMAC}, time.Unix(1_800_000_000, 0))
 	tests := []struct {
 		name string
 		req  *dhcpv4.DHCPv4
@@ -81,7 +87,7 @@ func TestReplyGolden(t *testing.T) {
 			dhcpv4.WithOption(dhcpv4.OptClassIdentifier("HTTPClient:Arch:00016:UNDI:003001")),
 			dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64_HTTP))), offer(host)},
 		{"ipxe-offer", request(t, dhcpv4.MessageTypeDiscover, append(pxeClient(iana.EFI_X86_64),
-			dhcpv4.WithUserClass("iPXE", false))...), offer(host)},
+			dhcpv4.WithUserClass("iPXE", false))...), ipxeOffer},
 		{"ipxe-unknown-host-ack", request(t, dhcpv4.MessageTypeRequest, append(pxeClient(iana.INTEL_X86PC),
 			dhcpv4.WithUserClass("iPXE", false),
 			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(yours.AsSlice())))...),
@@ -106,7 +112,7 @@ func TestReplyGolden(t *testing.T) {
 			state{Type: dhcpv4.MessageTypeAck, Proxy: true, ServerIP: self, Subnet: proxySub, Host: host}},
 		{"proxy-ipxe-offer", request(t, dhcpv4.MessageTypeDiscover, append(pxeClient(iana.EFI_X86_64),
 			dhcpv4.WithUserClass("iPXE", true))...),
-			state{Type: dhcpv4.MessageTypeOffer, Proxy: true, ServerIP: self, Subnet: proxySub, Host: host}},
+			state{Type: dhcpv4.MessageTypeOffer, Proxy: true, ServerIP: self, Subnet: proxySub, Host: host, BootNonce: proxyNonce}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,7 +181,6 @@ func TestClassify(t *testing.T) {
 // TestBootURLPort points iPXE at provisioning.http_boot.listen's port when
 // the subnet sets no boot.http_base.
 func TestBootURLPort(t *testing.T) {
-	host := &store.Host{Name: "pc-07", Token: "0123456789abcdef0123456789abcdef"}
 	req := request(t, dhcpv4.MessageTypeDiscover, append(pxeClient(iana.EFI_X86_64), dhcpv4.WithUserClass("iPXE", false))...)
 	sub := testSubnet()
 	sub.Boot.HTTPBase = ""
@@ -183,10 +188,10 @@ func TestBootURLPort(t *testing.T) {
 		port int
 		want string
 	}{
-		{0, "http://10.0.0.1:8080/boot/52-54-00-aa-bb-cc.ipxe?token=0123456789abcdef0123456789abcdef"},
-		{8081, "http://10.0.0.1:8081/boot/52-54-00-aa-bb-cc.ipxe?token=0123456789abcdef0123456789abcdef"},
+		{0, "http://10.0.0.1:8080/boot/52-54-00-aa-bb-cc.ipxe?nonce=n0nce"},
+		{8081, "http://10.0.0.1:8081/boot/52-54-00-aa-bb-cc.ipxe?nonce=n0nce"},
 	} {
-		b, ok := bootFor(req, state{ServerIP: netip.MustParseAddr("10.0.0.1"), Subnet: sub, HTTPPort: tc.port, Host: host})
+		b, ok := bootFor(req, state{ServerIP: netip.MustParseAddr("10.0.0.1"), Subnet: sub, HTTPPort: tc.port, Host: &store.Host{Name: "pc-07"}, BootNonce: "n0nce"})
 		if !ok || b.file != tc.want {
 			t.Errorf("bootFor(iPXE, HTTPPort %d) = %q, %v, want %q", tc.port, b.file, ok, tc.want)
 		}

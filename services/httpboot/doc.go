@@ -3,28 +3,37 @@
 //
 // # Scripts
 //
-// GET /boot/<mac>.ipxe?token=<token> renders the iPXE script of the host that
-// owns <mac> (any notation net.ParseMAC accepts; iPXE sends ${net0/mac}) from
+// GET /boot/<mac>.ipxe?nonce=<nonce> (the URL a DHCP reply gives iPXE) or
+// ?token=<host token> (typed at the default menu) renders the iPXE script of
+// the host that owns <mac> (any notation net.ParseMAC accepts; iPXE sends ${net0/mac}) from
 // the template of its boot profile (templates/*.ipxe.tmpl):
 //
-//   - vet: the vetting live image's kernel and initrd, the host's token on the
-//     kernel command line (kiln.token=…) for the agent to report with;
+//   - vet: the vetting live image's kernel and initrd, the vetting run's
+//     token on the kernel command line (kiln.token=…) for the agent to
+//     report with;
 //   - local: on UEFI "exit 1" (the firmware's boot manager moves on to the next
 //     boot option, the local disk; a success status may stop at its menu), on
 //     BIOS "sanboot --no-describe --drive 0x80";
-//   - diskless: kernel and initrd with root=/dev/nfs nfsroot=<server>:<path>;
+//   - diskless: the diskless client image with kiln.nfsroot=<server>:/roots/<name>/<version>
+//     and kiln.nfshome=<server>:/homes/<name> (docs/diskless.md);
 //   - iscsi: "sanboot iscsi:<server>::::<target IQN>" with an initiator IQN;
 //   - kernel: the kernel, initrd and command line set on the host.
 //
-// A script is only given to the machine it belongs to: the token must be the
-// one of the host owning the MAC in the URL (compared in constant time), and
-// the request must come from that machine's address — the host's
+// A script is only given to the machine it belongs to. The URL must carry
+// either a nonce the DHCP service minted for this MAC (package bootnonce:
+// unexpired, asked for from the address it was minted for, never redeemed
+// before) or the token of the host owning the MAC (compared in constant
+// time); and the request must come from that machine's address — the host's
 // reservation, the address whose current (bound, unexpired) lease is the
 // MAC's, or, for an on-link client, the address the kernel's neighbour table
 // (/proc/net/arp) maps to the MAC (proxyDHCP sites, where another server
-// leases the addresses). The token alone is not enough: it crosses the LAN
-// in DHCP replies that are broadcast, and a script carries the vetting run's
-// token.
+// leases the addresses). A nonce is used up only once every check passed, so
+// a refused attempt from elsewhere leaves it to its machine; then every
+// nonce of that exchange (MAC and xid) minted until then is refused, while
+// one minted later — a reboot, even with the same xid — is served. The
+// Redeemer remembers served exchanges in memory (at most 8192, each for the
+// 2 minutes its nonces live) and refuses nonces minted before the service
+// started: a restart costs a machine in mid-boot one retry, never a replay.
 //
 // Every failure path of a script ends in "exit 1", so the firmware falls
 // through to its next boot device (normally the local disk). Refusals —

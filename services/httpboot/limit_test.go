@@ -79,7 +79,7 @@ func TestScriptFloodStoresBoundedRows(t *testing.T) {
 	}
 	defer st.Close()
 	root, _ := filesRoot(t)
-	s, err := New(Options{FilesRoot: root}, storeHosts{st, time.Now}, storeEvents{st}, testLogger(t))
+	s, err := New(Options{FilesRoot: root}, storeHosts{st: st, now: time.Now}, storeEvents{st}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

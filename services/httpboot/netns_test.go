@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/services/internal/bootnonce"
 	"kiln.dev/kiln/services/internal/netnstest"
 	"kiln.dev/kiln/services/store"
 )
@@ -22,7 +23,10 @@ import (
 // curl. A script is served to the address the client's MAC leases, refused
 // (with the same token) from the client's other address, and served there
 // once the kernel's real ARP table (/proc/net/arp) is consulted: that
-// address is on-link with the MAC in the URL.
+// address is on-link with the MAC in the URL. A nonce minted as the DHCP
+// service mints it (the key derived from the state directory's sealing
+// key) for the leased address is refused from the other address, served
+// once from the leased one, then refused.
 func TestNetnsScriptGoesToItsMachine(t *testing.T) {
 	netnstest.Require(t, "curl")
 	octet := 1 + os.Getpid()%250
@@ -51,12 +55,22 @@ func TestNetnsScriptGoesToItsMachine(t *testing.T) {
 	root, _ := filesRoot(t)
 	var useARP atomic.Bool
 	arp := ProcNeighbor("/proc/net/arp")
-	s, err := New(Options{FilesRoot: root, Neighbor: func(ip netip.Addr) string {
+	keyPath := filepath.Join(t.TempDir(), store.KeyFileName)
+	dhcpKey, err := bootnonce.LoadKey(keyPath) // the DHCP service's
+	if err != nil {
+		t.Fatal(err)
+	}
+	bootKey, err := bootnonce.LoadKey(keyPath) // the HTTP boot service's
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	s, err := New(Options{FilesRoot: root, Nonces: bootnonce.NewRedeemer(bootKey, 0, started), Neighbor: func(ip netip.Addr) string {
 		if !useARP.Load() {
 			return ""
 		}
 		return arp(ip)
-	}}, storeHosts{st, time.Now}, storeEvents{st}, testLogger(t))
+	}}, storeHosts{st: st, now: time.Now}, storeEvents{st}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +84,8 @@ func TestNetnsScriptGoesToItsMachine(t *testing.T) {
 	go func() { done <- s.Serve(sctx, ln, nil) }()
 	defer func() { cancel(); <-done }()
 
-	url := "http://" + ln.Addr().String() + "/boot/" + mac + ".ipxe?token=" + h.Token
+	script := "http://" + ln.Addr().String() + "/boot/" + mac + ".ipxe"
+	url := script + "?token=" + h.Token
 	fetch := func(from string) string {
 		t.Helper()
 		cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
@@ -90,5 +105,17 @@ func TestNetnsScriptGoesToItsMachine(t *testing.T) {
 	useARP.Store(true)
 	if b := fetch(other); !strings.Contains(b, "# kiln boot script for nsnode") {
 		t.Errorf("script asked from %s with the ARP table consulted =\n%s\nwant nsnode's script (the address is on-link with %s)", other, b, mac)
+	}
+
+	hw, _ := net.ParseMAC(mac)
+	url = script + "?nonce=" + dhcpKey.Mint(bootnonce.Exchange{XID: [4]byte{1, 2, 3, 4}, MAC: hw, Addr: netip.MustParseAddr(leased)}, time.Now())
+	for _, step := range []struct{ from, want string }{
+		{other, "no network boot for " + mac + " from " + other + ": this boot URL was handed out for another address"},
+		{leased, "# kiln boot script for nsnode"},
+		{leased, "this boot URL is used up or expired"},
+	} {
+		if b := fetch(step.from); !strings.Contains(b, step.want) {
+			t.Errorf("script with a nonce for %s asked from %s =\n%s\nwant %q", leased, step.from, b, step.want)
+		}
 	}
 }

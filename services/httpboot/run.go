@@ -9,10 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/internal/bootnonce"
 	"kiln.dev/kiln/services/iscsi"
+	"kiln.dev/kiln/services/nfs"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
 	"kiln.dev/kiln/services/vetting/orchestrator"
@@ -46,6 +49,13 @@ func Run(ctx context.Context, env svc.Env) error {
 			o.IPXERoot = ""
 		}
 	}
+	key, err := bootnonce.LoadKey(filepath.Join(env.StateDir, store.KeyFileName))
+	if err != nil {
+		return fmt.Errorf("loading the boot nonce key: %w", err)
+	}
+	// Nonces minted before this start are refused: which of them were
+	// redeemed died with the last process (their machines DHCP again).
+	o.Nonces = bootnonce.NewRedeemer(key, bootnonce.DefaultMaxUsed, time.Now())
 	orch := orchestrator.New(st, env.Config.Vetting, env.StateDir, env.Logger)
 	o.Runs = vetRuns{st, orch}
 	o.SAN = storeSAN{st: st, stateDir: env.StateDir, domain: env.Config.Provisioning.Domain, now: time.Now}
@@ -54,7 +64,11 @@ func Run(ctx context.Context, env svc.Env) error {
 		env.Logger.Warn("no vetting live image to serve; vet hosts need provisioning.http_boot.vet_image or their own kernel and initrd", "missing", o.VetImageRoot)
 		o.VetImageRoot = ""
 	}
-	s, err := New(o, storeHosts{st, time.Now}, storeEvents{st}, env.Logger)
+	if _, err := os.Stat(o.DisklessImageRoot); err != nil {
+		env.Logger.Warn("no diskless client image to serve; diskless hosts need provisioning.http_boot.diskless_image or their own kernel and initrd", "missing", o.DisklessImageRoot)
+		o.DisklessImageRoot = ""
+	}
+	s, err := New(o, storeHosts{st: st, now: time.Now, cfg: env.Config.Provisioning}, storeEvents{st}, env.Logger)
 	if err != nil {
 		return err
 	}
@@ -86,13 +100,18 @@ func OptionsFromConfig(c config.Config, stateDir string) Options {
 	if vet == "" {
 		vet = config.DefaultVetImage
 	}
+	diskless := c.Provisioning.HTTPBoot.DisklessImage
+	if diskless == "" {
+		diskless = config.DefaultDisklessImage
+	}
 	return Options{
-		Listen:       c.Provisioning.HTTPBootListen(),
-		FilesRoot:    files,
-		IPXERoot:     ipxe,
-		VetImageRoot: vet,
-		Profiles:     DefaultProfiles(),
-		Neighbor:     ProcNeighbor("/proc/net/arp"),
+		DisklessImageRoot: diskless,
+		Listen:            c.Provisioning.HTTPBootListen(),
+		FilesRoot:         files,
+		IPXERoot:          ipxe,
+		VetImageRoot:      vet,
+		Profiles:          DefaultProfiles(),
+		Neighbor:          ProcNeighbor("/proc/net/arp"),
 		BaseURL: func(client netip.Addr) string {
 			for _, s := range subnets {
 				if s.Boot.HTTPBase != "" && s.Prefix().Contains(client) {
@@ -109,6 +128,8 @@ func OptionsFromConfig(c config.Config, stateDir string) Options {
 type storeHosts struct {
 	st  *store.Store
 	now func() time.Time
+	// cfg gives diskless hosts their role's root image and home.
+	cfg config.Provisioning
 }
 
 func (s storeHosts) HostByMAC(ctx context.Context, mac string) (Host, error) {
@@ -119,7 +140,33 @@ func (s storeHosts) HostByMAC(ctx context.Context, mac string) (Host, error) {
 	if err != nil {
 		return Host{}, err
 	}
-	return Host{Name: h.Name, Profile: string(h.BootProfile), Token: h.Token, Reserved: h.IPv4, Kernel: h.Kernel, Initrd: h.Initrd, Cmdline: h.Cmdline}, nil
+	out := Host{Name: h.Name, Profile: string(h.BootProfile), Token: h.Token, Reserved: h.IPv4, Kernel: h.Kernel, Initrd: h.Initrd, Cmdline: h.Cmdline}
+	if h.BootProfile == store.BootDiskless {
+		if err := s.diskless(ctx, h, &out); err != nil {
+			return Host{}, err
+		}
+	}
+	return out, nil
+}
+
+// diskless resolves the host's root image choice (its own, else its
+// role's) to the version its script names, and its home.
+func (s storeHosts) diskless(ctx context.Context, h store.Host, out *Host) error {
+	root, home := nfs.Choice(s.cfg, h)
+	out.Home = home
+	if root == "" {
+		return nil
+	}
+	ri, err := s.st.RootImageByRef(ctx, root)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		out.RootError = err.Error() + " (import and promote it with kiln roots, or pin a version)"
+	case err != nil:
+		return err
+	default:
+		out.RootImage = ri.Name + "/" + strconv.Itoa(ri.Version)
+	}
+	return nil
 }
 
 func (s storeHosts) LeasedTo(ctx context.Context, ip netip.Addr) (string, error) {

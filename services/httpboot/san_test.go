@@ -38,7 +38,7 @@ func TestSANLoginFromStore(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	san := storeSAN{st: st, stateDir: state, domain: "hall.example", now: now}
-	s, err := New(Options{FilesRoot: root, SAN: san}, storeHosts{st, time.Now}, storeEvents{st}, log)
+	s, err := New(Options{FilesRoot: root, SAN: san}, storeHosts{st: st, now: time.Now}, storeEvents{st}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

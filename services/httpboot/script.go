@@ -41,8 +41,14 @@ type Host struct {
 	// below /files/ or an http(s) URL) and command line; for vet and diskless
 	// they override the defaults of Options.
 	Kernel, Initrd, Cmdline string
-	// NFSRoot overrides the diskless root, "server:/path".
-	NFSRoot string
+	// RootImage is the diskless root image, "<name>/<version>" (the
+	// version promoted when the script is rendered); Home the name of the
+	// home export. NFSRoot overrides the root export, "server:/path".
+	RootImage, Home string
+	// RootError says why the host's root image choice names no version
+	// (shown on its console instead of booting).
+	RootError string
+	NFSRoot   string
 	// ISCSITarget overrides the iscsi target IQN.
 	ISCSITarget string
 	// SAN is the iscsi host's login to kiln's own target (its names and
@@ -67,11 +73,10 @@ type Profiles struct {
 	// live image); VetCmdline is added to its command line.
 	VetKernel, VetInitrd, VetCmdline string
 	// DisklessKernel and DisklessInitrd are used when the host sets none;
-	// NFSServer ("" = the script URL's host) exports NFSExportRoot/<name>
-	// with NFSOptions.
+	// NFSServer ("" = the script URL's host) exports the root images
+	// (/roots/<name>/<version>) and homes (/homes/<name>).
 	DisklessKernel, DisklessInitrd string
-	NFSServer, NFSExportRoot       string
-	NFSOptions                     string
+	NFSServer                      string
 	// ISCSIServer ("" = the script URL's host) serves targets named
 	// IQNPrefix:<name>; initiators are IQNPrefix:initiator:<name>.
 	ISCSIServer, IQNPrefix string
@@ -86,8 +91,6 @@ func DefaultProfiles() Profiles {
 		VetInitrd:      "vet/initrd",
 		DisklessKernel: "diskless/vmlinuz",
 		DisklessInitrd: "diskless/initrd",
-		NFSExportRoot:  "/data/exports",
-		NFSOptions:     "vers=3,tcp",
 		IQNPrefix:      "iqn.2025-01.dev.kiln",
 		Console:        "console=tty0 console=ttyS0,115200",
 	}
@@ -99,7 +102,7 @@ type scriptData struct {
 	Base                 string
 	KernelURL, InitrdURL string
 	Cmdline              string
-	NFSRoot              string
+	NFSRoot, NFSHome     string
 	SANURI, InitiatorIQN string
 	CHAP                 SANLogin // Username "": no CHAP
 	Reason               string
@@ -116,7 +119,7 @@ func (e errRecord) Error() string { return e.msg }
 func RenderScript(h Host, mac, base string, p Profiles) ([]byte, error) {
 	d := scriptData{Name: h.Name, MAC: mac, Profile: h.Profile, Base: base}
 	for field, v := range map[string]string{"name": h.Name, "kernel": h.Kernel, "initrd": h.Initrd,
-		"cmdline": h.Cmdline, "nfs root": h.NFSRoot, "iscsi target": h.ISCSITarget} {
+		"cmdline": h.Cmdline, "nfs root": h.NFSRoot, "root image": h.RootImage, "home": h.Home, "iscsi target": h.ISCSITarget} {
 		if bad(v) {
 			return nil, errRecord{fmt.Sprintf("host %s: its %s contains control characters", safe(h.Name), field)}
 		}
@@ -175,18 +178,35 @@ func RenderScript(h Host, mac, base string, p Profiles) ([]byte, error) {
 		if d.InitrdURL, err = artifact("initrd", or(h.Initrd, p.DisklessInitrd)); err != nil {
 			return nil, err
 		}
+		server := or(p.NFSServer, baseHost)
 		d.NFSRoot = h.NFSRoot
 		if d.NFSRoot == "" {
-			d.NFSRoot = or(p.NFSServer, baseHost) + ":" + strings.TrimRight(p.NFSExportRoot, "/") + "/" + h.Name
+			if h.RootImage == "" && h.RootError != "" {
+				return nil, errRecord{fmt.Sprintf("host %s: %s", h.Name, safe(h.RootError))}
+			}
+			if h.RootImage == "" {
+				return nil, errRecord{fmt.Sprintf("host %s has the diskless profile but no root image: give it one (kiln hosts add/import --root-image NAME) or its role one (provisioning.nfs.roles)", h.Name)}
+			}
+			if !exportName(h.RootImage, 2) {
+				return nil, errRecord{fmt.Sprintf("host %s: root image %q is not <name>/<version>", h.Name, safe(h.RootImage))}
+			}
+			d.NFSRoot = server + ":/roots/" + h.RootImage
 		}
-		nfs := d.NFSRoot
-		if p.NFSOptions != "" {
-			nfs += "," + p.NFSOptions
+		if !exportSpec(d.NFSRoot) {
+			return nil, errRecord{fmt.Sprintf("host %s: nfs root %q is not server:/path", h.Name, safe(d.NFSRoot))}
 		}
-		if strings.ContainsAny(nfs, " \t") || !strings.Contains(d.NFSRoot, ":/") {
-			return nil, errRecord{fmt.Sprintf("host %s: nfs root %q is not server:/path", h.Name, d.NFSRoot)}
+		var home string
+		if h.Home != "" {
+			if !exportName(h.Home, 1) {
+				return nil, errRecord{fmt.Sprintf("host %s: home %q is not a plain name", h.Name, safe(h.Home))}
+			}
+			d.NFSHome = server + ":/homes/" + h.Home
+			home = "kiln.nfshome=" + d.NFSHome
 		}
-		d.Cmdline = join("initrd=initrd", "root=/dev/nfs", "boot=nfs", "nfsroot="+nfs, "ip=dhcp", "rw", p.Console, h.Cmdline)
+		// The host's own command line comes last: its kiln.overlay= (or
+		// any other parameter) wins over the defaults before it.
+		d.Cmdline = join("initrd=initrd", "kiln.nfsroot="+d.NFSRoot, home, "ip=dhcp", "kiln.mac="+mac,
+			"kiln.host="+h.Name, p.Console, h.Cmdline)
 	case ProfileISCSI:
 		target, initiator := p.IQNPrefix+":"+h.Name, p.IQNPrefix+":initiator:"+h.Name
 		if h.SAN != nil {
@@ -221,6 +241,33 @@ func RenderScript(h Host, mac, base string, p Profiles) ([]byte, error) {
 		return nil, errRecord{fmt.Sprintf("host %s has unknown boot profile %q", h.Name, safe(h.Profile))}
 	}
 	return execute(h.Profile, d)
+}
+
+// exportSpec accepts "server:/path" as the diskless client takes it: no
+// spaces or commas (mount options), an absolute path.
+func exportSpec(s string) bool {
+	server, path, ok := strings.Cut(s, ":/")
+	return ok && server != "" && path != "" && !strings.ContainsAny(s, " \t,\"'\\")
+}
+
+// exportName accepts parts '/'-separated plain names (letters, digits, '.',
+// '-', '_'; not "." or "..").
+func exportName(s string, parts int) bool {
+	els := strings.Split(s, "/")
+	if len(els) != parts {
+		return false
+	}
+	for _, e := range els {
+		if e == "" || e == "." || e == ".." {
+			return false
+		}
+		for _, r := range e {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // RenderDenied renders the script answering a refused request.

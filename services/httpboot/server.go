@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"kiln.dev/kiln/services/internal/bootnonce"
 	"kiln.dev/kiln/services/metrics"
 )
 
@@ -97,6 +98,10 @@ type Options struct {
 	// VetImageRoot holds the appliance's own vetting live image (vmlinuz,
 	// initrd), served as /files/vet/<name> unless FilesRoot has that file.
 	VetImageRoot string
+	// DisklessImageRoot holds the appliance's own diskless client image
+	// (vmlinuz, initrd), served as /files/diskless/<name> unless FilesRoot
+	// has that file.
+	DisklessImageRoot string
 	// Runs gives vet hosts their run's token; nil: vet hosts are refused.
 	Runs VetRuns
 	// SAN gives iscsi hosts their login (CHAP) to kiln's target; nil: their
@@ -110,6 +115,10 @@ type Options struct {
 	Metrics *metrics.Registry
 	// EventLimit bounds the boot events stored per source and in total.
 	EventLimit EventLimit
+	// Nonces redeems the single-use nonces the DHCP service puts in script
+	// URLs (?nonce=); nil: only a host's token (?token=, typed at the
+	// default menu) opens a script.
+	Nonces *bootnonce.Redeemer
 	// Neighbor returns the MAC (canonical form) the kernel's neighbour
 	// table holds for an on-link ip, or "": it identifies clients on
 	// subnets where another server leases the addresses (proxyDHCP). Nil:
@@ -119,14 +128,16 @@ type Options struct {
 
 // Server serves iPXE scripts and boot artifacts.
 type Server struct {
-	opts   Options
-	root   *os.Root
-	ipxe   *os.Root // nil without Options.IPXERoot
-	vet    *os.Root // nil without Options.VetImageRoot
-	hosts  Hosts
-	events EventSink
-	limit  *eventLimiter
-	log    *slog.Logger
+	opts Options
+	root *os.Root
+	ipxe *os.Root // nil without Options.IPXERoot
+	vet  *os.Root // nil without Options.VetImageRoot
+	// diskless is nil without Options.DisklessImageRoot.
+	diskless *os.Root
+	hosts    Hosts
+	events   EventSink
+	limit    *eventLimiter
+	log      *slog.Logger
 }
 
 // New opens the files root and returns a server; events may be nil.
@@ -160,6 +171,12 @@ func New(o Options, hosts Hosts, events EventSink, log *slog.Logger) (*Server, e
 			return nil, fmt.Errorf("opening the vetting live image directory %s: %w", o.VetImageRoot, err)
 		}
 	}
+	if o.DisklessImageRoot != "" {
+		if s.diskless, err = os.OpenRoot(o.DisklessImageRoot); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("opening the diskless client image directory %s: %w", o.DisklessImageRoot, err)
+		}
+	}
 	return s, nil
 }
 
@@ -170,6 +187,9 @@ func (s *Server) Close() error {
 	}
 	if s.vet != nil {
 		s.vet.Close()
+	}
+	if s.diskless != nil {
+		s.diskless.Close()
 	}
 	return s.root.Close()
 }
@@ -193,6 +213,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveScript(w, r, strings.TrimSuffix(strings.TrimPrefix(p, "/boot/"), ".ipxe"))
 	case strings.HasPrefix(p, "/files/vet/") && s.vet != nil && !s.hasFile(strings.TrimPrefix(p, "/files/")):
 		s.serveFile(w, r, s.vet, "vet/", strings.TrimPrefix(p, "/files/vet/"))
+	case strings.HasPrefix(p, "/files/diskless/") && s.diskless != nil && !s.hasFile(strings.TrimPrefix(p, "/files/")):
+		s.serveFile(w, r, s.diskless, "diskless/", strings.TrimPrefix(p, "/files/diskless/"))
 	case strings.HasPrefix(p, "/files/"):
 		s.serveFile(w, r, s.root, "", strings.TrimPrefix(p, "/files/"))
 	case strings.HasPrefix(p, "/ipxe/") && s.ipxe != nil:
@@ -294,13 +316,8 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 		return
 	}
 	ev.Host = h.Name
-	token := r.URL.Query().Get("token")
-	if h.Token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(h.Token)) != 1 {
-		detail := "wrong token"
-		if token == "" {
-			detail = "no token in URL"
-		}
-		deny("no network boot for "+mac+": unknown machine or wrong token", detail)
+	nonce, ok := s.credential(r, mac, h, ev.Client, deny)
+	if !ok {
 		return
 	}
 	if ok, err := s.requesterIs(ctx, ev.Client, mac, h); err != nil {
@@ -311,6 +328,15 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 		deny("no network boot for "+mac+" from "+ev.Client.String()+": a script goes only to the address kiln leased or reserved for its machine",
 			"requested from "+ev.Client.String()+", not the MAC's lease or reservation")
 		return
+	}
+	if nonce != "" {
+		// Used up only now that every other check passed: a refusal above
+		// leaves the nonce to its machine.
+		hw, _ := net.ParseMAC(mac)
+		if _, err := s.opts.Nonces.Redeem(nonce, hw, ev.Client, s.opts.Now()); err != nil {
+			deny(nonceRefusal(mac, ev.Client, err), "nonce refused: "+err.Error())
+			return
+		}
 	}
 	if h.Profile == ProfileVet {
 		if s.opts.Runs == nil {
@@ -357,6 +383,54 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 	s.log.Info("boot script served", "client", ev.Client, "mac", mac, "host", h.Name, "profile", h.Profile)
 	s.report(ctx, ev)
 	writeScript(w, b)
+}
+
+// credential checks what the URL presents for h: this DHCP exchange's
+// nonce (?nonce=, from a DHCP reply), checked here but redeemed only once
+// the requester is known to be the machine, or the host's token (?token=,
+// typed at the default menu's prompt). It returns the nonce to redeem ("":
+// the token was used) and false after answering with deny.
+func (s *Server) credential(r *http.Request, mac string, h Host, client netip.Addr, deny func(console, detail string)) (string, bool) {
+	q := r.URL.Query()
+	if nonce := q.Get("nonce"); nonce != "" {
+		if s.opts.Nonces == nil {
+			deny("no network boot for "+mac+": unknown machine or wrong token", "nonce in URL, but this server redeems none")
+			return "", false
+		}
+		hw, _ := net.ParseMAC(mac)
+		t, err := s.opts.Nonces.Check(nonce, hw, client, s.opts.Now())
+		if err != nil {
+			detail := "nonce refused: " + err.Error()
+			if !t.Expires.IsZero() {
+				detail += " (" + t.String() + ")"
+			}
+			deny(nonceRefusal(mac, client, err), detail)
+			return "", false
+		}
+		return nonce, true
+	}
+	token := q.Get("token")
+	if h.Token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(h.Token)) != 1 {
+		detail := "wrong token"
+		if token == "" {
+			detail = "no token in URL"
+		}
+		deny("no network boot for "+mac+": unknown machine or wrong token", detail)
+		return "", false
+	}
+	return "", true
+}
+
+// nonceRefusal is the console message for a refused nonce: what to do
+// when it is only stale, nothing that helps a forger otherwise.
+func nonceRefusal(mac string, client netip.Addr, err error) string {
+	switch {
+	case errors.Is(err, bootnonce.ErrExpired), errors.Is(err, bootnonce.ErrUsed), errors.Is(err, bootnonce.ErrStale):
+		return "no network boot for " + mac + ": this boot URL is used up or expired (each DHCP exchange gives one script); reboot the machine to try again"
+	case errors.Is(err, bootnonce.ErrOtherAddress):
+		return "no network boot for " + mac + " from " + client.String() + ": this boot URL was handed out for another address"
+	}
+	return "no network boot for " + mac + ": unknown machine or wrong token"
 }
 
 // requesterIs reports whether client is the machine with mac: its

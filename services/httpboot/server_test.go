@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,17 +23,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"kiln.dev/kiln/internal/testlog"
+	"kiln.dev/kiln/services/internal/bootnonce"
 )
 
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "httpboot")
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
+	return testlog.New(t, slog.LevelDebug).With("component", "httpboot")
 }
 
 // fakeHosts is a map-backed Hosts.
@@ -131,7 +127,8 @@ func newTestServer(t *testing.T, hosts Hosts) (*Server, *recorder, []byte) {
 	root, kernel := filesRoot(t)
 	rec := &recorder{}
 	s, err := New(Options{FilesRoot: root, Now: func() time.Time { return time.Unix(1_700_000_000, 0) },
-		Runs: fakeRuns{"node-a": "run-token-a"}, Neighbor: func(ip netip.Addr) string {
+		Nonces: bootnonce.NewRedeemer(testNonceKey, 0, time.Unix(1_700_000_000, 0)),
+		Runs:   fakeRuns{"node-a": "run-token-a"}, Neighbor: func(ip netip.Addr) string {
 			if ip == netip.MustParseAddr("10.0.0.60") {
 				return macB
 			}
@@ -164,21 +161,29 @@ func body(r *http.Response) string {
 	return string(b)
 }
 
-func TestScripts(t *testing.T) {
-	s, rec, _ := newTestServer(t, testHosts)
-	denied := func(mac string) string {
-		return string(RenderDenied("no network boot for " + mac + ": unknown machine or wrong token"))
-	}
+// wantScripts renders the scripts newTestServer serves node-a (with its
+// run's token) and node-b.
+func wantScripts(t *testing.T) (vetA, localB []byte) {
+	t.Helper()
 	hostA := testHosts.byMAC[macA]
 	hostA.RunToken = "run-token-a"
 	vetA, err := RenderScript(hostA, macA, "http://example.com", DefaultProfiles())
 	if err != nil {
 		t.Fatal(err)
 	}
-	localB, err := RenderScript(testHosts.byMAC[macB], macB, "http://example.com", DefaultProfiles())
+	localB, err = RenderScript(testHosts.byMAC[macB], macB, "http://example.com", DefaultProfiles())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return vetA, localB
+}
+
+func TestScripts(t *testing.T) {
+	s, rec, _ := newTestServer(t, testHosts)
+	denied := func(mac string) string {
+		return string(RenderDenied("no network boot for " + mac + ": unknown machine or wrong token"))
+	}
+	vetA, localB := wantScripts(t)
 	notYours := func(mac, from string) string {
 		return string(RenderDenied("no network boot for " + mac + " from " + from + ": a script goes only to the address kiln leased or reserved for its machine"))
 	}
@@ -239,6 +244,89 @@ func TestScripts(t *testing.T) {
 				t.Errorf("GET %s events mismatch (-want +got):\n%s", tc.target, diff)
 			}
 		})
+	}
+}
+
+var testNonceKey = bootnonce.NewKey(bytes.Repeat([]byte{9}, 32))
+
+// mint is the nonce the DHCP service would put in the ACK of exchange xid
+// (a one-byte stand-in) to mac for addr ("": a proxy offer, no address),
+// minted at the test clock plus age.
+func mint(xid byte, mac, addr string, age time.Duration) string {
+	hw, _ := net.ParseMAC(mac)
+	ex := bootnonce.Exchange{XID: [4]byte{0, 0, 0, xid}, MAC: hw}
+	if addr != "" {
+		ex.Addr = netip.MustParseAddr(addr)
+	}
+	return testNonceKey.Mint(ex, time.Unix(1_700_000_000, 0).Add(age))
+}
+
+// TestScriptNonces: a script URL from DHCP carries the exchange's nonce
+// instead of the host's token. The cases run in order against one server:
+// a nonce is served once, to its machine, before it expires; a refusal for
+// another reason does not use it up.
+func TestScriptNonces(t *testing.T) {
+	s, rec, _ := newTestServer(t, testHosts)
+	vetA, localB := wantScripts(t)
+	denied := func(msg string) string { return string(RenderDenied(msg)) }
+	usedUp := denied("no network boot for " + macA + ": this boot URL is used up or expired (each DHCP exchange gives one script); reboot the machine to try again")
+	wrong := func(mac string) string {
+		return denied("no network boot for " + mac + ": unknown machine or wrong token")
+	}
+	n1, n2 := mint(1, macA, "10.0.0.50", 0), mint(2, macA, "10.0.0.50", 0)
+	served := func(mac, host, profile string) Event {
+		return Event{MAC: mac, Host: host, Kind: KindScript, Detail: "profile " + profile}
+	}
+	refused := func(mac, host, detail string) Event {
+		return Event{MAC: mac, Host: host, Kind: KindDenied, Detail: detail}
+	}
+	for _, tc := range []struct {
+		name, mac, nonce, from string
+		wantBody               string
+		wantEvent              Event
+	}{
+		{"its machine", macA, n1, "10.0.0.50", string(vetA), served(macA, "node-a", "vet")},
+		{"again", macA, n1, "10.0.0.50", usedUp, refused(macA, "node-a", "nonce refused: nonce already used (xid 00000001 for 10.0.0.50, expires 22:15:20)")},
+		{"the same xid after a reboot: a new exchange", macA, mint(1, macA, "10.0.0.50", 30*time.Second), "10.0.0.50", string(vetA), served(macA, "node-a", "vet")},
+		{"from another address", macA, n2, "10.0.0.51",
+			denied("no network boot for " + macA + " from 10.0.0.51: this boot URL was handed out for another address"),
+			refused(macA, "node-a", "nonce refused: nonce redeemed from another address (xid 00000002 for 10.0.0.50, expires 22:15:20)")},
+		{"then from its machine", macA, n2, "10.0.0.50", string(vetA), served(macA, "node-a", "vet")},
+		{"expired", macA, mint(3, macA, "10.0.0.50", -bootnonce.Lifetime-time.Second), "10.0.0.50", usedUp,
+			refused(macA, "node-a", "nonce refused: nonce expired (xid 00000003 for 10.0.0.50, expires 22:13:19)")},
+		{"minted before the server started", macA, mint(4, macA, "10.0.0.50", -time.Second), "10.0.0.50", usedUp,
+			refused(macA, "node-a", "nonce refused: nonce older than this service's memory of used nonces (xid 00000004 for 10.0.0.50, expires 22:15:19)")},
+		{"another MAC's nonce", macB, mint(5, macA, "10.0.0.60", 0), "10.0.0.60", wrong(macB),
+			refused(macB, "node-b", "nonce refused: nonce not minted by this appliance for this MAC")},
+		{"minted with another key", macA, bootnonce.NewKey(bytes.Repeat([]byte{1}, 32)).Mint(bootnonce.Exchange{XID: [4]byte{6}, MAC: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 0x0a}, Addr: netip.MustParseAddr("10.0.0.50")}, time.Unix(1_700_000_000, 0)),
+			"10.0.0.50", wrong(macA), refused(macA, "node-a", "nonce refused: nonce not minted by this appliance for this MAC")},
+		{"the host's token as a nonce", macA, "token-a", "10.0.0.50", wrong(macA), refused(macA, "node-a", "nonce refused: malformed nonce")},
+		{"bound to an address that is not the MAC's", macA, mint(7, macA, "10.0.0.99", 0), "10.0.0.99",
+			denied("no network boot for " + macA + " from 10.0.0.99: a script goes only to the address kiln leased or reserved for its machine"),
+			refused(macA, "node-a", "requested from 10.0.0.99, not the MAC's lease or reservation")},
+		{"proxy offer's nonce (no address) from the neighbour entry", macB, mint(8, macB, "", 0), "10.0.0.60", string(localB), served(macB, "node-b", "local")},
+		{"proxy offer's nonce from elsewhere", macB, mint(9, macB, "", 0), "10.0.0.61",
+			denied("no network boot for " + macB + " from 10.0.0.61: a script goes only to the address kiln leased or reserved for its machine"),
+			refused(macB, "node-b", "requested from 10.0.0.61, not the MAC's lease or reservation")},
+		{"then from the neighbour entry", macB, mint(9, macB, "", 0), "10.0.0.60", string(localB), served(macB, "node-b", "local")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := "/boot/" + tc.mac + ".ipxe?nonce=" + url.QueryEscape(tc.nonce)
+			resp := getFrom(s, tc.from+":40000", http.MethodGet, "http://example.com"+target)
+			if diff := cmp.Diff(tc.wantBody, body(resp)); diff != "" {
+				t.Errorf("GET %s from %s body mismatch (-want +got):\n%s", target, tc.from, diff)
+			}
+			tc.wantEvent.Time = time.Unix(1_700_000_000, 0)
+			if diff := cmp.Diff([]Event{tc.wantEvent}, rec.take(), cmpopts.IgnoreFields(Event{}, "Client")); diff != "" {
+				t.Errorf("GET %s from %s events mismatch (-want +got):\n%s", target, tc.from, diff)
+			}
+		})
+	}
+
+	// A server without a Redeemer opens scripts with tokens only.
+	s.opts.Nonces = nil
+	if got := body(getFrom(s, "10.0.0.50:40000", http.MethodGet, "/boot/"+macA+".ipxe?nonce="+mint(10, macA, "10.0.0.50", 0))); got != wrong(macA) {
+		t.Errorf("GET with a nonce from a server without a Redeemer = %q, want %q", got, wrong(macA))
 	}
 }
 
@@ -444,5 +532,42 @@ func TestIPXEFiles(t *testing.T) {
 	}
 	if _, err := New(Options{FilesRoot: files, IPXERoot: filepath.Join(ipxe, "missing")}, testHosts, nil, testLogger(t)); err == nil {
 		t.Errorf("New with a missing IPXERoot = nil error, want one naming provisioning.tftp.root")
+	}
+}
+
+// TestDisklessImage serves the appliance's own diskless client image under
+// /files/diskless/, unless the files root has the file (the operator's wins).
+func TestDisklessImage(t *testing.T) {
+	files, _ := filesRoot(t)
+	img := t.TempDir()
+	for name, data := range map[string]string{"vmlinuz": "image kernel", "initrd": "image initrd"} {
+		if err := os.WriteFile(filepath.Join(img, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(files, "diskless"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(files, "diskless", "initrd"), []byte("operator initrd"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{FilesRoot: files, DisklessImageRoot: img}, testHosts, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for target, want := range map[string]string{"/files/diskless/vmlinuz": "image kernel", "/files/diskless/initrd": "operator initrd"} {
+		resp := get(s, http.MethodGet, target)
+		if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(b) != want {
+			t.Errorf("GET %s = %d %q, want 200 %q", target, resp.StatusCode, b, want)
+		}
+	}
+	for _, target := range []string{"/files/diskless/../diskless/vmlinuz", "/files/diskless/missing", "/files/diskless/"} {
+		if resp := get(s, http.MethodGet, target); resp.StatusCode != 404 {
+			t.Errorf("GET %s = %d, want 404", target, resp.StatusCode)
+		}
+	}
+	if _, err := New(Options{FilesRoot: files, DisklessImageRoot: filepath.Join(img, "missing")}, testHosts, nil, testLogger(t)); err == nil {
+		t.Error("New with a missing DisklessImageRoot = nil error, want one")
 	}
 }

@@ -2,6 +2,7 @@ package httpboot
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -19,7 +20,7 @@ func TestKindsMatchStore(t *testing.T) {
 		t.Errorf("event kinds %q/%q, want the store's %q/%q", KindScript, KindFile, store.EventScript, store.EventKernel)
 	}
 	for _, p := range store.BootProfiles {
-		if _, err := RenderScript(Host{Name: "n", Profile: string(p), Token: "t", RunToken: "t", Kernel: "k"}, testMAC, testBase, DefaultProfiles()); err != nil {
+		if _, err := RenderScript(Host{Name: "n", Profile: string(p), Token: "t", RunToken: "t", Kernel: "k", RootImage: "r/1"}, testMAC, testBase, DefaultProfiles()); err != nil {
 			t.Errorf("RenderScript(profile %q from the store) = %v, want a script", p, err)
 		}
 	}
@@ -46,7 +47,7 @@ func TestStoreAdapters(t *testing.T) {
 	}
 	root, _ := filesRoot(t)
 	orch := orchestrator.New(st, config.Vetting{}, t.TempDir(), testLogger(t))
-	s, err := New(Options{FilesRoot: root, Runs: vetRuns{st, orch}}, storeHosts{st, time.Now}, storeEvents{st}, testLogger(t))
+	s, err := New(Options{FilesRoot: root, Runs: vetRuns{st, orch}}, storeHosts{st: st, now: time.Now}, storeEvents{st}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func TestKernelProfileFromStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	root, _ := filesRoot(t)
-	s, err := New(Options{FilesRoot: root}, storeHosts{st, time.Now}, nil, testLogger(t))
+	s, err := New(Options{FilesRoot: root}, storeHosts{st: st, now: time.Now}, nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +159,48 @@ func TestKernelProfileFromStore(t *testing.T) {
 	} {
 		if !strings.Contains(b, want) {
 			t.Errorf("kernel-profile script =\n%s\nwant a line %q", b, want)
+		}
+	}
+}
+
+// TestStoreDiskless resolves a diskless host's root image choice — its own,
+// else its role's — to the version its script names.
+func TestStoreDiskless(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "kiln.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, ri := range []store.RootImage{{Name: "contest", Version: 1}, {Name: "contest", Version: 2, Promoted: true}, {Name: "staged", Version: 1}} {
+		if _, err := st.AddRootImage(ctx, ri); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := config.Provisioning{NFS: config.NFSService{Roles: map[string]config.NFSRole{"contestant": {RootImage: "contest", Home: "lab"}}}}
+	hosts := storeHosts{st: st, now: time.Now, cfg: cfg}
+	for i, tc := range []struct {
+		host      store.Host
+		root      string
+		home      string
+		rootError string
+	}{
+		{store.Host{Name: "pc-01", Role: "contestant"}, "contest/2", "lab", ""},
+		{store.Host{Name: "pc-02", Role: "contestant", RootImage: "contest@1", Home: "staff"}, "contest/1", "staff", ""},
+		{store.Host{Name: "pc-03", Role: "tester", RootImage: "staged"}, "", "", "root image staged has no promoted version"},
+		{store.Host{Name: "pc-04", Role: "tester"}, "", "", ""},
+	} {
+		mac := fmt.Sprintf("52:54:00:00:01:%02x", i)
+		tc.host.MACs, tc.host.BootProfile = []string{mac}, store.BootDiskless
+		if _, err := st.CreateHost(ctx, tc.host); err != nil {
+			t.Fatal(err)
+		}
+		h, err := hosts.HostByMAC(ctx, mac)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.RootImage != tc.root || h.Home != tc.home || !strings.HasPrefix(h.RootError, tc.rootError) || (tc.rootError == "") != (h.RootError == "") {
+			t.Errorf("HostByMAC(%s) = root %q home %q error %q, want %q %q %q", tc.host.Name, h.RootImage, h.Home, h.RootError, tc.root, tc.home, tc.rootError)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/qemu/guest"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
@@ -76,7 +77,7 @@ func TestService(t *testing.T) {
 		ready := make(chan struct{})
 		done := make(chan error, 1)
 		env := svc.Env{Config: cfg, StateDir: state, RunDir: t.TempDir(), Ready: sync1(ready),
-			Logger: slog.New(slog.NewTextHandler(tlog{t}, nil)).With("component", "iscsi")}
+			Logger: testlog.New(t, slog.LevelInfo).With("component", "iscsi")}
 		go func() { done <- Run(sctx, env) }()
 		select {
 		case <-ready:
@@ -142,7 +143,7 @@ func TestService(t *testing.T) {
 		}
 		stop = start()
 		c := &Controller{Store: st, Sealer: sealer, Files: m.Files, Configfs: cfs, Names: names,
-			Subnets: []netip.Prefix{cfg.Provisioning.Subnets[0].Prefix()}, Port: DefaultPort, Logger: slog.New(slog.NewTextHandler(tlog{t}, nil))}
+			Subnets: []netip.Prefix{cfg.Provisioning.Subnets[0].Prefix()}, Port: DefaultPort, Logger: testlog.New(t, slog.LevelInfo)}
 		if p, err := c.Sync(ctx); err != nil || len(p) != 0 {
 			t.Errorf("a sync after the restart applied:\n%s%v; want nothing", p, err)
 		}
@@ -170,12 +171,4 @@ func TestService(t *testing.T) {
 func sync1(ch chan struct{}) func() {
 	var once sync.Once
 	return func() { once.Do(func() { close(ch) }) }
-}
-
-// tlog routes service logs to t.Log.
-type tlog struct{ t *testing.T }
-
-func (l tlog) Write(b []byte) (int, error) {
-	l.t.Log(strings.TrimSuffix(string(b), "\n"))
-	return len(b), nil
 }

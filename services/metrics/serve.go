@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"kiln.dev/kiln/internal/unixhttp"
 )
 
 // Handler serves the registry in the text format. Collection failures are
@@ -73,13 +75,9 @@ const maxScrape = 8 << 20
 
 // scrapeUnix fetches one registry served by ServeUnix.
 func scrapeUnix(ctx context.Context, path string) ([]byte, error) {
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-		DisableKeepAlives: true,
-	}}
+	tr := unixhttp.Transport(path)
+	tr.DisableKeepAlives = true
+	hc := &http.Client{Transport: tr}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://metrics/metrics", nil)
 	if err != nil {
 		return nil, err

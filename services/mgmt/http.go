@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"kiln.dev/kiln/internal/unixhttp"
 	"kiln.dev/kiln/services/api"
 )
 
@@ -115,7 +116,7 @@ func (h *handlers) healthz(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	unixhttp.WriteJSON(w, http.StatusOK, out)
 }
 
 // apiStatus passes the supervisor's status JSON through.
@@ -141,26 +142,13 @@ func acceptsJSON(r *http.Request) bool {
 	return false
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
-}
-
 // supervisorSocket reads the supervisor's status over its control socket.
 type supervisorSocket struct {
 	hc *http.Client
 }
 
 func newSupervisorSocket(path string) *supervisorSocket {
-	return &supervisorSocket{hc: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}}
+	return &supervisorSocket{hc: unixhttp.Client(path)}
 }
 
 func (s *supervisorSocket) Status(ctx context.Context) ([]byte, error) {

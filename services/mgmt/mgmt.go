@@ -90,6 +90,10 @@ func run(ctx context.Context, env svc.Env, lim limits) error {
 	if err != nil {
 		return err
 	}
+	sched, err := backupSchedule(env, db, log)
+	if err != nil {
+		return err
+	}
 	h.rest = a.Handler()
 
 	if m.HTTPSPort != 0 {
@@ -125,6 +129,9 @@ func run(ctx context.Context, env svc.Env, lim limits) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { runOrchestrator(gctx, orch, log); return nil })
+	if sched != nil {
+		g.Go(func() error { sched.Run(gctx); return nil })
+	}
 	for i, srv := range servers {
 		ln := lns[i]
 		g.Go(func() error {

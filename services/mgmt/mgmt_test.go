@@ -23,6 +23,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"kiln.dev/kiln/internal/syncbuf"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/svc"
 )
@@ -195,24 +196,6 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// lockedBuffer collects log output from the service's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestRun(t *testing.T) {
 	dir := t.TempDir()
 	runDir := filepath.Join(dir, "run")
@@ -235,7 +218,7 @@ func TestRun(t *testing.T) {
 	defer sup.Close()
 
 	httpsPort, httpPort := freePort(t), freePort(t)
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	ready := make(chan struct{})
 	var once sync.Once
 	cfg := config.Default()

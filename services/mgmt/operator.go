@@ -13,12 +13,18 @@ import (
 
 	"kiln.dev/kiln/init/supervisor"
 	"kiln.dev/kiln/ota/otahttp"
+	"kiln.dev/kiln/ota/system"
 	"kiln.dev/kiln/services/api"
+	"kiln.dev/kiln/services/backup"
+	"kiln.dev/kiln/services/backup/backuphttp"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/firewall"
 	"kiln.dev/kiln/services/iscsi"
 	"kiln.dev/kiln/services/iscsi/iscsihttp"
 	"kiln.dev/kiln/services/netconf"
+	"kiln.dev/kiln/services/nfs"
+	"kiln.dev/kiln/services/nfs/nfshttp"
+	"kiln.dev/kiln/services/nfs/roots"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
 	"kiln.dev/kiln/services/vetting/orchestrator"
@@ -87,7 +93,37 @@ func newAPI(ctx context.Context, env svc.Env, db *store.Store, fp string, log *s
 		vols.Reserve = env.Config.Provisioning.ISCSI
 	}
 	(&iscsihttp.Handler{Manager: vols, Unavailable: why, Log: log}).Mount(a)
+	// Root images of diskless machines (files below <state>/nfs).
+	(&nfshttp.Handler{Roots: &roots.Manager{Store: db, Layout: nfs.LayoutOf(env.StateDir)},
+		Config: env.Config.Provisioning, StateDir: env.StateDir, Log: log}).Mount(a)
+	(&backuphttp.Handler{Source: backupSource(env, db), Dir: backupDir(env), Log: log}).Mount(a)
 	return a, orch, nil
+}
+
+// backupSource is what a backup taken by mgmt holds: its database, state
+// directory and config file.
+func backupSource(env svc.Env, db *store.Store) func(time.Time) backup.Source {
+	return func(now time.Time) backup.Source {
+		return backup.Source{StateDir: env.StateDir, Store: db, ConfigFile: env.ConfigFile,
+			Version: env.Version, Hostname: env.Config.Hostname, Now: now}
+	}
+}
+
+func backupDir(env svc.Env) string { return filepath.Join(env.StateDir, backup.BackupDirName) }
+
+// backupSchedule returns the scheduled backups of backup.every, or nil
+// when they are off.
+func backupSchedule(env svc.Env, db *store.Store, log *slog.Logger) (*backup.Schedule, error) {
+	b := env.Config.Backup
+	if b.Every == 0 {
+		return nil, nil
+	}
+	key, err := backup.ParseKeyFile([]byte(b.PublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("backup.public_key: %w", err)
+	}
+	return &backup.Schedule{Every: b.Every, Keep: b.Kept(), Key: key, Dir: backupDir(env), ID: system.Identity(),
+		PushURL: b.PushURL, Source: backupSource(env, db), Log: log.With("job", "backup"), Now: time.Now}, nil
 }
 
 // newOrchestrator returns the vetting orchestrator mgmt drives: it wakes

@@ -62,7 +62,7 @@ func TestEveryAPIRouteNeedsCredentials(t *testing.T) {
 	if n < 20 {
 		t.Errorf("only %d protected routes found", n)
 	}
-	for _, p := range []string{"GET /api/v1/update/status", "GET /api/v1/network"} {
+	for _, p := range []string{"GET /api/v1/update/status", "GET /api/v1/network", "POST /api/v1/backup", "GET /api/v1/backups/{name}"} {
 		if !mounted[p] {
 			t.Errorf("the API lacks the mounted route %s", p)
 		}
@@ -112,5 +112,18 @@ func TestOperatorCertificate(t *testing.T) {
 	fp2, created, _ := EnsureCertificate(config.Default(), state)
 	if created || fp1 != fp2 {
 		t.Errorf("second EnsureCertificate = %q created %v, want %q again", fp2, created, fp1)
+	}
+}
+
+func TestBackupSchedule(t *testing.T) {
+	env := svc.Env{Config: config.Default(), StateDir: t.TempDir()}
+	log := slog.New(slog.DiscardHandler)
+	if s, err := backupSchedule(env, nil, log); s != nil || err != nil {
+		t.Errorf("backupSchedule(no backup.every) = %v, %v; want none", s, err)
+	}
+	env.Config.Backup = config.Backup{Every: 24 * time.Hour, PublicKey: "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"}
+	s, err := backupSchedule(env, nil, log)
+	if err != nil || s == nil || s.Keep != config.DefaultBackupKeep || s.Dir != filepath.Join(env.StateDir, "backups") || s.ID == "" {
+		t.Errorf("backupSchedule(every 24h) = %+v, %v", s, err)
 	}
 }

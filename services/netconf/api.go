@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"kiln.dev/kiln/internal/unixhttp"
 	"kiln.dev/kiln/services/config"
 )
 
@@ -45,61 +45,53 @@ func Handler(m *Manager, g *Guard) http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := m.Status()
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+			unixhttp.WriteJSON(w, http.StatusInternalServerError, apiError{err.Error()})
 			return
 		}
 		st.Try = g.Pending()
-		writeJSON(w, http.StatusOK, st)
+		unixhttp.WriteJSON(w, http.StatusOK, st)
 	})
 	mux.HandleFunc("POST /v1/try", func(w http.ResponseWriter, r *http.Request) {
 		timeout := DefaultTryTimeout
 		if s := r.URL.Query().Get("timeout"); s != "" {
 			d, err := time.ParseDuration(s)
 			if err != nil || d < time.Second || d > time.Hour {
-				writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf("timeout %q: use a duration between 1s and 1h, e.g. 60s", s)})
+				unixhttp.WriteJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf("timeout %q: use a duration between 1s and 1h, e.g. 60s", s)})
 				return
 			}
 			timeout = d
 		}
 		c, err := config.Parse(http.MaxBytesReader(w, r.Body, maxConfig))
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+			unixhttp.WriteJSON(w, http.StatusBadRequest, apiError{err.Error()})
 			return
 		}
 		res, err := g.Try(r.Context(), c, timeout)
 		switch {
 		case errors.Is(err, ErrTryPending):
-			writeJSON(w, http.StatusConflict, apiError{err.Error()})
+			unixhttp.WriteJSON(w, http.StatusConflict, apiError{err.Error()})
 			return
 		case errors.Is(err, config.ErrInvalid), errPlan(err):
-			writeJSON(w, http.StatusUnprocessableEntity, apiError{err.Error()})
+			unixhttp.WriteJSON(w, http.StatusUnprocessableEntity, apiError{err.Error()})
 			return
 		case err != nil:
-			writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+			unixhttp.WriteJSON(w, http.StatusInternalServerError, apiError{err.Error()})
 			return
 		}
 		out := TryResult{Plan: res.Plan.Strings(), FirewallChanged: res.FirewallChanged}
 		if p := g.Pending(); p != nil {
 			out.Deadline = p.Deadline
 		}
-		writeJSON(w, http.StatusOK, out)
+		unixhttp.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("POST /v1/confirm", func(w http.ResponseWriter, r *http.Request) {
 		if err := g.Confirm(); err != nil {
-			writeJSON(w, http.StatusConflict, apiError{err.Error()})
+			unixhttp.WriteJSON(w, http.StatusConflict, apiError{err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusOK, struct{}{})
+		unixhttp.WriteJSON(w, http.StatusOK, struct{}{})
 	})
 	return mux
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
 }
 
 // Client talks to a running netconf service over its socket.
@@ -109,13 +101,7 @@ type Client struct {
 
 // NewClient returns a client for the socket at path (<run>/netconf.sock).
 func NewClient(path string) *Client {
-	return &Client{http: &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		}},
-	}}
+	return &Client{http: &http.Client{Timeout: 30 * time.Second, Transport: unixhttp.Transport(path)}}
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
@@ -181,10 +167,10 @@ func StatusHandler(runDir string) http.Handler {
 			st, err = LocalStatus()
 		}
 		if err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, apiError{"network status unavailable: " + err.Error()})
+			unixhttp.WriteJSON(w, http.StatusServiceUnavailable, apiError{"network status unavailable: " + err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusOK, st)
+		unixhttp.WriteJSON(w, http.StatusOK, st)
 	})
 }
 

@@ -8,13 +8,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"kiln.dev/kiln/internal/atomicfile"
+	"kiln.dev/kiln/internal/resolvconf"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/firewall"
 )
@@ -232,14 +233,7 @@ func (m *Manager) writeResolvConf() error {
 	if cur, err := os.ReadFile(m.resolvConf); err == nil && bytes.Equal(cur, b) {
 		return nil
 	}
-	tmp := m.resolvConf + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", m.resolvConf, err)
-	}
-	if err := os.Rename(tmp, m.resolvConf); err != nil {
-		return fmt.Errorf("writing %s: %w", m.resolvConf, err)
-	}
-	return nil
+	return atomicfile.WriteFile(m.resolvConf, b, 0o644)
 }
 
 // ResolvConf renders resolv.conf: the configured resolver first, then the
@@ -255,29 +249,7 @@ func ResolvConf(r config.Resolver, leases []*Lease) string {
 		}
 		search = append(search, l.Search...)
 	}
-	servers, search = dedup(servers), dedup(search)
-	var b strings.Builder
-	b.WriteString("# written by kiln netconf from network.resolver and DHCP leases\n")
-	if len(search) > 0 {
-		b.WriteString("search " + strings.Join(search, " ") + "\n")
-	}
-	for i, s := range servers {
-		if i == 3 {
-			break
-		}
-		b.WriteString("nameserver " + s + "\n")
-	}
-	return b.String()
-}
-
-func dedup(ss []string) []string {
-	var out []string
-	for _, s := range ss {
-		if !slices.Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	return out
+	return resolvconf.Render("written by kiln netconf from network.resolver and DHCP leases", servers, search)
 }
 
 // Status is the network plane as it is now.

@@ -17,6 +17,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/firewall"
 	"kiln.dev/kiln/services/internal/netnstest"
@@ -117,14 +118,7 @@ func (tp *nsTopo) manager(t *testing.T, ctx context.Context) *Manager {
 }
 
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "netconf")
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
+	return testlog.New(t, slog.LevelDebug).With("component", "netconf")
 }
 
 func parse(t *testing.T, yaml string) config.Config {

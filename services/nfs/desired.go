@@ -2,7 +2,6 @@ package nfs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net/netip"
@@ -12,7 +11,7 @@ import (
 	"time"
 
 	"kiln.dev/kiln/services/config"
-	"kiln.dev/kiln/services/internal/exportname"
+	"kiln.dev/kiln/services/internal/loopdev"
 	"kiln.dev/kiln/services/store"
 )
 
@@ -63,8 +62,15 @@ func Choice(cfg config.Provisioning, h store.Host) (root, home string) {
 
 // Desired reads the machine database and the config into the plan's
 // input: hosts with their reserved address and active leases, the stored
-// root image versions and the homes present below the export root.
+// root image versions and the configured homes that are mounted.
 func Desired(ctx context.Context, st *store.Store, cfg config.Provisioning, stateDir string, now time.Time) (Input, error) {
+	return desired(ctx, st, cfg, stateDir, now, func(dir string) bool {
+		_, ok := loopdev.MountSource(dir)
+		return ok
+	})
+}
+
+func desired(ctx context.Context, st *store.Store, cfg config.Provisioning, stateDir string, now time.Time, mounted func(dir string) bool) (Input, error) {
 	lay := LayoutOf(stateDir)
 	in := Input{DataDir: filepath.Clean(stateDir), ExportRoot: lay.Exports}
 	for _, s := range cfg.Subnets {
@@ -111,13 +117,9 @@ func Desired(ctx context.Context, st *store.Store, cfg config.Provisioning, stat
 	for _, ri := range images {
 		in.Roots = append(in.Roots, RootImage{Name: ri.Name, Version: ri.Version, Promoted: ri.Promoted})
 	}
-	entries, err := os.ReadDir(filepath.Join(lay.Exports, "homes"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return Input{}, fmt.Errorf("listing homes: %w", err)
-	}
-	for _, e := range entries {
-		if e.IsDir() && exportname.Valid(e.Name()) {
-			in.Homes = append(in.Homes, e.Name())
+	for _, h := range cfg.NFS.Homes {
+		if mounted(lay.HomeDir(h.Name)) {
+			in.Homes = append(in.Homes, h.Name)
 		}
 	}
 	return in, nil

@@ -3,7 +3,6 @@ package nfs
 import (
 	"context"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,7 +16,7 @@ import (
 
 // TestDesired reads a machine database and config into the plan's input:
 // role defaults, reservations and active leases as addresses, stored
-// versions, and only well-named home directories.
+// versions, and only the configured homes whose file system is mounted.
 func TestDesired(t *testing.T) {
 	ctx := context.Background()
 	state := t.TempDir()
@@ -55,16 +54,14 @@ func TestDesired(t *testing.T) {
 	if err := lay.Prepare(); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []string{"contestants", "Bad Name", ".hidden"} {
-		if err := os.Mkdir(filepath.Join(lay.Exports, "homes", d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 	cfg := config.Provisioning{
 		Subnets: []config.Subnet{{Name: "hall", CIDR: "10.0.0.0/24", Mode: config.ModeAuthoritative}, {Name: "old", CIDR: "10.9.0.0/24", Mode: config.ModeOff}},
-		NFS:     config.NFSService{Roles: map[string]config.NFSRole{"contestant": {RootImage: "contest", Home: "contestants"}}},
+		NFS: config.NFSService{Roles: map[string]config.NFSRole{"contestant": {RootImage: "contest", Home: "contestants"}},
+			Homes: []config.NFSHome{{Name: "contestants", Size: "1G"}, {Name: "staff", Size: "1G"}}},
 	}
-	got, err := Desired(ctx, st, cfg, state, now)
+	// Only mounted homes are served: staff's file system is not up.
+	mounted := func(dir string) bool { return dir == lay.HomeDir("contestants") }
+	got, err := desired(ctx, st, cfg, state, now, mounted)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,5 +80,25 @@ func TestDesired(t *testing.T) {
 	sortHosts := cmpopts.SortSlices(func(a, b Host) bool { return a.Name < b.Name })
 	if diff := cmp.Diff(want, got, sortHosts, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); diff != "" {
 		t.Errorf("Desired() differs (-want +got):\n%s", diff)
+	}
+}
+
+func TestPlanHome(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		want, have int64
+		mounted    bool
+		step       homeStep
+	}{
+		{"new", 1 << 30, 0, false, homeStep{create: true, mount: true}},
+		{"after a reboot", 1 << 30, 1 << 30, false, homeStep{mount: true}},
+		{"in place", 1 << 30, 1 << 30, true, homeStep{}},
+		{"grown in the config", 2 << 30, 1 << 30, true, homeStep{grow: true}},
+		{"grown while unmounted", 2 << 30, 1 << 30, false, homeStep{mount: true, grow: true}},
+		{"shrunk in the config", 1 << 30, 2 << 30, true, homeStep{shrink: true}},
+	} {
+		if got := planHome(tc.want, tc.have, tc.mounted); got != tc.step {
+			t.Errorf("planHome(%s: want %d, have %d, mounted %v) = %+v, want %+v", tc.name, tc.want, tc.have, tc.mounted, got, tc.step)
+		}
 	}
 }

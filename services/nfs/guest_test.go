@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/qemu/guest"
 )
 
@@ -27,10 +28,10 @@ const (
 )
 
 func TestGuestExports(t *testing.T) {
-	if !guest.Enter(t, guest.Options{Modules: []string{"nfsd", "nfsv4", "veth"}}) {
+	if !guest.Enter(t, guest.Options{Modules: []string{"nfsd", "nfsv4", "veth", "loop", "ext4"}}) {
 		return
 	}
-	for _, tool := range []string{"ip", "nsenter", "mount.nfs4"} {
+	for _, tool := range []string{"ip", "nsenter", "mount.nfs4", "mke2fs"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s is not installed on the host (apt-get install iproute2 util-linux nfs-common)", tool)
 		}
@@ -180,10 +181,11 @@ func TestGuestExports(t *testing.T) {
 		writeFile(t, filepath.Join(homeMnt, "after"), "still writable\n")
 	})
 	umount(t, homeMnt)
-	// Known issue (progress-nfs.md): after the answerer restarts, the root
-	// image's last unmount can wait on an nfsd.fh upcall that never reaches
-	// the new reader; detach it until that is understood and fixed.
-	// the guest's power-off takes it down.
+	// Known issue (docs/diskless.md): after this bare answerer restarts,
+	// the root image's last unmount waits in DELEGRETURN on an nfsd.fh
+	// entry left pending (its upcall never reaches the new reader). The
+	// service's own restart (the "service" subtest) unmounts cleanly.
+	// Detach it; the guest's power-off takes it down.
 	detached := make(chan error, 1)
 	go func() { detached <- syscall.Unmount(rootMnt, syscall.MNT_FORCE|syscall.MNT_DETACH) }()
 	select {
@@ -215,7 +217,7 @@ func serve(t *testing.T, k Kernel, in Input) *running {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := testlog.New(t, slog.LevelDebug)
 	go func() { done <- ch.Serve(ctx, r.exports.Answerer, log) }()
 	var once bool
 	r.cancel = func() {
@@ -231,13 +233,6 @@ func serve(t *testing.T, k Kernel, in Input) *running {
 	}
 	t.Cleanup(r.cancel)
 	return r
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
 }
 
 // netns makes namespace ns joined to this one by a veth pair: hostSide

@@ -45,7 +45,8 @@ func Run(ctx context.Context, env svc.Env) error {
 	}
 	defer ch.Close()
 	use := &usage{seen: map[[2]string]time.Time{}}
-	s := &service{st: st, env: env, exports: Exports{Answerer: &Answerer{Used: use.mark}, Kernel: k}, use: use, log: env.Logger}
+	s := &service{st: st, env: env, exports: Exports{Answerer: &Answerer{Used: use.mark}, Kernel: k}, use: use, log: env.Logger,
+		homes: Homes{Layout: lay, Mke2fs: tool("mke2fs"), Resize2fs: tool("resize2fs")}}
 	if _, err := s.apply(ctx); err != nil {
 		return fmt.Errorf("applying the exports: %w", err)
 	}
@@ -65,11 +66,17 @@ type service struct {
 	env     svc.Env
 	exports Exports
 	use     *usage
+	homes   Homes
 	log     *slog.Logger
 }
 
 // apply computes and puts in force the plan of the database as it is now.
 func (s *service) apply(ctx context.Context) (Plan, error) {
+	// A home that cannot be made or grown is left out (its hosts are
+	// refused, saying so); the others are served.
+	if _, err := s.homes.Ensure(s.env.Config.Provisioning.NFS.Homes); err != nil {
+		s.log.Error("preparing homes", "err", err)
+	}
 	in, err := Desired(ctx, s.st, s.env.Config.Provisioning, s.env.StateDir, time.Now())
 	if err != nil {
 		return Plan{}, err

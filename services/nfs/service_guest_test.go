@@ -10,10 +10,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/svc"
@@ -64,13 +66,21 @@ func checkService(t *testing.T, mnt string) {
 	if err := lay.Prepare(); err != nil {
 		t.Fatal(err)
 	}
+	// The service leaves homes mounted (a restart keeps them); take the
+	// test's down before its directory is removed, once nfsd's export
+	// cache lets go of it.
+	t.Cleanup(func() {
+		DefaultKernel(lay.State).Flush()
+		if err := syscall.Unmount(lay.HomeDir("lab"), syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmounting the home: %v", err)
+		}
+	})
 	for v, text := range map[int]string{1: "VERSION=1\n", 2: "VERSION=2\n"} {
 		dir := lay.RootDir("contest", v)
 		mustMkdir(t, filepath.Join(dir, "etc"))
 		writeFile(t, filepath.Join(dir, "etc", "os-release"), text)
 		writeFile(t, filepath.Join(dir, "etc", "hostname"), "contest\n")
 	}
-	mustMkdir(t, filepath.Join(lay.Exports, "homes", "lab"))
 	st, err := store.Open(ctx, store.Path(state))
 	if err != nil {
 		t.Fatal(err)
@@ -91,9 +101,10 @@ func checkService(t *testing.T, mnt string) {
 	}
 	cfg := config.Default()
 	cfg.Provisioning.Subnets = []config.Subnet{{Name: "hall", CIDR: "10.77.0.0/24", Mode: config.ModeAuthoritative}}
-	cfg.Provisioning.NFS = config.NFSService{Threads: 4, Roles: map[string]config.NFSRole{"contestant": {RootImage: "contest", Home: "lab"}}}
+	cfg.Provisioning.NFS = config.NFSService{Threads: 4, Roles: map[string]config.NFSRole{"contestant": {RootImage: "contest", Home: "lab"}},
+		Homes: []config.NFSHome{{Name: "lab", Size: "32M"}}}
 	env := svc.Env{Config: cfg, StateDir: state, RunDir: t.TempDir(),
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "nfs")}
+		Logger: testlog.New(t, slog.LevelDebug).With("component", "nfs")}
 	stop := runService(t, env)
 
 	root, home := filepath.Join(mnt, "svc-root"), filepath.Join(mnt, "svc-home")
@@ -108,6 +119,14 @@ func checkService(t *testing.T, mnt string) {
 	}
 	mount(t, nsClient, "10.77.0.1:/homes/lab", home)
 	writeFile(t, filepath.Join(home, "notes"), "kept\n")
+	if got := readFile(t, filepath.Join(lay.HomeDir("lab"), "notes")); got != "kept\n" {
+		t.Errorf("the note in the home's file system on the server = %q", got)
+	}
+	// The size limit: a 48 MiB file does not fit in the 32 MiB home.
+	if err := fill(filepath.Join(home, "big"), 48<<20); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("writing 48 MiB into a 32 MiB home = %v, want ENOSPC", err)
+	}
+	os.Remove(filepath.Join(home, "big"))
 	if out, err := mountCmd(nsOutside, "10.78.0.1:/roots/contest/1", t.TempDir()); err == nil {
 		t.Errorf("a host outside the provisioning subnets mounted its role's root image: %s", out)
 	}
@@ -145,8 +164,30 @@ func checkService(t *testing.T, mnt string) {
 		t.Errorf("after a restart, the home's file = %q", got)
 	}
 	writeFile(t, filepath.Join(home, "after"), "still writable\n")
+	if n := strings.Count(readFile(t, "/proc/self/mountinfo"), " "+lay.HomeDir("lab")+" "); n != 1 {
+		t.Errorf("after a restart the home is mounted %d times, want once", n)
+	}
 	umount(t, home)
 	umount(t, root)
+}
+
+// fill writes n bytes to p and syncs them, returning the first error.
+func fill(p string, n int) error {
+	f, err := os.Create(p)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for i := 0; i < n && err == nil; i += len(buf) {
+		_, err = f.Write(buf)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func containsUse(uses []store.NFSUse, host, export string) bool {

@@ -120,3 +120,24 @@ func precisionDuration(p int8) time.Duration {
 	}
 	return time.Second >> min(-p, 62)
 }
+
+// Query asks server (host or host:port, port 123 when omitted) once and
+// returns the sample; ErrUnsynchronized when the server answered that its
+// clock is not synchronized. ctx bounds the wait.
+func Query(ctx context.Context, server string) (Sample, error) {
+	if _, _, err := net.SplitHostPort(server); err != nil {
+		server = net.JoinHostPort(server, "123")
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "udp", server)
+	if err != nil {
+		return Sample{}, fmt.Errorf("NTP server %s: %w", server, err)
+	}
+	defer conn.Close()
+	s, err := query(ctx, conn, time.Now)
+	if err != nil {
+		return Sample{}, fmt.Errorf("NTP server %s: %w", server, err)
+	}
+	s.Server, _ = netip.ParseAddrPort(conn.RemoteAddr().String())
+	return s, nil
+}

@@ -17,6 +17,9 @@ type Env struct {
 	// StateDir is persistent state on the data partition (or --state in host mode);
 	// a service keeps its files under StateDir/<service name>.
 	StateDir string
+	// ConfigFile is the file Config was loaded from ("" for the built-in
+	// defaults); backups include it.
+	ConfigFile string
 	// RunDir is volatile runtime state (sockets, pid files), cleared at boot.
 	RunDir string
 	// Logger carries a "component" attribute naming the service.

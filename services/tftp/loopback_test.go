@@ -17,17 +17,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/pin/tftp/v3"
+	"kiln.dev/kiln/internal/testlog"
 )
 
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "tftp")
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
+	return testlog.New(t, slog.LevelDebug).With("component", "tftp")
 }
 
 // recorder is an EventSink keeping events in memory.

@@ -1,9 +1,10 @@
-// kiln web UI: session, router, live updates. Views live in views.js, hosts.js, vetting.js and volumes.js.
+// kiln web UI: session, router, live updates. Views live in views.js, hosts.js, vetting.js, volumes.js and roots.js.
 import { api, setCSRF, h, fill } from './api.js';
 import { loginView, dashboardView, leasesView, logsView, settingsView, usersView } from './views.js';
 import { hostsView, hostView, hostFormView } from './hosts.js';
 import { vettingView } from './vetting.js';
 import { volumesView } from './volumes.js';
+import { rootsView } from './roots.js';
 
 const main = document.getElementById('main');
 const state = { session: null, info: null };
@@ -19,6 +20,7 @@ const routes = [
   [/^#\/hosts\/([^/]+)$/, hostView, 'Host'],
   [/^#\/vetting(?:\/([^/]+))?$/, vettingView, 'Vetting'],
   [/^#\/volumes$/, volumesView, 'Volumes'],
+  [/^#\/roots$/, rootsView, 'Root images'],
   [/^#\/leases$/, leasesView, 'Leases'],
   [/^#\/logs(?:\/([^/]+))?$/, logsView, 'Logs'],
   [/^#\/settings$/, settingsView, 'Settings'],

@@ -1,12 +1,15 @@
 // Package sealkey loads, or makes on first use, the 32-byte AES-256-GCM key
 // that kiln seals stored secrets with (run tokens and SSH keys in the store,
-// CHAP secrets in the iSCSI service).
+// CHAP secrets in the iSCSI service), and gives other purposes (the boot
+// nonces' MAC key) keys derived from it.
 package sealkey
 
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -23,6 +26,19 @@ const FileMode fs.FileMode = 0o600
 // replaces a key another process linked first. restore is what the operator
 // should do when the file is damaged; it ends the error.
 func Load(path, restore string) (cipher.AEAD, error) {
+	key, err := read(path, restore)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// read returns the raw key at path, creating it the first time.
+func read(path, restore string) ([]byte, error) {
 	key, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		key, err = create(path)
@@ -36,11 +52,24 @@ func Load(path, restore string) (cipher.AEAD, error) {
 	if err := os.Chmod(path, FileMode); err != nil {
 		return nil, err
 	}
-	block, err := aes.NewCipher(key)
+	return key, nil
+}
+
+// Derived returns a 32-byte key for purpose, derived from the key at path
+// (read or created as Load does) with HKDF-SHA256 and purpose as its info:
+// it reveals nothing of the sealing key nor of another purpose's key, and
+// needs no file of its own (processes sharing the state directory agree on
+// it, and the data partition's backup already holds it).
+func Derived(path, restore, purpose string) ([]byte, error) {
+	key, err := read(path, restore)
 	if err != nil {
 		return nil, err
 	}
-	return cipher.NewGCM(block)
+	k, err := hkdf.Key(sha256.New, key, nil, purpose, 32)
+	if err != nil {
+		return nil, fmt.Errorf("deriving the %s key: %w", purpose, err)
+	}
+	return k, nil
 }
 
 func create(path string) ([]byte, error) {

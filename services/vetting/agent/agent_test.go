@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/vetting/agent"
 	"kiln.dev/kiln/services/vetting/protocol"
 	"kiln.dev/kiln/services/vetting/stages"
@@ -71,13 +72,6 @@ func (o *orchestrator) Record(_ context.Context, run string, m protocol.Message)
 	return nil
 }
 
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
 // serve starts the protocol server on loopback and returns agent options
 // holding a valid token of run-7.
 func serve(t *testing.T, o *orchestrator) agent.Options {
@@ -87,7 +81,7 @@ func serve(t *testing.T, o *orchestrator) agent.Options {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	log := testlog.New(t, slog.LevelInfo)
 	srv := httptest.NewServer(protocol.NewHandler(protocol.Options{Tokens: tokens, Backend: o,
 		Logger: log.With("component", "vetting")}))
 	t.Cleanup(srv.Close)

@@ -1,6 +1,6 @@
 package agent
 
-import "strings"
+import "kiln.dev/kiln/internal/cmdline"
 
 // Cmdline holds the kiln.* parameters the boot script puts on the kernel
 // command line of the vetting image.
@@ -11,28 +11,10 @@ type Cmdline struct {
 }
 
 // ParseCmdline reads kiln.* parameters from a kernel command line (the
-// contents of /proc/cmdline). Quoted values are not used by kiln's scripts
-// and are taken literally; the last occurrence of a key wins, as the
+// contents of /proc/cmdline); the last occurrence of a key wins, as the
 // kernel's own parameters do.
-func ParseCmdline(cmdline string) Cmdline {
-	var c Cmdline
-	for _, f := range strings.Fields(cmdline) {
-		k, v, ok := strings.Cut(f, "=")
-		if !ok {
-			continue
-		}
-		switch k {
-		case "kiln.server":
-			c.Server = v
-		case "kiln.token":
-			c.Token = v
-		case "kiln.host":
-			c.Host = v
-		case "kiln.mac":
-			c.MAC = v
-		case "kiln.profile":
-			c.Profile = v
-		}
-	}
-	return c
+func ParseCmdline(s string) Cmdline {
+	p := cmdline.Parse(s)
+	return Cmdline{Server: p.Get("kiln.server"), Token: p.Get("kiln.token"), Host: p.Get("kiln.host"),
+		MAC: p.Get("kiln.mac"), Profile: p.Get("kiln.profile")}
 }

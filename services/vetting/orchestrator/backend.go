@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"kiln.dev/kiln/internal/atomicfile"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/vetting/protocol"
 	"kiln.dev/kiln/services/vetting/verdict"
@@ -345,21 +346,7 @@ func (o *Orchestrator) writeArtifactBytes(id int64, name string, b []byte) (stor
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return store.VetArtifact{}, fmt.Errorf("creating the run's artifact directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+name+".*")
-	if err != nil {
-		return store.VetArtifact{}, fmt.Errorf("writing %s: %w", name, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
-	}
-	if err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 		return store.VetArtifact{}, fmt.Errorf("writing %s of run %d: %w", name, id, err)
 	}
 	sum := sha256.Sum256(b)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/vetting/agent"
@@ -23,13 +24,6 @@ import (
 	"kiln.dev/kiln/services/vetting/stages"
 	"kiln.dev/kiln/services/vetting/verdict"
 )
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
 
 type fixture struct {
 	st   *store.Store
@@ -55,7 +49,7 @@ func newFixture(t *testing.T, cfg config.Vetting, spec string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	log := testlog.New(t, slog.LevelInfo)
 	orch := orchestrator.New(st, cfg, dir, log)
 	srv := httptest.NewServer(protocol.NewHandler(protocol.Options{Tokens: orch, Backend: orch, Logger: log}))
 	t.Cleanup(srv.Close)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/vetting/verdict"
 )
 
@@ -69,18 +70,10 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{tokens: NewTokens(), backend: &backend{},
 		clock: &clock{now: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}}
 	h := NewHandler(Options{Tokens: f.tokens, Backend: f.backend, Now: f.clock.Now,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)).With("component", "vetting")})
+		Logger: testlog.New(t, slog.LevelInfo).With("component", "vetting")})
 	f.srv = httptest.NewServer(h)
 	t.Cleanup(f.srv.Close)
 	return f
-}
-
-// testWriter routes logs to t.Log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
 }
 
 func (f *fixture) issue(t *testing.T, run string, ttl time.Duration) string {

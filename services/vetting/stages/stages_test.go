@@ -14,21 +14,15 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/vetting/inventory"
 	"kiln.dev/kiln/services/vetting/verdict"
 )
 
 // testEnv returns an Env rooted at root with logs in t.Log.
 func testEnv(t *testing.T, root string) Env {
-	return Env{Root: root, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)).With("component", "vetting"),
+	return Env{Root: root, Logger: testlog.New(t, slog.LevelInfo).With("component", "vetting"),
 		Progress: func(float64, string) {}, Now: time.Now}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
 }
 
 func runStage(t *testing.T, root string, p Planned) verdict.StageResult {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"kiln.dev/kiln/internal/cmdline"
 )
 
 // Param is the kernel command line parameter naming the job file, a host path
@@ -125,19 +127,15 @@ func CmdlineParam(path string) (string, error) {
 }
 
 // FromCmdline returns the job path of a kernel command line (/proc/cmdline).
-func FromCmdline(cmdline string) (string, error) {
-	for _, f := range strings.Fields(cmdline) {
-		if f == "--" {
-			break
-		}
-		if v, ok := strings.CutPrefix(f, Param+"="); ok {
-			if !filepath.IsAbs(v) {
-				return "", fmt.Errorf("kernel command line %s=%q is not an absolute path", Param, v)
-			}
-			return v, nil
-		}
+func FromCmdline(s string) (string, error) {
+	v, ok := cmdline.Parse(s).First(Param)
+	if !ok {
+		return "", fmt.Errorf("kernel command line has no %s= parameter (boot the guest through qemu/guest)", Param)
 	}
-	return "", fmt.Errorf("kernel command line has no %s= parameter (boot the guest through qemu/guest)", Param)
+	if !filepath.IsAbs(v) || strings.ContainsAny(v, " \t\r\n") {
+		return "", fmt.Errorf("kernel command line %s=%q is not an absolute path without spaces", Param, v)
+	}
+	return v, nil
 }
 
 // markerPrefix starts every marker line: "kiln-guest <nonce> ".

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/vetting/agent"
 	"kiln.dev/kiln/services/vetting/agent/sshhold"
 	"kiln.dev/kiln/services/vetting/protocol"
@@ -73,7 +74,7 @@ func TestHoldFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	log := testlog.New(t, slog.LevelInfo)
 	api := httptest.NewServer(protocol.NewHandler(protocol.Options{Tokens: tokens, Backend: b}))
 	defer api.Close()
 

@@ -14,21 +14,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"kiln.dev/kiln/internal/syncbuf"
+	"kiln.dev/kiln/internal/testlog"
 	"kiln.dev/kiln/services/vetting/agent/sshhold"
 )
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
 
 // key is a client key pair: the signer, its authorized_keys line and the
 // private key in OpenSSH's file format.
@@ -60,7 +54,7 @@ func newKey(t *testing.T) key {
 func serve(t *testing.T, k key) (srv *sshhold.Server, addr string, cancel func(), served <-chan error) {
 	t.Helper()
 	srv, err := sshhold.New(sshhold.Config{AuthorizedKey: k.line,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+		Logger: testlog.New(t, slog.LevelInfo)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,27 +151,8 @@ func TestRefused(t *testing.T) {
 	}
 }
 
-// syncBuffer collects output from a goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	// b is guarded by mu.
-	b bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitFor waits until the buffer holds want.
-func waitFor(t *testing.T, b *syncBuffer, want string) {
+func waitFor(t *testing.T, b *syncbuf.Buffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(b.String(), want) {
@@ -210,7 +185,7 @@ func TestShellWithTerminal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out syncbuf.Buffer
 	s.Stdout = &out
 	if err := s.Shell(); err != nil {
 		t.Fatalf("shell: %v", err)
@@ -361,7 +336,7 @@ func TestBusyboxShell(t *testing.T) {
 	}
 	k := newKey(t)
 	srv, err := sshhold.New(sshhold.Config{AuthorizedKey: k.line, Shell: filepath.Join(bin, "sh"),
-		Env: []string{"PATH=" + bin}, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+		Env: []string{"PATH=" + bin}, Logger: testlog.New(t, slog.LevelInfo)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +380,7 @@ func TestBusyboxShell(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var term syncBuffer
+	var term syncbuf.Buffer
 	s.Stdout = &term
 	if err := s.Shell(); err != nil {
 		t.Fatal(err)
