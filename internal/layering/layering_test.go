@@ -33,7 +33,7 @@ var leaves = []string{
 	"init/blockdev", // block devices and GPT lookups
 	"init/gpt",
 	"init/isofs", // the ISO 9660 reader: stage 1 finds the live medium, the live install reads its map
-	"init/kmod", // modprobe, used by the vetting agent and the QEMU guest
+	"init/kmod",  // modprobe, used by the vetting agent and the QEMU guest
 	"init/coldplug",
 }
 
