@@ -72,13 +72,14 @@ func TestBuildImage(t *testing.T) {
 		sums = append(sums, res.SHA256)
 		imgs = append(imgs, out)
 		isoPath := filepath.Join(dir, "kiln.iso")
-		if err := WriteISO(ctx, s, res.Payloads, isoPath); err != nil {
+		if err := WriteISO(ctx, s, res.Payloads, out, isoPath); err != nil {
 			t.Fatalf("WriteISO #%d: %v", i+1, err)
 		}
 		isoSum, _, _ := HashFile(isoPath)
 		isoSums = append(isoSums, isoSum)
 		if i == 0 {
-			checkISO(t, isoPath, s, res.Payloads)
+			checkISO(t, isoPath, s, res)
+			checkISOInstall(t, isoPath, res)
 		}
 		if i == 0 {
 			firstVet = res.Payloads.VetInitrd

@@ -1,6 +1,7 @@
 package image
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 
 	"kiln.dev/kiln/image/esp"
 	"kiln.dev/kiln/image/iso"
+	"kiln.dev/kiln/image/liveinstall"
 	"kiln.dev/kiln/image/verity"
 	"kiln.dev/kiln/partitions"
 )
@@ -22,7 +24,7 @@ const (
 	isoInitrd   = "BOOT/INITRD"
 	isoESP      = "BOOT/ESP.IMG" // El Torito UEFI image and the GPT's partition 1
 	// ISORoot is the live root squashfs; stage 1 finds it by this path.
-	ISORoot = "LIVE/ROOT.SFS"
+	ISORoot = liveinstall.RootPath
 )
 
 // isoTime is every date in the ISO (the ESP's own dates are 1980-01-01).
@@ -71,8 +73,10 @@ func liveESPSize(p *Payloads) int64 {
 
 // WriteISO writes the live ISO at out: GRUB for BIOS (El Torito, and through
 // the MBR when dd'ed), systemd-boot in an ESP image for UEFI (El Torito, and
-// through the GPT when dd'ed), kernel, initrd and the root squashfs.
-func WriteISO(ctx context.Context, s Spec, p *Payloads, out string) error {
+// through the GPT when dd'ed), kernel, initrd, the root squashfs, and what
+// installs the raw image raw (WriteDisk's output) to a disk: its install map
+// and the bytes that are not the root (image/liveinstall).
+func WriteISO(ctx context.Context, s Spec, p *Payloads, raw, out string) error {
 	t0 := time.Now()
 	if _, err := verity.ParseParams(p.RootVerity); err != nil {
 		return fmt.Errorf("live ISO: the payloads' root has no verity tree: %w", err)
@@ -114,8 +118,15 @@ func WriteISO(ctx context.Context, s Spec, p *Payloads, out string) error {
 	if err != nil {
 		return fmt.Errorf("writing the live ESP image: %w", err)
 	}
+	dataPath := filepath.Join(work, "disk.dat")
+	m, err := installMap(raw, p.RootPath, dataPath)
+	if err != nil {
+		return err
+	}
 	liveID := partitions.LiveID(s.ApplianceID, s.Version, s.Generation)
 	files := []iso.File{
+		{Path: liveinstall.MapPath, Data: m.Marshal()},
+		{Path: liveinstall.DataPath, Source: dataPath},
 		{Path: isoGRUBCfg, Data: liveGRUBConfig(s, p)},
 		{Path: isoGRUBCD, Data: p.BIOS.LiveCD},
 		{Path: isoGRUBCore, Data: p.BIOS.LiveCore},
@@ -160,4 +171,49 @@ func WriteISO(ctx context.Context, s Spec, p *Payloads, out string) error {
 	}
 	s.logger().Info("live ISO written", "path", out, "bytes", lay.Size(), "took", time.Since(t0).Round(time.Millisecond))
 	return ctx.Err()
+}
+
+// installMap maps the raw image at raw onto the root squashfs (both slots)
+// and the data file it writes at dataPath (everything else that is not zero).
+func installMap(raw, root, dataPath string) (liveinstall.Map, error) {
+	img, err := os.Open(raw)
+	if err != nil {
+		return liveinstall.Map{}, fmt.Errorf("live ISO install map: %w", err)
+	}
+	defer img.Close()
+	rf, err := os.Open(root)
+	if err != nil {
+		return liveinstall.Map{}, fmt.Errorf("live ISO install map: %w", err)
+	}
+	defer rf.Close()
+	ist, err := img.Stat()
+	if err != nil {
+		return liveinstall.Map{}, err
+	}
+	rst, err := rf.Stat()
+	if err != nil {
+		return liveinstall.Map{}, err
+	}
+	var slots []int64
+	for _, role := range []partitions.Role{partitions.RoleRootA, partitions.RoleRootB} {
+		part, _ := partitions.ByRole(role)
+		slots = append(slots, int64(part.Start))
+	}
+	df, err := os.Create(dataPath)
+	if err != nil {
+		return liveinstall.Map{}, fmt.Errorf("live ISO install data: %w", err)
+	}
+	defer df.Close()
+	w := bufio.NewWriterSize(df, 1<<20)
+	m, err := liveinstall.Build(img, ist.Size(), rf, rst.Size(), slots, w)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = df.Close()
+	}
+	if err != nil {
+		return liveinstall.Map{}, fmt.Errorf("live ISO install map of %s: %w", raw, err)
+	}
+	return m, nil
 }

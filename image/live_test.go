@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"os"
 	"os/exec"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"kiln.dev/kiln/image/flash"
+	"kiln.dev/kiln/image/liveinstall"
 	"kiln.dev/kiln/image/verity"
 	"kiln.dev/kiln/init/gpt"
 	"kiln.dev/kiln/init/isofs"
@@ -19,8 +22,9 @@ import (
 // the El Torito entries point at GRUB's CD image and the ESP image, the ESP
 // image passes fsck.vfat and holds the live entry, the GPT's one partition is
 // the ESP image, the MBR's GRUB boot code loads CORE.IMG, and xorriso agrees.
-func checkISO(t *testing.T, path string, s Spec, p *Payloads) {
+func checkISO(t *testing.T, path string, s Spec, res *Result) {
 	t.Helper()
+	p := res.Payloads
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -113,4 +117,37 @@ func checkISO(t *testing.T, path string, s Spec, p *Payloads) {
 			t.Errorf("xorriso report lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// checkISOInstall installs the raw image from the ISO's install map into a
+// file, as the recovery menu does onto a disk: the read-back must hash as the
+// built image does.
+func checkISOInstall(t *testing.T, isoPath string, res *Result) {
+	t.Helper()
+	f, err := os.Open(isoPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, src, err := liveinstall.Medium(f)
+	if err != nil {
+		t.Fatalf("liveinstall.Medium(%s): %v", isoPath, err)
+	}
+	if m.SHA256 != res.SHA256 || m.Size != res.Size {
+		t.Errorf("install map: %d bytes sha256 %s, want the image's %d bytes %s", m.Size, m.SHA256, res.Size, res.SHA256)
+	}
+	disk := filepath.Join(t.TempDir(), "disk")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := flash.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	got, err := liveinstall.Install(context.Background(), dev, m, src, liveinstall.Options{})
+	if err != nil {
+		t.Fatalf("installing from the ISO: %v", err)
+	}
+	t.Logf("installed %d bytes from the ISO (%d extents) in %s, verified in %s", got.Bytes, len(m.Extents), got.Write, got.Verify)
 }

@@ -88,9 +88,10 @@ func CopyNeed(s Spec, flag, path string) SpaceNeed {
 
 // ISONeed is the room the live ISO at path needs: kernel and initrd twice (the
 // ISO tree and the ESP image inside it, plus the ESP image in the work dir),
-// the root squashfs once.
+// the root squashfs once, and the install data (the disk image's ESP, with
+// the vetting image, and partition tables) twice (ISO and work dir).
 func ISONeed(s Spec, path string) SpaceNeed {
-	return SpaceNeed{Dir: filepath.Dir(path), Flag: "--iso", Bytes: 3*(spaceKernel+spaceInitrd) + spaceRoot(s)}
+	return SpaceNeed{Dir: filepath.Dir(path), Flag: "--iso", Bytes: 5*(spaceKernel+spaceInitrd) + 2*spaceVetExtra + spaceRoot(s)}
 }
 
 // Size estimates shared by SpaceNeeds and CopyNeed.

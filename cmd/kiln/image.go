@@ -182,7 +182,7 @@ func imageBuild(ctx context.Context, args []string, s stdio, statfs image.Statfs
 		}
 	}
 	if *isoOut != "" {
-		if err := image.WriteISO(ctx, spec, res.Payloads, *isoOut); err != nil {
+		if err := image.WriteISO(ctx, spec, res.Payloads, *out, *isoOut); err != nil {
 			return image.NoSpace(err, needs, statfs)
 		}
 		if err := printSum(s, *isoOut); err != nil {

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"kiln.dev/kiln/image/flash"
 	"kiln.dev/kiln/init/console"
 	"kiln.dev/kiln/init/pid1"
 	"kiln.dev/kiln/init/supervisor"
@@ -122,6 +123,9 @@ func (w *initWiring) console(ctx context.Context, tty string, b *pid1.Boot) erro
 	}
 	if sl := w.otaSlots(b); sl != nil {
 		c.Slots = sl
+	}
+	if b.LiveID != "" {
+		c.Install = liveInstaller{liveID: b.LiveID, sys: flash.Host()}
 	}
 	return c.Run(ctx, t)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -63,6 +64,29 @@ func (d *BlockDevice) RereadPartitions() error {
 	}
 	if err := unix.IoctlSetInt(int(d.Fd()), unix.BLKRRPART, 0); err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("re-reading the partition table of %s: %w", d.Name(), err)
+	}
+	return nil
+}
+
+// blkZeroOut is BLKZEROOUT, _IO(0x12, 127): zero a byte range of a block
+// device, by the device's own write-zeroes command where it has one.
+const blkZeroOut = 0x127f
+
+// ZeroRange zeroes n bytes at off without sending zeros where the device can
+// (BLKZEROOUT on a block device, FALLOC_FL_ZERO_RANGE on a file). off and n
+// must be multiples of the logical sector size.
+func (d *BlockDevice) ZeroRange(off, n int64) error {
+	st, err := d.Stat()
+	if err != nil {
+		return err
+	}
+	fd := int(d.Fd())
+	if st.Mode()&os.ModeDevice == 0 {
+		return unix.Fallocate(fd, unix.FALLOC_FL_ZERO_RANGE, off, n)
+	}
+	r := [2]uint64{uint64(off), uint64(n)}
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), blkZeroOut, uintptr(unsafe.Pointer(&r[0]))); errno != 0 {
+		return fmt.Errorf("BLKZEROOUT at byte %d (%d bytes): %w", off, n, errno)
 	}
 	return nil
 }

@@ -329,6 +329,13 @@ func (s System) disksUnder(name string, depth int) []string {
 		}
 		return out
 	}
+	// A loop device over a block device (the live ISO's root) lives on itself
+	// and on that device's disk (one over a file counts only for itself).
+	if bf := readAttr(filepath.Join(s.Block, name, "loop"), "backing_file"); bf != "" {
+		if dev, ok := strings.CutPrefix(bf, "/dev/"); ok && fileExists(filepath.Join(s.Block, filepath.Base(dev))) {
+			return append([]string{name}, s.disksUnder(filepath.Base(dev), depth+1)...)
+		}
+	}
 	if fileExists(filepath.Join(s.Block, name, "partition")) {
 		if disk, err := (blockdev.Sys{Block: s.Block, Dev: s.Dev}).DiskOf(name); err == nil {
 			return []string{disk}

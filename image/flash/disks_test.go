@@ -200,3 +200,72 @@ func FuzzParseMountInfo(f *testing.F) {
 		parseMountInfo(strings.NewReader(s))
 	})
 }
+
+// TestDisksLiveSystem: booted from the live ISO dd'ed to vda, / is dm-verity
+// (dm-0) over a loop device over vda itself, so vda holds the running system
+// though nothing on it is mounted; vdb is the blank disk to install to.
+func TestDisksLiveSystem(t *testing.T) {
+	dir := t.TempDir()
+	s := System{
+		Block: filepath.Join(dir, "sys/class/block"), Dev: filepath.Join(dir, "dev"),
+		MountInfo: filepath.Join(dir, "mountinfo"), Swaps: filepath.Join(dir, "swaps"),
+	}
+	write := func(p, v string) {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disk := func(rel, name, dev string, attrs map[string]string) string {
+		p := filepath.Join(dir, "sys/devices", rel, name)
+		write(filepath.Join(p, "dev"), dev)
+		for k, v := range attrs {
+			write(filepath.Join(p, k), v)
+		}
+		if err := os.MkdirAll(s.Block, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(p, filepath.Join(s.Block, name)); err != nil {
+			t.Fatal(err)
+		}
+		write(filepath.Join(s.Dev, name), "")
+		return p
+	}
+	disk("pci0000:00/0000:00:03.0/virtio1/block", "vda", "253:0", map[string]string{"size": "4194304"})
+	disk("pci0000:00/0000:00:04.0/virtio2/block", "vdb", "253:16", map[string]string{"size": "8388608"})
+	loop := disk("virtual/block", "loop0", "7:0", map[string]string{"size": "75000", "loop/backing_file": "/dev/vda"})
+	dm := disk("virtual/block", "dm-0", "254:0", map[string]string{"size": "74400"})
+	if err := os.MkdirAll(filepath.Join(dm, "slaves"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(loop, filepath.Join(dm, "slaves", "loop0")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(loop, "holders"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(dm, filepath.Join(loop, "holders", "dm-0")); err != nil {
+		t.Fatal(err)
+	}
+	write(s.MountInfo, `1 1 254:0 / / ro,relatime shared:1 - squashfs /dev/dm-0 ro`)
+	write(s.Swaps, "Filename\tType\tSize\tUsed\tPriority")
+
+	got, err := s.Disks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := map[string]string{}
+	for _, d := range got {
+		refused[d.Name] = strings.Join(append(d.HostRoot, d.InUse...), "; ")
+	}
+	want := map[string]string{
+		"loop0": "the running system's / is on dm-0; loop0 is held by dm-0 (device-mapper, LVM or RAID)",
+		"vda":   "the running system's / is on dm-0; loop0 is held by dm-0 (device-mapper, LVM or RAID)",
+		"vdb":   "",
+	}
+	if diff := cmp.Diff(want, refused); diff != "" {
+		t.Errorf("Disks() uses mismatch (-want +got):\n%s", diff)
+	}
+}

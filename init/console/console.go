@@ -55,6 +55,7 @@ type Console struct {
 	Shell    ShellRunner     // shell (6)
 	Power    Power           // reboot (7), power off (8), after roll back and reset
 	Login    LoginInfo       // certificate fingerprint and first-boot password in the banner
+	Install  Installer       // install to disk (9): set on a live system only, the item shows then
 
 	// Logger records what the operator did (roll back, reset, reboot…); nil discards.
 	Logger *slog.Logger
@@ -184,7 +185,7 @@ type item struct {
 	run   func(s *session, ctx context.Context) error
 }
 
-var items = []item{
+var baseItems = []item{
 	{"1", "status", (*session).status},
 	{"2", "addresses", (*session).addresses},
 	{"3", "service logs", (*session).logs},
@@ -195,9 +196,20 @@ var items = []item{
 	{"8", "power off", (*session).poweroff},
 }
 
+// installItem is shown when the Console has an Installer (a live system).
+var installItem = item{"9", "install kiln to a disk", (*session).install}
+
+// items are the menu's entries on this Console.
+func (c *Console) items() []item {
+	if c.Install == nil {
+		return baseItems
+	}
+	return append(baseItems[:len(baseItems):len(baseItems)], installItem)
+}
+
 func (s *session) printMenu() {
 	s.printf("\nkiln recovery menu (%s)\n", s.c.hostname())
-	for _, it := range items {
+	for _, it := range s.c.items() {
 		s.printf("  %s  %s\n", it.key, it.title)
 	}
 	s.printf("  q  leave the menu\n")
@@ -207,8 +219,9 @@ func (s *session) printMenu() {
 // session (errNoInput, errShutdown, ctx).
 func (s *session) menu(ctx context.Context) error {
 	s.printMenu()
+	last := s.c.items()[len(s.c.items())-1].key
 	for {
-		choice, err := s.ask(ctx, "choice [1-8, q]: ")
+		choice, err := s.ask(ctx, "choice [1-"+last+", q]: ")
 		switch {
 		case errors.Is(err, errInterrupt):
 			continue
@@ -223,9 +236,9 @@ func (s *session) menu(ctx context.Context) error {
 		case "q", "quit", "exit":
 			return nil
 		}
-		it, ok := lookupItem(choice)
+		it, ok := s.c.lookupItem(choice)
 		if !ok {
-			s.printf("%q is not a menu choice: type a number from 1 to 8 and press Enter, or q to leave the menu.\n", choice)
+			s.printf("%q is not a menu choice: type a number from 1 to %s and press Enter, or q to leave the menu.\n", choice, last)
 			continue
 		}
 		err = s.safely(func() error { return it.run(s, ctx) })
@@ -255,8 +268,8 @@ func (s *session) safely(fn func() error) (err error) {
 	return fn()
 }
 
-func lookupItem(key string) (item, bool) {
-	for _, it := range items {
+func (c *Console) lookupItem(key string) (item, bool) {
+	for _, it := range c.items() {
 		if it.key == key {
 			return it, true
 		}

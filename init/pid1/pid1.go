@@ -72,6 +72,9 @@ type Boot struct {
 	// Live is set when the system runs from a live ISO (kiln.live=): the root
 	// is the ISO's squashfs, /data is a tmpfs and there are no slots to update.
 	Live bool
+	// LiveID is kiln.live's value on a live system: the ID the live medium
+	// carries (install to disk finds the medium by it).
+	LiveID string
 	// StateDir, LogDir and ConfigDir are on the data partition; RunDir is on /run.
 	StateDir, LogDir, ConfigDir, RunDir string
 	// Data is the data partition's status; DataErr why it is not mounted.
@@ -291,7 +294,8 @@ func (p *Init) Run(ctx context.Context) error {
 	b.Slot = cmdlineParam("kiln.slot")
 
 	b.Modules = p.modules(ctx)
-	b.Live = cmdlineParam("kiln.live") != ""
+	b.LiveID = cmdlineParam("kiln.live")
+	b.Live = b.LiveID != ""
 	var disk string
 	var err error
 	if !b.Live {

@@ -32,7 +32,8 @@ var leaves = []string{
 	"image/verity",  // the kiln.verity cmdline and hash-tree format
 	"init/blockdev", // block devices and GPT lookups
 	"init/gpt",
-	"init/kmod", // modprobe, used by the vetting agent and the QEMU guest
+	"init/isofs", // the ISO 9660 reader: stage 1 finds the live medium, the live install reads its map
+	"init/kmod",  // modprobe, used by the vetting agent and the QEMU guest
 	"init/coldplug",
 }
 

@@ -27,7 +27,7 @@ func NewRecovery(t testing.TB, ctx context.Context, vm *qemu.VM) *Recovery {
 }
 
 var (
-	choiceRE = regexp.MustCompile(`choice \[1-8, q\]:`)
+	choiceRE = regexp.MustCompile(`choice \[1-\d, q\]:`)
 	shellRE  = regexp.MustCompile(`starting a shell`)
 	// exitedRE is the menu's line after the shell, printed on the reopened terminal.
 	exitedRE  = regexp.MustCompile(`the shell exited`)

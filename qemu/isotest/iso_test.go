@@ -1,6 +1,7 @@
 // Package isotest boots kiln's live ISO in QEMU (tier 4): as a CD-ROM under
 // OVMF and under SeaBIOS, and dd'ed to a disk, each to "kiln: ready" as a live
-// system. The ISO is $KILN_ISO, else <repo>/out/kiln.iso (make image).
+// system; and installs it to a blank disk from the recovery menu, then boots
+// that disk. The ISO is $KILN_ISO, else <repo>/out/kiln.iso (make image).
 package isotest
 
 import (
@@ -96,4 +97,70 @@ func TestLiveISO(t *testing.T) {
 			t.Logf("%s: QEMU start to kiln: ready in %.1fs", tc.name, ready.At.Sub(start).Seconds())
 		})
 	}
+}
+
+var (
+	installAskRE     = regexp.MustCompile(`disk to install to \(its name, empty to cancel\):`)
+	installConfirmRE = regexp.MustCompile(`to confirm, type the disk's name again \(vda\):`)
+	installWroteRE   = regexp.MustCompile(`wrote \S+ \S+ to /dev/vda in (\S+), verified in (\S+): sha256 [0-9a-f]{64}`)
+	installedRE      = regexp.MustCompile(`kiln is installed on vda`)
+	rebootAskRE      = regexp.MustCompile(`reboot now\? \[y/N\]:`)
+	slotARE          = regexp.MustCompile(`kiln-stage1: slot a root PARTUUID=`)
+)
+
+// TestInstallFromISO boots the ISO from a CD-ROM (SeaBIOS) with a blank
+// virtio disk, installs kiln onto it from the recovery menu over the serial
+// console, then boots that disk alone (OVMF) to kiln: ready from slot a.
+func TestInstallFromISO(t *testing.T) {
+	iso := isoPath(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	disk := blankDisk(t)
+
+	live := boottest.NewVM(t, ctx, iso, boottest.VMOptions{Firmware: qemu.BIOS, Disk: disk, CDROM: iso})
+	if _, err := live.ExpectLine(ctx, boottest.ReadyRE, boottest.BootTimeout()); err != nil {
+		t.Fatal(err)
+	}
+	r := boottest.NewRecovery(t, ctx, live)
+	r.Menu()
+	start := time.Now()
+	r.Choose("9")
+	for _, step := range []struct {
+		re   *regexp.Regexp
+		send string
+	}{
+		{installAskRE, "vda"},
+		{installConfirmRE, "vda"},
+	} {
+		if _, err := live.Expect(ctx, step.re, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := live.SendSerial(step.send + "\r"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := live.Expect(ctx, installWroteRE, 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := installWroteRE.FindStringSubmatch(l)
+	t.Logf("installed in %.1fs from choosing the item (write %s, verify %s)", time.Since(start).Seconds(), m[1], m[2])
+	if _, err := live.Expect(ctx, installedRE, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := live.Expect(ctx, rebootAskRE, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	live.Close() // the CD-ROM would boot first again: start the disk alone instead
+
+	start = time.Now()
+	vm := boottest.NewVM(t, ctx, iso, boottest.VMOptions{Firmware: qemu.UEFI, Disk: disk})
+	if _, err := vm.Expect(ctx, slotARE, boottest.BootTimeout()); err != nil {
+		t.Fatal(err)
+	}
+	ready, err := vm.ExpectLine(ctx, boottest.ReadyRE, boottest.BootTimeout())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("installed disk (OVMF): QEMU start to kiln: ready in %.1fs", ready.At.Sub(start).Seconds())
 }
