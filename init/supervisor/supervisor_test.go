@@ -374,15 +374,24 @@ func TestControlSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldPID := st.Services[0].PID
-	lines, err := c.Logs(ctx, "web", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// stdout and stderr are read by separate goroutines, so a line may
+	// land a moment after readiness: wait for all of them, bounded.
+	wants := []string{"stdout: hello stdout from web", "stderr: hello stderr from web", "supervisor: ready", fmt.Sprintf("supervisor: started pid %d", oldPID)}
+	var lines []Line
 	var streams []string
-	for _, l := range lines {
-		streams = append(streams, l.Stream+": "+l.Text)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if lines, err = c.Logs(ctx, "web", 0); err != nil {
+			t.Fatal(err)
+		}
+		streams = streams[:0]
+		for _, l := range lines {
+			streams = append(streams, l.Stream+": "+l.Text)
+		}
+		if containsAll(streams, wants) || time.Now().After(deadline) {
+			break
+		}
 	}
-	for _, want := range []string{"stdout: hello stdout from web", "stderr: hello stderr from web", "supervisor: ready", fmt.Sprintf("supervisor: started pid %d", oldPID)} {
+	for _, want := range wants {
 		if !slices.Contains(streams, want) {
 			t.Errorf("logs %q lack %q", streams, want)
 		}
@@ -532,4 +541,13 @@ func TestWriteLogs(t *testing.T) {
 	if _, _, err := f.sup.Logs("nope", 0); !errors.Is(err, ErrUnknownService) {
 		t.Errorf("Logs(nope) = %v, want ErrUnknownService", err)
 	}
+}
+
+func containsAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
 }
