@@ -83,7 +83,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	if interval, err := daemon.SdWatchdogEnabled(true); err == nil && interval > 0 {
-		go petSystemdWatchdog(ctx, sup, interval/2)
+		go pingWatchdog(ctx, interval/2, sup.Healthy)
 	}
 	select {
 	case <-sup.Ready():
@@ -98,20 +98,4 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		return fmt.Errorf("serve: stopping: %w", err)
 	}
 	return nil
-}
-
-// petSystemdWatchdog sends WATCHDOG=1 every period while the supervisor is healthy.
-func petSystemdWatchdog(ctx context.Context, sup *supervisor.Supervisor, period time.Duration) {
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if sup.Healthy() == nil {
-				daemon.SdNotify(false, daemon.SdNotifyWatchdog)
-			}
-		}
-	}
 }

@@ -81,7 +81,7 @@ func RunService(ctx context.Context, name string, o ServiceOptions) error {
 		daemon.SdNotify(false, daemon.SdNotifyStopping)
 	}()
 	if interval, err := daemon.SdWatchdogEnabled(false); err == nil && interval > 0 {
-		go pingWatchdog(ctx, interval/2)
+		go pingWatchdog(ctx, interval/2, nil)
 	}
 	if err := entry.run(ctx, env); err != nil {
 		return fmt.Errorf("service %s: %w", name, err)
@@ -89,8 +89,9 @@ func RunService(ctx context.Context, name string, o ServiceOptions) error {
 	return nil
 }
 
-// pingWatchdog sends WATCHDOG=1 every period until ctx ends.
-func pingWatchdog(ctx context.Context, period time.Duration) {
+// pingWatchdog sends systemd's WATCHDOG=1 every period until ctx ends,
+// while healthy (nil: always) says so.
+func pingWatchdog(ctx context.Context, period time.Duration, healthy func() error) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
@@ -98,7 +99,9 @@ func pingWatchdog(ctx context.Context, period time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			if healthy == nil || healthy() == nil {
+				daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			}
 		}
 	}
 }

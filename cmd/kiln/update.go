@@ -22,11 +22,11 @@ import (
 	"kiln.dev/kiln/image/verity"
 	"kiln.dev/kiln/internal/atomicfile"
 	"kiln.dev/kiln/ota/bundle"
-	"kiln.dev/kiln/ota/otahttp"
 	"kiln.dev/kiln/ota/slots"
 	"kiln.dev/kiln/ota/system"
 	"kiln.dev/kiln/partitions"
 	"kiln.dev/kiln/services/api/apiclient"
+	"kiln.dev/kiln/services/mgmt/otahttp"
 )
 
 const updateUsage = `usage: kiln update build --payloads DIR --key K --version V --generation N [--out F]

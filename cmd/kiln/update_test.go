@@ -18,12 +18,12 @@ import (
 	"kiln.dev/kiln/image/verity"
 	"kiln.dev/kiln/ota/bundle"
 	"kiln.dev/kiln/ota/install"
-	"kiln.dev/kiln/ota/otahttp"
 	"kiln.dev/kiln/ota/slots"
 	"kiln.dev/kiln/partitions"
 	"kiln.dev/kiln/services/api"
 	"kiln.dev/kiln/services/api/apiclient"
 	"kiln.dev/kiln/services/config"
+	"kiln.dev/kiln/services/mgmt/otahttp"
 	"kiln.dev/kiln/services/store"
 )
 

@@ -18,22 +18,12 @@ type SlotController interface {
 	RollBack(ctx context.Context, to partitions.Slot) error
 }
 
-// Slot is one root slot and its boot entry.
-type Slot struct {
-	Name partitions.Slot
-	// Entry is the boot entry's file name, e.g. "kiln-3+2-1.conf"; "" when the
-	// slot has no entry (nothing installed, or its install was interrupted).
-	Entry   string
-	Version string
-	// Counting is true when the entry still has a try counter (not yet
-	// committed); TriesLeft and TriesDone are then its +left-done numbers.
-	Counting  bool
-	TriesLeft int
-	TriesDone int
-}
+// Slot is one root slot and its boot entry (the type is shared with ota/slots,
+// which fills it in).
+type Slot = partitions.SlotEntry
 
 // tries describes the entry's boot counting for an operator.
-func (sl Slot) tries() string {
+func tries(sl Slot) string {
 	switch {
 	case sl.Entry == "":
 		return "-"
@@ -73,7 +63,7 @@ func (s *session) rollBack(ctx context.Context) error {
 		if sl.Name == target {
 			other = &slots[i]
 		}
-		fmt.Fprintf(tw, "%s %s\t%s\t%s\t%s\n", mark, sl.Name, orDash(sl.Entry), orDash(sl.Version), sl.tries())
+		fmt.Fprintf(tw, "%s %s\t%s\t%s\t%s\n", mark, sl.Name, orDash(sl.Entry), orDash(sl.Version), tries(sl))
 	}
 	tw.Flush()
 	s.printf("* = running now\n")

@@ -1,12 +1,9 @@
 package supervisor
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -107,109 +104,4 @@ func (s *Supervisor) serveLogs(w http.ResponseWriter, r *http.Request) {
 		}
 		lines, wake, _ = s.Logs(name, since)
 	}
-}
-
-// Client talks to a supervisor's control socket.
-type Client struct {
-	hc *http.Client
-}
-
-// NewClient returns a client for the control socket at path (see SocketPath).
-func NewClient(path string) *Client {
-	return &Client{hc: unixhttp.Client(path)}
-}
-
-func (c *Client) do(ctx context.Context, method, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, "http://supervisor"+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("asking the supervisor: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		var e struct{ Error string }
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			e.Error = resp.Status
-		}
-		return nil, fmt.Errorf("supervisor: %s", e.Error)
-	}
-	return resp, nil
-}
-
-// Status fetches GET /v1/status.
-func (c *Client) Status(ctx context.Context) (Status, error) {
-	resp, err := c.do(ctx, http.MethodGet, "/v1/status")
-	if err != nil {
-		return Status{}, err
-	}
-	defer resp.Body.Close()
-	var st Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return Status{}, fmt.Errorf("decoding supervisor status: %w", err)
-	}
-	return st, nil
-}
-
-// Logs fetches a service's ring lines with Seq > since.
-func (c *Client) Logs(ctx context.Context, name string, since uint64) ([]Line, error) {
-	resp, err := c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/logs/%s?since=%d", name, since))
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var lines []Line
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var l Line
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			return nil, fmt.Errorf("decoding log line: %w", err)
-		}
-		lines = append(lines, l)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading logs: %w", err)
-	}
-	return lines, nil
-}
-
-// FollowLogs streams a service's ring lines with Seq > since (GET
-// /v1/logs/{name}?since=N&follow=1), calling fn for each, until ctx ends, fn
-// returns an error (returned as is), or the supervisor ends the stream (nil);
-// a cancelled ctx returns ctx.Err().
-func (c *Client) FollowLogs(ctx context.Context, name string, since uint64, fn func(Line) error) error {
-	resp, err := c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/logs/%s?since=%d&follow=1", name, since))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var l Line
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			return fmt.Errorf("decoding log line: %w", err)
-		}
-		if err := fn(l); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil && ctx.Err() == nil {
-		return fmt.Errorf("reading logs: %w", err)
-	}
-	return ctx.Err()
-}
-
-// Restart asks the supervisor to restart a service.
-func (c *Client) Restart(ctx context.Context, name string) error {
-	resp, err := c.do(ctx, http.MethodPost, "/v1/services/"+name+"/restart")
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	return nil
 }

@@ -13,28 +13,6 @@ import (
 	"time"
 )
 
-// Streams a Line can come from.
-const (
-	StreamStdout     = "stdout"
-	StreamStderr     = "stderr"
-	StreamSupervisor = "supervisor" // the supervisor's own events about the service
-)
-
-// Line is one captured log line.
-type Line struct {
-	// Seq numbers a service's lines from 1 without gaps; a reader resumes with
-	// since = the last Seq it saw.
-	Seq    uint64    `json:"seq"`
-	Time   time.Time `json:"time"`
-	Stream string    `json:"stream"`
-	Text   string    `json:"text"`
-}
-
-// String formats the line as it is persisted: time, [stream], text.
-func (l Line) String() string {
-	return fmt.Sprintf("%s [%s] %s", l.Time.UTC().Format("2006-01-02T15:04:05.000Z"), l.Stream, l.Text)
-}
-
 // Ring keeps the last lines of one service's log.
 type Ring struct {
 	// mu guards every field below.

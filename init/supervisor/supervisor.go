@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"kiln.dev/kiln/init/supervisor/supervisorapi"
 )
 
 // Reaper starts and collects the supervisor's children. Inside the image PID 1
@@ -79,7 +81,7 @@ type Options struct {
 const maxSocketPath = 107
 
 // SocketPath returns the control socket's path for a run directory.
-func SocketPath(runDir string) string { return filepath.Join(runDir, "supervisor.sock") }
+func SocketPath(runDir string) string { return supervisorapi.SocketPath(runDir) }
 
 // ErrUnknownService is returned for a name that is not in the specs.
 var ErrUnknownService = errors.New("unknown service")

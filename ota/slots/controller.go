@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"kiln.dev/kiln/init/console"
 	"kiln.dev/kiln/ota/bootentry"
 	"kiln.dev/kiln/ota/espfs"
 	"kiln.dev/kiln/ota/oplock"
@@ -31,8 +30,6 @@ type Controller struct {
 	// Log records rollbacks; nil discards.
 	Log *slog.Logger
 }
-
-var _ console.SlotController = (*Controller)(nil)
 
 func (c *Controller) now() time.Time {
 	if c.Now != nil {
@@ -79,15 +76,15 @@ func (c *Controller) Status(context.Context) (Status, error) {
 	return Status{Running: c.Running, Slots: Derive(c.Running, entries, r), Failed: r.Failed, Problems: problems}, nil
 }
 
-// Slots implements console.SlotController.
-func (c *Controller) Slots(ctx context.Context) ([]console.Slot, error) {
+// Slots lists both slots for the recovery console (init/partitions.SlotEntryController).
+func (c *Controller) Slots(ctx context.Context) ([]partitions.SlotEntry, error) {
 	st, err := c.Status(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []console.Slot
+	var out []partitions.SlotEntry
 	for _, s := range st.Slots {
-		out = append(out, console.Slot{
+		out = append(out, partitions.SlotEntry{
 			Name: s.Name, Entry: s.Entry, Version: s.Version,
 			Counting: s.Counting, TriesLeft: s.TriesLeft, TriesDone: s.TriesDone,
 		})

@@ -3,7 +3,7 @@ package api
 import (
 	"net/http"
 
-	"kiln.dev/kiln/init/supervisor"
+	"kiln.dev/kiln/init/supervisor/supervisorapi"
 	"kiln.dev/kiln/services/api/wire"
 )
 
@@ -20,7 +20,7 @@ func (s *Server) apiRoutes() []Route {
 		{Method: "POST", Path: "/api/v1/session", Scope: ScopePublic, Summary: "Log in: check user and password, set the session cookie",
 			Request: loginRequest{}, Response: sessionJSON{}, Status: http.StatusCreated, handler: h(s.login)},
 		{Method: "GET", Path: "/api/v1/status", Scope: ScopePublic, Summary: "The supervisor's status, for monitoring (as GET /api/v1/services)",
-			Response: supervisor.Status{}, handler: h(s.rawStatus)},
+			Response: supervisorapi.Status{}, handler: h(s.rawStatus)},
 
 		// Any logged-in caller.
 		{Method: "GET", Path: "/api/v1/session", Scope: ScopeRead, Summary: "Who is calling, and the session's CSRF token",
@@ -43,10 +43,10 @@ func (s *Server) apiRoutes() []Route {
 		{Method: "GET", Path: "/api/v1/events", Scope: ScopeRead, Summary: "Server-Sent Events: hosts, leases, boot (id = event id; resumes with Last-Event-ID) and status",
 			RawResponse: "text/event-stream", handler: h(s.events)},
 		{Method: "GET", Path: "/api/v1/services", Scope: ScopeRead, Summary: "Every service's state from the supervisor",
-			Response: supervisor.Status{}, handler: h(s.services)},
+			Response: supervisorapi.Status{}, handler: h(s.services)},
 		{Method: "GET", Path: "/api/v1/services/{name}/logs", Scope: ScopeRead, Summary: "A service's log lines; with Accept: text/event-stream and follow=1 a live stream that resumes with Last-Event-ID",
 			Query:    []string{"since: lines after this seq (default 0: all kept)", "tail: only the last N lines", "follow: 1 to keep streaming (event stream only)"},
-			Response: []supervisor.Line{}, handler: h(s.serviceLogs)},
+			Response: []supervisorapi.Line{}, handler: h(s.serviceLogs)},
 		{Method: "GET", Path: "/api/v1/settings", Scope: ScopeRead, Summary: "Settings, and the appliance's read-only configuration",
 			Response: settingsResponse{}, handler: h(s.getSettings)},
 		{Method: "GET", Path: "/api/v1/tokens", Scope: ScopeRead, Summary: "API tokens: the caller's own (an admin: all)",

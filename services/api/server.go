@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"kiln.dev/kiln/init/supervisor"
+	"kiln.dev/kiln/init/supervisor/supervisorapi"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/vetting/orchestrator"
@@ -40,11 +40,11 @@ func (s Scope) rank() int {
 }
 
 // Supervisor is the part of the supervisor's control socket the API uses
-// (*supervisor.Client satisfies it).
+// (*supervisorapi.Client satisfies it).
 type Supervisor interface {
-	Status(ctx context.Context) (supervisor.Status, error)
-	Logs(ctx context.Context, name string, since uint64) ([]supervisor.Line, error)
-	FollowLogs(ctx context.Context, name string, since uint64, fn func(supervisor.Line) error) error
+	Status(ctx context.Context) (supervisorapi.Status, error)
+	Logs(ctx context.Context, name string, since uint64) ([]supervisorapi.Line, error)
+	FollowLogs(ctx context.Context, name string, since uint64, fn func(supervisorapi.Line) error) error
 }
 
 // Restarter is the optional ability to restart a service.

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"kiln.dev/kiln/init/supervisor"
+	"kiln.dev/kiln/init/supervisor/supervisorapi"
 	"kiln.dev/kiln/services/store"
 )
 
@@ -104,9 +104,9 @@ func (s *Server) needSupervisor() error {
 	return nil
 }
 
-func (s *Server) supervisorStatus(ctx context.Context) (supervisor.Status, error) {
+func (s *Server) supervisorStatus(ctx context.Context) (supervisorapi.Status, error) {
 	if err := s.needSupervisor(); err != nil {
-		return supervisor.Status{}, err
+		return supervisorapi.Status{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
@@ -132,7 +132,7 @@ func (s *Server) knownService(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if !slices.ContainsFunc(st.Services, func(v supervisor.ServiceStatus) bool { return v.Name == name }) {
+	if !slices.ContainsFunc(st.Services, func(v supervisorapi.ServiceStatus) bool { return v.Name == name }) {
 		var names []string
 		for _, v := range st.Services {
 			names = append(names, v.Name)
@@ -185,7 +185,7 @@ func (s *Server) serviceLogs(w http.ResponseWriter, r *http.Request) {
 			lines = lines[len(lines)-tail:]
 		}
 		if lines == nil {
-			lines = []supervisor.Line{}
+			lines = []supervisorapi.Line{}
 		}
 		writeJSON(w, http.StatusOK, lines)
 		return
@@ -199,7 +199,7 @@ func (s *Server) serviceLogs(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	stream := startSSE(w)
 	go stream.pinger(sctx)
-	send := func(l supervisor.Line) error {
+	send := func(l supervisorapi.Line) error {
 		return stream.send(strconv.FormatUint(l.Seq, 10), "line", l)
 	}
 	if !follow {

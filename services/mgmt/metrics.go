@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"kiln.dev/kiln/init/supervisor"
+	"kiln.dev/kiln/init/supervisor/supervisorapi"
 	"kiln.dev/kiln/ota/slots"
 	"kiln.dev/kiln/services/api"
 	"kiln.dev/kiln/services/metrics"
@@ -19,9 +19,9 @@ import (
 	"kiln.dev/kiln/services/svc"
 )
 
-// serviceStatus is the supervisor's status (*supervisor.Client).
+// serviceStatus is the supervisor's status (*supervisorapi.Client).
 type serviceStatus interface {
-	Status(ctx context.Context) (supervisor.Status, error)
+	Status(ctx context.Context) (supervisorapi.Status, error)
 }
 
 // slotStatus is the OTA slots' status (*slots.Controller).
@@ -46,8 +46,8 @@ type applianceMetrics struct {
 // serviceStates and slotStates are enumerated, so every state has a series
 // (0 or 1) and an alert can ask for one that is not there.
 var (
-	serviceStates = []supervisor.State{supervisor.StateStopped, supervisor.StateStarting, supervisor.StateReady,
-		supervisor.StateBackoff, supervisor.StateCrashLoop, supervisor.StateStopping}
+	serviceStates = []supervisorapi.State{supervisorapi.StateStopped, supervisorapi.StateStarting, supervisorapi.StateReady,
+		supervisorapi.StateBackoff, supervisorapi.StateCrashLoop, supervisorapi.StateStopping}
 	slotStates = []slots.State{slots.StateEmpty, slots.StateIncomplete, slots.StateInstalled, slots.StateTrying,
 		slots.StateGood, slots.StateBad}
 )
@@ -57,18 +57,18 @@ func (a applianceMetrics) register(reg *metrics.Registry) {
 	reg.GaugeVec("kiln_build_info", "kiln's version and the Go release it was built with (always 1).", "version", "goversion").
 		With(a.Version, runtime.Version()).Set(1)
 
-	sup := &cached[supervisor.Status]{fetch: a.Supervisor.Status}
+	sup := &cached[supervisorapi.Status]{fetch: a.Supervisor.Status}
 	reg.CollectFunc("kiln_supervisor_ready", "1 while every enabled service is ready.", metrics.KindGauge, nil,
-		from(sup, func(st supervisor.Status) []metrics.Sample { return []metrics.Sample{{Value: b2f(st.Ready)}} }))
+		from(sup, func(st supervisorapi.Status) []metrics.Sample { return []metrics.Sample{{Value: b2f(st.Ready)}} }))
 	reg.CollectFunc("kiln_service_restarts_total", "Starts of a service after its first since the supervisor started.", metrics.KindCounter, []string{"service"},
-		from(sup, func(st supervisor.Status) (out []metrics.Sample) {
+		from(sup, func(st supervisorapi.Status) (out []metrics.Sample) {
 			for _, s := range st.Services {
 				out = append(out, metrics.Sample{LabelValues: []string{s.Name}, Value: float64(s.Restarts)})
 			}
 			return out
 		}))
 	reg.CollectFunc("kiln_service_state", "1 for the state each service is in (stopped, starting, ready, backoff, crash-loop, stopping), 0 for the others.", metrics.KindGauge, []string{"service", "state"},
-		from(sup, func(st supervisor.Status) (out []metrics.Sample) {
+		from(sup, func(st supervisorapi.Status) (out []metrics.Sample) {
 			for _, s := range st.Services {
 				for _, state := range serviceStates {
 					out = append(out, metrics.Sample{LabelValues: []string{s.Name, string(state)}, Value: b2f(s.State == state)})
@@ -204,7 +204,7 @@ func mountMetrics(a *api.Server, env svc.Env, db *store.Store, sl slotStatus, lo
 	reg := env.Registry()
 	applianceMetrics{
 		Version:    env.Version,
-		Supervisor: supervisor.NewClient(supervisor.SocketPath(env.RunDir)),
+		Supervisor: supervisorapi.NewClient(supervisorapi.SocketPath(env.RunDir)),
 		Slots:      sl,
 		Vetting:    db,
 		DataDir:    env.StateDir,

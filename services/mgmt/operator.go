@@ -11,8 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"kiln.dev/kiln/init/supervisor"
-	"kiln.dev/kiln/ota/otahttp"
+	"kiln.dev/kiln/init/supervisor/supervisorapi"
 	"kiln.dev/kiln/ota/system"
 	"kiln.dev/kiln/services/api"
 	"kiln.dev/kiln/services/backup"
@@ -21,6 +20,7 @@ import (
 	"kiln.dev/kiln/services/firewall"
 	"kiln.dev/kiln/services/iscsi"
 	"kiln.dev/kiln/services/iscsi/iscsihttp"
+	"kiln.dev/kiln/services/mgmt/otahttp"
 	"kiln.dev/kiln/services/netconf"
 	"kiln.dev/kiln/services/nfs"
 	"kiln.dev/kiln/services/nfs/nfshttp"
@@ -71,7 +71,7 @@ func newAPI(ctx context.Context, env svc.Env, db *store.Store, fp string, log *s
 	a, err := api.New(ctx, api.Options{
 		Vetting:     orch,
 		Store:       db,
-		Supervisor:  supervisor.NewClient(supervisor.SocketPath(env.RunDir)),
+		Supervisor:  supervisorapi.NewClient(supervisorapi.SocketPath(env.RunDir)),
 		Config:      env.Config,
 		StateDir:    env.StateDir,
 		Banner:      firewallBanner{fw: firewall.New(-1), log: log},

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"kiln.dev/kiln/ota/internal/lockinstall"
+	"kiln.dev/kiln/ota/lockinstall"
 	"kiln.dev/kiln/ota/oplock"
 	"kiln.dev/kiln/ota/stall"
 )
