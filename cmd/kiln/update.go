@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,8 +17,7 @@ import (
 	"time"
 
 	"kiln.dev/kiln/image"
-	"kiln.dev/kiln/image/verity"
-	"kiln.dev/kiln/internal/atomicfile"
+	"kiln.dev/kiln/image/release"
 	"kiln.dev/kiln/ota/bundle"
 	"kiln.dev/kiln/ota/slots"
 	"kiln.dev/kiln/ota/system"
@@ -119,9 +116,6 @@ func runUpdateBuild(args []string, s stdio) error {
 	if *rootVerity == "" {
 		return fmt.Errorf("update build: no root verity: pass --payloads DIR (from kiln image build --payloads DIR) or --root-verity: %w", errUsage)
 	}
-	if err := checkRootVerity(files.Root, *rootVerity); err != nil {
-		return fmt.Errorf("update build: %w", err)
-	}
 	files.RootVerity = *rootVerity
 	var problems []string
 	if *keyPath == "" {
@@ -140,23 +134,16 @@ func runUpdateBuild(args []string, s stdio) error {
 	if err != nil {
 		return fmt.Errorf("update build: %w", err)
 	}
-	m, err := bundle.NewManifest(*compatible, *version, *generation, files)
-	if err != nil {
-		return fmt.Errorf("update build: %w", err)
-	}
 	if *out == "" {
 		*out = "kiln-" + *version + ".bundle"
 	}
-	err = atomicfile.Write(*out, 0o666, func(f *os.File) error { return bundle.WriteFiles(f, m, priv, files) })
+	b, err := release.Build(*out, *compatible, *version, *generation, files, priv)
 	if err != nil {
 		return fmt.Errorf("update build: %w", err)
 	}
-	sum, size, err := image.HashFile(*out)
-	if err != nil {
-		return err
-	}
+	m := b.Manifest
 	fmt.Fprintf(s.out, "%s  %s  (%d bytes; version %s, generation %d, %s, key %s)\n",
-		sum, *out, size, m.Version, m.Generation, m.Compatible, bundle.KeyID(priv.Public().(ed25519.PublicKey)))
+		b.SHA256, *out, b.Size, m.Version, m.Generation, m.Compatible, b.KeyID)
 	return nil
 }
 
@@ -191,22 +178,11 @@ func runUpdateVerify(args []string, s stdio) error {
 		return fmt.Errorf("update verify: %w", err)
 	}
 	defer f.Close()
-	br, err := bundle.NewReader(f, bundle.Options{Keys: keys, Compatible: *compatible, MinGeneration: *minGen})
+	br, err := release.Verify(f, bundle.Options{Keys: keys, Compatible: *compatible, MinGeneration: *minGen}, func(p *bundle.PayloadReader) {
+		fmt.Fprintf(s.out, "  %-14s %10d bytes  sha256 %s ok\n", p.Name, p.Size, p.SHA256)
+	})
 	if err != nil {
 		return fmt.Errorf("update verify: %s: %w", pos[0], err)
-	}
-	for {
-		p, err := br.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("update verify: %s: %w", pos[0], err)
-		}
-		if _, err := io.Copy(io.Discard, p); err != nil {
-			return fmt.Errorf("update verify: %s: %w", pos[0], err)
-		}
-		fmt.Fprintf(s.out, "  %-14s %10d bytes  sha256 %s ok\n", p.Name, p.Size, p.SHA256)
 	}
 	m := br.Manifest
 	fmt.Fprintf(s.out, "%s: version %s, generation %d, %s, signed by key %s: ok\n", pos[0], m.Version, m.Generation, m.Compatible, br.KeyID)
@@ -429,31 +405,5 @@ func runUpdateRollback(ctx context.Context, args []string, s stdio) error {
 		}
 	}
 	fmt.Fprintf(s.out, "slot %s boots next\n", to)
-	return nil
-}
-
-// checkRootVerity rebuilds the root payload's hash tree and compares it with
-// the tree in the payload and the root hash about to be signed: a bundle
-// whose tree does not match would install a slot stage 1 refuses.
-func checkRootVerity(root, value string) error {
-	p, err := verity.ParseParams(value)
-	if err != nil {
-		return fmt.Errorf("--root-verity: %w", err)
-	}
-	f, err := os.Open(root)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if st.Size() != p.Size() {
-		return fmt.Errorf("root payload %s is %d bytes, but its verity value describes %d (data and tree): pass the root.squashfs and root.verity of the same kiln image build --payloads", root, st.Size(), p.Size())
-	}
-	if err := verity.Check(f, p); err != nil {
-		return fmt.Errorf("root payload %s: %w: pass the root.squashfs and root.verity of the same kiln image build --payloads", root, err)
-	}
 	return nil
 }
