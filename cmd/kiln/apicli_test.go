@@ -54,14 +54,14 @@ func (s stubSupervisor) FollowLogs(ctx context.Context, name string, since uint6
 	return ctx.Err()
 }
 
-// appliance is an API server over TLS with a fresh store.
-type appliance struct {
+// testAppliance is an API server over TLS with a fresh store.
+type testAppliance struct {
 	url, state, password string
 	db                   *store.Store
 }
 
 // newAppliance starts the API; mount adds routes from other packages.
-func newAppliance(t *testing.T, mount ...func(srv *api.Server, db *store.Store, state string)) *appliance {
+func newAppliance(t *testing.T, mount ...func(srv *api.Server, db *store.Store, state string)) *testAppliance {
 	t.Helper()
 	dir := t.TempDir()
 	db, err := store.Open(context.Background(), store.Path(dir))
@@ -84,7 +84,7 @@ func newAppliance(t *testing.T, mount ...func(srv *api.Server, db *store.Store, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &appliance{url: ts.URL, state: dir, password: pw, db: db}
+	return &testAppliance{url: ts.URL, state: dir, password: pw, db: db}
 }
 
 // cpuSpec is an expected spec (see services/vetting/spec).
@@ -229,29 +229,5 @@ func TestPasswordCommand(t *testing.T) {
 	}
 	if _, _, err := runCmd(t, runPassword, "", "forget"); !errors.Is(err, errUsage) {
 		t.Errorf("password forget = %v, want errUsage", err)
-	}
-}
-
-func TestAnnounceFirstLogin(t *testing.T) {
-	state := t.TempDir()
-	cfg := config.Default()
-	var out strings.Builder
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	announceFirstLogin(&out, cfg, state, log)
-	pw, _ := api.ReadInitialPassword(state)
-	if !strings.Contains(out.String(), "kiln: admin password: "+pw+" ") || !strings.Contains(out.String(), "kiln: management certificate sha256 ") {
-		t.Errorf("first start printed %q", out.String())
-	}
-	out.Reset()
-	announceFirstLogin(&out, cfg, state, log)
-	if strings.Contains(out.String(), "admin password") || !strings.Contains(out.String(), "sha256") {
-		t.Errorf("second start printed %q, want only the fingerprint", out.String())
-	}
-	l := consoleLogin{cfg: cfg, stateDir: state}
-	if got, err := l.AdminPassword(); got != pw || err != nil {
-		t.Errorf("consoleLogin.AdminPassword() = %q, %v", got, err)
-	}
-	if fp, err := l.Fingerprint(); len(fp) != 95 || err != nil {
-		t.Errorf("consoleLogin.Fingerprint() = %q, %v", fp, err)
 	}
 }

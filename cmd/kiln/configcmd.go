@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 
+	"kiln.dev/kiln/appliance"
 	"kiln.dev/kiln/services/config"
 )
 
@@ -32,7 +33,7 @@ func runConfig(_ context.Context, args []string, s stdio) error {
 		cfg, err = config.Load(*path)
 	}
 	if err == nil {
-		err = checkServiceNames(cfg)
+		err = appliance.CheckServiceNames(cfg)
 	}
 	if err != nil {
 		return fmt.Errorf("config validate: %w", err)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"kiln.dev/kiln/services/api/apiclient"
+	"kiln.dev/kiln/services/api/wire"
 )
 
 // runLogin logs in to an appliance and keeps an API token for the other
@@ -114,15 +115,11 @@ func runLogin(ctx context.Context, args []string, s stdio) error {
 	}
 
 	// Session → token → end the session.
-	resp, err := c.Send(ctx, "POST", "/api/v1/session", map[string]string{"user": *user, "password": password}, "", nil)
+	resp, err := c.Send(ctx, "POST", "/api/v1/session", wire.LoginRequest{User: *user, Password: password}, "", nil)
 	if err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
-	var se struct {
-		Role      string `json:"role"`
-		CSRFToken string `json:"csrf_token"`
-		Initial   bool   `json:"initial_password"`
-	}
+	var se wire.Session
 	json.NewDecoder(resp.Body).Decode(&se)
 	resp.Body.Close()
 	var cookie string
@@ -137,17 +134,11 @@ func runLogin(ctx context.Context, args []string, s stdio) error {
 		h, _ := os.Hostname()
 		name = "kiln-cli@" + h
 	}
-	resp, err = c.Send(ctx, "POST", "/api/v1/tokens", map[string]any{"name": name, "scope": *scope}, "", hdr)
+	resp, err = c.Send(ctx, "POST", "/api/v1/tokens", wire.NewToken{Name: name, Scope: *scope}, "", hdr)
 	if err != nil {
 		return fmt.Errorf("login: making a token: %w", err)
 	}
-	var made struct {
-		Token struct {
-			ID    int64  `json:"id"`
-			Scope string `json:"scope"`
-		} `json:"token"`
-		Secret string `json:"secret"`
-	}
+	var made wire.CreatedToken
 	err = json.NewDecoder(resp.Body).Decode(&made)
 	resp.Body.Close()
 	if err != nil || made.Secret == "" {
@@ -168,7 +159,7 @@ func runLogin(ctx context.Context, args []string, s stdio) error {
 		return fmt.Errorf("login: %w", err)
 	}
 	fmt.Fprintf(s.out, "logged in to %s as %s (%s token %q, saved in %s)\n", base, *user, made.Token.Scope, name, path)
-	if se.Initial {
+	if se.InitialPassword {
 		fmt.Fprintln(s.out, "note: this account still uses the first-boot password; change it in the web UI (Settings)")
 	}
 	return nil

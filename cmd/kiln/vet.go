@@ -12,51 +12,11 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"kiln.dev/kiln/services/api/apiclient"
+	"kiln.dev/kiln/services/api/wire"
+	"kiln.dev/kiln/services/vetting/orchestrator"
 )
-
-// vetRun is a vetting run as the API returns it (the fields the CLI shows).
-type vetRun struct {
-	ID       string     `json:"id"`
-	Host     string     `json:"host"`
-	State    string     `json:"state"`
-	Active   bool       `json:"active"`
-	Profile  string     `json:"profile"`
-	Hold     bool       `json:"hold"`
-	Wipe     bool       `json:"wipe"`
-	Created  time.Time  `json:"created"`
-	Started  *time.Time `json:"started"`
-	Ended    *time.Time `json:"ended"`
-	Verdict  string     `json:"verdict"`
-	Summary  string     `json:"summary"`
-	Stage    string     `json:"stage"`
-	Progress float64    `json:"progress"`
-	Findings []struct {
-		Status  string `json:"status"`
-		Source  string `json:"source"`
-		Message string `json:"message"`
-	} `json:"findings"`
-	Stages []struct {
-		Name    string `json:"name"`
-		Status  string `json:"status"`
-		Summary string `json:"summary"`
-	} `json:"stages"`
-	Holding *struct {
-		Addr       string `json:"addr"`
-		SSHCommand string `json:"ssh_command"`
-	} `json:"holding"`
-	Error     string `json:"error"`
-	ReportURL string `json:"report_url"`
-}
-
-type vetSSH struct {
-	User       string `json:"user"`
-	Addr       string `json:"addr"`
-	PrivateKey string `json:"private_key"`
-	KnownHosts string `json:"known_hosts"`
-}
 
 const vetUsage = `kiln vet start HOST [--profile quick|standard|extended] [--hold] [--wipe]
 kiln vet list [--host HOST] [--active]
@@ -122,7 +82,7 @@ func runVet(ctx context.Context, args []string, s stdio) error {
 	if err != nil {
 		return fmt.Errorf("vet %s: %w", sub, err)
 	}
-	show := func(r vetRun) error {
+	show := func(r orchestrator.View) error {
 		if *asJSON {
 			return printJSON(s.out, r)
 		}
@@ -130,7 +90,7 @@ func runVet(ctx context.Context, args []string, s stdio) error {
 		return nil
 	}
 	runPath := func(suffix string) string { return "/api/v1/vetting/runs/" + url.PathEscape(pos[0]) + suffix }
-	var r vetRun
+	var r orchestrator.View
 	switch sub {
 	case "start":
 		body := map[string]any{"host": pos[0], "profile": *profile, "hold": *hold, "wipe": *wipe}
@@ -151,7 +111,7 @@ func runVet(ctx context.Context, args []string, s stdio) error {
 		if *active {
 			q.Set("active", "true")
 		}
-		var runs []vetRun
+		var runs []orchestrator.View
 		if err := c.Do(ctx, "GET", "/api/v1/vetting/runs?"+q.Encode(), nil, &runs); err != nil {
 			return fmt.Errorf("vet list: %w", err)
 		}
@@ -218,7 +178,7 @@ func readLine(r io.Reader) (string, error) {
 	}
 }
 
-func printVetRuns(w io.Writer, runs []vetRun) {
+func printVetRuns(w io.Writer, runs []orchestrator.View) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tHOST\tSTATE\tPROFILE\tCREATED\tSUMMARY")
 	for _, r := range runs {
@@ -231,7 +191,7 @@ func printVetRuns(w io.Writer, runs []vetRun) {
 	tw.Flush()
 }
 
-func printVetRun(w io.Writer, r vetRun) {
+func printVetRun(w io.Writer, r orchestrator.View) {
 	fmt.Fprintf(w, "run %s of %s: %s (profile %s", r.ID, r.Host, r.State, r.Profile)
 	if r.Hold {
 		fmt.Fprint(w, ", hold on failure")
@@ -275,7 +235,7 @@ func vetTunnel(ctx context.Context, c *apiclient.Client, path string, s stdio) e
 // vetSSHLogin logs in to a held host with the run's key: OpenSSH's ssh
 // through kiln vet tunnel, the host key pinned to what the agent reported.
 func vetSSHLogin(ctx context.Context, c *apiclient.Client, o *apiclient.Options, run, path string, command []string, s stdio) error {
-	var k vetSSH
+	var k wire.SSHLogin
 	if err := c.Do(ctx, "GET", path, nil, &k); err != nil {
 		return fmt.Errorf("vet ssh: %w", err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,30 +16,31 @@ import (
 
 	"kiln.dev/kiln/internal/syncbuf"
 	"kiln.dev/kiln/qemu"
+	"kiln.dev/kiln/qemu/vmrun"
 )
 
 func TestParseVMRunFlags(t *testing.T) {
 	tests := []struct {
 		name    string
 		args    []string
-		check   func(vmRunOptions) string // "" when fine
+		check   func(vmrun.Options) string // "" when fine
 		wantErr string
 	}{
-		{name: "defaults", args: nil, check: func(o vmRunOptions) string {
-			want := vmRunOptions{image: "out/kiln.qcow2", state: "out/vm", diskSize: "2G", mem: 1024, cpus: 2,
-				httpsPort: 8443, httpPort: 8080, firmware: "uefi", readyTimeout: 10 * time.Minute, shutdownTimeout: time.Minute}
-			return cmp.Diff(want, o, cmp.AllowUnexported(vmRunOptions{}))
+		{name: "defaults", args: nil, check: func(o vmrun.Options) string {
+			want := vmrun.Options{Image: "out/kiln.qcow2", State: "out/vm", DiskSize: "2G", Mem: 1024, CPUs: 2,
+				HTTPSPort: 8443, HTTPPort: 8080, Firmware: "uefi", ReadyTimeout: 10 * time.Minute, ShutdownTimeout: time.Minute}
+			return cmp.Diff(want, o, cmp.AllowUnexported(vmrun.Options{}))
 		}},
-		{name: "nics", args: []string{"--nic", "dgram:47001:47002", "--nic", "mcast:230.0.0.1:47010,mac=52:54:00:00:00:09"}, check: func(o vmRunOptions) string {
+		{name: "nics", args: []string{"--nic", "dgram:47001:47002", "--nic", "mcast:230.0.0.1:47010,mac=52:54:00:00:00:09"}, check: func(o vmrun.Options) string {
 			want := []qemu.NIC{
 				{Kind: qemu.Dgram, LocalPort: 47001, RemotePort: 47002, MAC: "52:54:00:6b:6c:10"},
 				{Kind: qemu.Mcast, Group: "230.0.0.1:47010", MAC: "52:54:00:00:00:09"},
 			}
-			return cmp.Diff(want, o.nics)
+			return cmp.Diff(want, o.NICs)
 		}},
-		{name: "targets and config", args: []string{"--targets", "2", "--config", "my.yaml"}, check: func(o vmRunOptions) string {
-			if o.targets != 2 || o.config != "my.yaml" {
-				return fmt.Sprintf("targets %d, config %q; want 2 and my.yaml", o.targets, o.config)
+		{name: "targets and config", args: []string{"--targets", "2", "--config", "my.yaml"}, check: func(o vmrun.Options) string {
+			if o.Targets != 2 || o.Config != "my.yaml" {
+				return fmt.Sprintf("targets %d, config %q; want 2 and my.yaml", o.Targets, o.Config)
 			}
 			return ""
 		}},
@@ -72,96 +72,10 @@ func TestParseVMRunFlags(t *testing.T) {
 	}
 }
 
-func vmNeedQemuImg(t *testing.T) {
-	t.Helper()
+func TestVMRun(t *testing.T) {
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
 	}
-}
-
-func TestPrepareDisk(t *testing.T) {
-	vmNeedQemuImg(t)
-	ctx := context.Background()
-	dir := t.TempDir()
-	base := filepath.Join(dir, "base.img")
-	if err := os.WriteFile(base, make([]byte, 1<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	o := vmRunOptions{image: base, state: filepath.Join(dir, "vm"), diskSize: "4M"}
-	os.MkdirAll(o.state, 0o755)
-	var msgs bytes.Buffer
-
-	disk, cleanup, err := prepareDisk(ctx, o, &msgs)
-	if err != nil {
-		t.Fatalf("prepareDisk() error = %v", err)
-	}
-	cleanup()
-	info, err := qemu.Inspect(ctx, disk)
-	if err != nil || info.Format != "qcow2" || info.VirtualSize != 4<<20 || info.BackingFile != base {
-		t.Fatalf("overlay = %+v, %v, want a 4 MiB qcow2 backed by %s", info, err, base)
-	}
-	fi1, _ := os.Stat(disk)
-	if _, _, err := prepareDisk(ctx, o, &msgs); err != nil {
-		t.Fatal(err)
-	}
-	fi2, _ := os.Stat(disk)
-	if !os.SameFile(fi1, fi2) {
-		t.Errorf("prepareDisk() replaced the overlay although the image did not change")
-	}
-
-	// A rebuild with the same bytes keeps the overlay.
-	future := time.Now().Add(time.Hour)
-	os.Chtimes(base, future, future)
-	if _, _, err := prepareDisk(ctx, o, &msgs); err != nil {
-		t.Fatal(err)
-	}
-	if fi, _ := os.Stat(disk); !os.SameFile(fi1, fi) {
-		t.Errorf("prepareDisk() replaced the overlay after a rebuild with identical bytes")
-	}
-
-	// The image changes (and has no GPT to carry data over): the old overlay
-	// is kept aside and a new one of the same size is made.
-	if err := os.WriteFile(base, bytes.Repeat([]byte{1}, 1<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := prepareDisk(ctx, o, &msgs); err != nil {
-		t.Fatal(err)
-	}
-	fi3, _ := os.Stat(disk)
-	if os.SameFile(fi2, fi3) {
-		t.Errorf("prepareDisk() reused the overlay of a changed image")
-	}
-	if _, err := os.Stat(disk + ".old"); err != nil || !strings.Contains(msgs.String(), "layout differs") {
-		t.Errorf("old overlay not kept (%v) or not reported (%q)", err, msgs.String())
-	}
-	if info, err := qemu.Inspect(ctx, disk); err != nil || info.VirtualSize != 4<<20 {
-		t.Errorf("new overlay = %+v, %v, want the old one's size", info, err)
-	}
-
-	o.snapshot = true
-	snap, cleanup, err := prepareDisk(ctx, o, &msgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if filepath.Dir(snap) == o.state {
-		t.Errorf("--snapshot overlay %s is in the state dir", snap)
-	}
-	cleanup()
-	if _, err := os.Stat(snap); !os.IsNotExist(err) {
-		t.Errorf("--snapshot overlay %s survives cleanup: %v", snap, err)
-	}
-
-	o.image = filepath.Join(dir, "missing.qcow2")
-	if _, _, err := prepareDisk(ctx, o, &msgs); err == nil || !strings.Contains(err.Error(), "make image") {
-		t.Errorf("prepareDisk(missing image) error = %v, want a hint to run make image", err)
-	}
-}
-
-// TestVMRun boots a blank disk without NICs: OVMF finds nothing to boot and
-// starts its shell, which is enough to check the console relay, the escapes and the
-// bounded shutdown of a guest that ignores the power button.
-func TestVMRun(t *testing.T) {
-	vmNeedQemuImg(t)
 	if testing.Short() {
 		t.Skip("boots QEMU; skipped with -short")
 	}

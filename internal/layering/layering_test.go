@@ -11,12 +11,13 @@ const module = "kiln.dev/kiln/"
 
 // parts are the top-level folders; a package belongs to the part its path
 // starts with.
-var parts = []string{"cmd", "qemu", "image", "init", "ota", "services", "partitions", "internal"}
+var parts = []string{"cmd", "appliance", "qemu", "image", "init", "ota", "services", "partitions", "internal"}
 
 // allowed says which other parts each part may import. Leaves (below) may be
 // imported from anywhere.
 var allowed = map[string][]string{
-	"cmd":        {"qemu", "image", "init", "ota", "services", "partitions", "internal"},
+	"cmd":        {"appliance", "qemu", "image", "init", "ota", "services", "partitions", "internal"},
+	"appliance":  {"image", "init", "ota", "services", "partitions", "internal"}, // wires them together for kiln init and kiln serve
 	"qemu":       {"image", "init", "ota", "partitions", "internal"},
 	"image":      {"partitions", "internal"},
 	"init":       {"partitions", "internal"},

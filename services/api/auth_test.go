@@ -128,20 +128,20 @@ func TestFirstBootLogin(t *testing.T) {
 		t.Errorf("initial password %q, want four dash-separated groups of four", pw)
 	}
 	// Wrong password, unknown user: the same answer.
-	for _, lr := range []loginRequest{{AdminUser, "wrong-password"}, {"nobody", pw}} {
+	for _, lr := range []wire.LoginRequest{{User: AdminUser, Password: "wrong-password"}, {User: "nobody", Password: pw}} {
 		r := ts.do(req{method: "POST", path: "/api/v1/session", body: lr})
 		if r.code != http.StatusUnauthorized || r.errBody(t).Code != CodeBadCredentials {
 			t.Errorf("login %s = %d %s, want 401 bad_credentials", lr.User, r.code, r.body)
 		}
 	}
-	r := ts.do(req{method: "POST", path: "/api/v1/session", body: loginRequest{AdminUser, pw}})
+	r := ts.do(req{method: "POST", path: "/api/v1/session", body: wire.LoginRequest{User: AdminUser, Password: pw}})
 	cookie := r.header.Get("Set-Cookie")
 	for _, want := range []string{SessionCookie + "=", "HttpOnly", "Secure", "SameSite=Strict", "Path=/"} {
 		if !strings.Contains(cookie, want) {
 			t.Errorf("Set-Cookie %q lacks %s", cookie, want)
 		}
 	}
-	var se sessionJSON
+	var se wire.Session
 	json.Unmarshal(r.body, &se)
 	if r.code != http.StatusCreated || se.Role != "admin" || !se.InitialPassword || se.CSRFToken == "" {
 		t.Errorf("first login = %d %s, want 201 admin with initial_password and a CSRF token", r.code, r.body)
@@ -232,12 +232,12 @@ func TestPasswordReset(t *testing.T) {
 	}
 	b := ts.login(AdminUser, pw)
 	r := ts.do(req{method: "GET", path: "/api/v1/session", as: b})
-	var se sessionJSON
+	var se wire.Session
 	json.Unmarshal(r.body, &se)
 	if se.Role != "admin" || !se.InitialPassword {
 		t.Errorf("session after reset = %s, want admin using the reset password", r.body)
 	}
-	if r := ts.do(req{method: "POST", path: "/api/v1/session", body: loginRequest{AdminUser, "forgotten-password"}}); r.code != http.StatusUnauthorized {
+	if r := ts.do(req{method: "POST", path: "/api/v1/session", body: wire.LoginRequest{User: AdminUser, Password: "forgotten-password"}}); r.code != http.StatusUnauthorized {
 		t.Errorf("old password after reset = %d, want 401", r.code)
 	}
 }
@@ -245,7 +245,7 @@ func TestPasswordReset(t *testing.T) {
 func TestLockoutAndBan(t *testing.T) {
 	ts := newTestServer(t)
 	for i := range maxFailures {
-		r := ts.do(req{method: "POST", path: "/api/v1/session", body: loginRequest{AdminUser, "guess"}})
+		r := ts.do(req{method: "POST", path: "/api/v1/session", body: wire.LoginRequest{User: AdminUser, Password: "guess"}})
 		if r.code != http.StatusUnauthorized {
 			t.Fatalf("failure %d = %d", i, r.code)
 		}
@@ -253,7 +253,7 @@ func TestLockoutAndBan(t *testing.T) {
 	if ts.banner.count() != 1 || ts.banner.bans[0].String() != "127.0.0.1" {
 		t.Errorf("bans = %v, want 127.0.0.1 once", ts.banner.bans)
 	}
-	r := ts.do(req{method: "POST", path: "/api/v1/session", body: loginRequest{AdminUser, ts.initialPassword()}})
+	r := ts.do(req{method: "POST", path: "/api/v1/session", body: wire.LoginRequest{User: AdminUser, Password: ts.initialPassword()}})
 	if r.code != http.StatusTooManyRequests || r.errBody(t).Code != CodeTooMany {
 		t.Errorf("login while locked out = %d %s, want 429", r.code, r.body)
 	}
@@ -273,7 +273,7 @@ func TestTokens(t *testing.T) {
 		t.Errorf("POST hosts with a write token = %d %s", r.code, r.body)
 	}
 	ci := ts.login("ci", "password-of-ci")
-	if r := ts.do(req{method: "POST", path: "/api/v1/tokens", as: ci, body: newToken{Name: "x", Scope: "admin"}}); r.code != http.StatusUnprocessableEntity || r.errBody(t).Field != "scope" {
+	if r := ts.do(req{method: "POST", path: "/api/v1/tokens", as: ci, body: wire.NewToken{Name: "x", Scope: "admin"}}); r.code != http.StatusUnprocessableEntity || r.errBody(t).Field != "scope" {
 		t.Errorf("write user making an admin token = %d %s, want 422 on scope", r.code, r.body)
 	}
 	for _, bad := range []string{"Basic Zm9vOmJhcg==", "Bearer nope", "Bearer kiln_unknown"} {
@@ -284,7 +284,7 @@ func TestTokens(t *testing.T) {
 	}
 	// Listing: own tokens only; revoking makes it useless at once.
 	r := ts.do(req{method: "GET", path: "/api/v1/tokens", token: tok})
-	var list []tokenJSON
+	var list []wire.Token
 	json.Unmarshal(r.body, &list)
 	if len(list) != 1 || list[0].User != "ci" || !list[0].Active || list[0].LastUsed == nil || !strings.HasPrefix(tok, list[0].Prefix) {
 		t.Fatalf("GET tokens = %s, want ci's one used token", r.body)

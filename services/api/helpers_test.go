@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"kiln.dev/kiln/init/supervisor"
+	"kiln.dev/kiln/services/api/wire"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 )
@@ -260,11 +261,11 @@ func (ts *testServer) login(user, password string) *browser {
 	ts.t.Helper()
 	// The UI sends X-CSRF-Token on every POST, login too (a trusted-network
 	// caller needs it).
-	r := ts.do(req{method: "POST", path: "/api/v1/session", body: loginRequest{User: user, Password: password}, header: map[string]string{"X-CSRF-Token": "none"}})
+	r := ts.do(req{method: "POST", path: "/api/v1/session", body: wire.LoginRequest{User: user, Password: password}, header: map[string]string{"X-CSRF-Token": "none"}})
 	if r.code != http.StatusCreated {
 		ts.t.Fatalf("login %s = %d %s", user, r.code, r.body)
 	}
-	var s sessionJSON
+	var s wire.Session
 	json.Unmarshal(r.body, &s)
 	for _, c := range r.header.Values("Set-Cookie") {
 		if v, ok := strings.CutPrefix(c, SessionCookie+"="); ok {
@@ -286,11 +287,11 @@ func (ts *testServer) admin() *browser {
 func (ts *testServer) userWithToken(name string, role, scope store.Role) string {
 	ts.t.Helper()
 	b := ts.newUser(ts.admin(), name, role)
-	r := ts.do(req{method: "POST", path: "/api/v1/tokens", as: b, body: newToken{Name: "test", Scope: string(scope)}})
+	r := ts.do(req{method: "POST", path: "/api/v1/tokens", as: b, body: wire.NewToken{Name: "test", Scope: string(scope)}})
 	if r.code != http.StatusCreated {
 		ts.t.Fatalf("creating token for %s = %d %s", name, r.code, r.body)
 	}
-	var ct createdToken
+	var ct wire.CreatedToken
 	json.Unmarshal(r.body, &ct)
 	return ct.Secret
 }

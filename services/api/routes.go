@@ -18,13 +18,13 @@ func (s *Server) apiRoutes() []Route {
 		{Method: "GET", Path: "/api/v1/info", Scope: ScopePublic, Summary: "What the login page shows (site name, banner, version)",
 			Response: wire.Info{}, handler: h(s.info)},
 		{Method: "POST", Path: "/api/v1/session", Scope: ScopePublic, Summary: "Log in: check user and password, set the session cookie",
-			Request: loginRequest{}, Response: sessionJSON{}, Status: http.StatusCreated, handler: h(s.login)},
+			Request: wire.LoginRequest{}, Response: wire.Session{}, Status: http.StatusCreated, handler: h(s.login)},
 		{Method: "GET", Path: "/api/v1/status", Scope: ScopePublic, Summary: "The supervisor's status, for monitoring (as GET /api/v1/services)",
 			Response: supervisorapi.Status{}, handler: h(s.rawStatus)},
 
 		// Any logged-in caller.
 		{Method: "GET", Path: "/api/v1/session", Scope: ScopeRead, Summary: "Who is calling, and the session's CSRF token",
-			Response: sessionJSON{}, handler: h(s.session)},
+			Response: wire.Session{}, handler: h(s.session)},
 		{Method: "DELETE", Path: "/api/v1/session", Scope: ScopeWrite, Self: true, Summary: "Log out (end this browser session)",
 			Status: http.StatusNoContent, handler: h(s.logout)},
 		{Method: "GET", Path: "/api/v1/hosts", Scope: ScopeRead, Summary: "Every host with its current lease and newest boot event",
@@ -50,7 +50,7 @@ func (s *Server) apiRoutes() []Route {
 		{Method: "GET", Path: "/api/v1/settings", Scope: ScopeRead, Summary: "Settings, and the appliance's read-only configuration",
 			Response: settingsResponse{}, handler: h(s.getSettings)},
 		{Method: "GET", Path: "/api/v1/tokens", Scope: ScopeRead, Summary: "API tokens: the caller's own (an admin: all)",
-			Response: []tokenJSON{}, handler: h(s.listTokens)},
+			Response: []wire.Token{}, handler: h(s.listTokens)},
 
 		// Writers.
 		{Method: "POST", Path: "/api/v1/hosts", Scope: ScopeWrite, Summary: "Register a host (dry_run=1: only validate)",
@@ -81,7 +81,7 @@ func (s *Server) apiRoutes() []Route {
 		{Method: "PUT", Path: "/api/v1/users/{name}/password", Scope: ScopeAdmin, Credentials: true, Self: true, Summary: "Change a password (one's own needs current_password; ends other sessions)",
 			Request: passwordChange{}, Status: http.StatusNoContent, handler: h(s.setPassword)},
 		{Method: "POST", Path: "/api/v1/tokens", Scope: ScopeAdmin, Credentials: true, Self: true, Summary: "Make an API token for one's own account (secret shown once)",
-			Request: newToken{}, Response: createdToken{}, Status: http.StatusCreated, handler: h(s.createToken)},
+			Request: wire.NewToken{}, Response: wire.CreatedToken{}, Status: http.StatusCreated, handler: h(s.createToken)},
 		{Method: "DELETE", Path: "/api/v1/tokens/{id}", Scope: ScopeAdmin, Credentials: true, Self: true, Summary: "Revoke a token (one's own; an admin: any)",
 			Status: http.StatusNoContent, handler: h(s.revokeToken)},
 	}

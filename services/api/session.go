@@ -15,25 +15,6 @@ import (
 	"kiln.dev/kiln/services/store"
 )
 
-type loginRequest struct {
-	User     string `json:"user"`
-	Password string `json:"password"`
-}
-
-type sessionJSON struct {
-	User string `json:"user"`
-	Role string `json:"role"`
-	// Via is session, token or trusted.
-	Via string `json:"via"`
-	// CSRFToken goes into the X-CSRF-Token header of every mutating request
-	// made with the session cookie.
-	CSRFToken string     `json:"csrf_token,omitempty"`
-	Expires   *time.Time `json:"expires,omitempty"`
-	// InitialPassword is true while the account still uses the first-boot
-	// password: the UI asks to change it.
-	InitialPassword bool `json:"initial_password"`
-}
-
 // login checks a user name and password and starts a session (cookie).
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -43,7 +24,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, tooMany(wait, "too many failed logins from %s: try again in %v", addr, roundWait(wait)))
 		return
 	}
-	var req loginRequest
+	var req wire.LoginRequest
 	if err := DecodeJSON(w, r, 4<<10, &req); err != nil {
 		WriteError(w, err)
 		return
@@ -89,14 +70,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: id, Path: "/", Expires: expires,
 		MaxAge: int(expires.Sub(now).Seconds()), HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 	s.log.Info("login", "user", u.Name, "remote", addr.String())
-	writeJSON(w, http.StatusCreated, sessionJSON{User: u.Name, Role: string(u.Role), Via: viaSession, CSRFToken: csrf,
+	writeJSON(w, http.StatusCreated, wire.Session{User: u.Name, Role: string(u.Role), Via: viaSession, CSRFToken: csrf,
 		Expires: &expires, InitialPassword: s.initialPasswordInUse(u.Name)})
 }
 
 // session tells the caller who they are (and the browser its CSRF token).
 func (s *Server) session(w http.ResponseWriter, r *http.Request) {
 	p := Caller(r)
-	out := sessionJSON{User: p.User, Role: string(p.Scope), Via: p.Via, CSRFToken: p.csrf, InitialPassword: s.initialPasswordInUse(p.User)}
+	out := wire.Session{User: p.User, Role: string(p.Scope), Via: p.Via, CSRFToken: p.csrf, InitialPassword: s.initialPasswordInUse(p.User)}
 	if p.Via == viaSession {
 		if se, _, err := s.o.Store.SessionByHash(r.Context(), p.Session); err == nil {
 			out.Expires = &se.Expires

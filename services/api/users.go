@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"kiln.dev/kiln/services/api/wire"
 	"kiln.dev/kiln/services/store"
 )
 
@@ -37,33 +38,6 @@ type passwordChange struct {
 	Password        string `json:"password"`
 }
 
-type tokenJSON struct {
-	ID    int64  `json:"id"`
-	User  string `json:"user"`
-	Name  string `json:"name"`
-	Scope string `json:"scope"`
-	// Prefix is the start of the secret, to recognize it.
-	Prefix   string     `json:"prefix"`
-	Created  time.Time  `json:"created"`
-	Expires  *time.Time `json:"expires,omitempty"`
-	LastUsed *time.Time `json:"last_used,omitempty"`
-	Revoked  *time.Time `json:"revoked,omitempty"`
-	Active   bool       `json:"active"`
-}
-
-type newToken struct {
-	Name  string `json:"name"`
-	Scope string `json:"scope"`
-	// ExpiresInDays is 0 for a token that does not expire.
-	ExpiresInDays int `json:"expires_in_days,omitempty"`
-}
-
-type createdToken struct {
-	Token tokenJSON `json:"token"`
-	// Secret is shown once: send it as "Authorization: Bearer <secret>".
-	Secret string `json:"secret"`
-}
-
 func toUserJSON(u store.User) userJSON {
 	return userJSON{Name: u.Name, Role: string(u.Role), Disabled: u.Disabled, Created: u.Created, PasswordChanged: u.PasswordChanged}
 }
@@ -75,8 +49,8 @@ func optTime(t time.Time) *time.Time {
 	return &t
 }
 
-func toTokenJSON(t store.APIToken, now time.Time) tokenJSON {
-	return tokenJSON{ID: t.ID, User: t.User, Name: t.Name, Scope: string(t.Scope), Prefix: t.Prefix, Created: t.Created,
+func toTokenJSON(t store.APIToken, now time.Time) wire.Token {
+	return wire.Token{ID: t.ID, User: t.User, Name: t.Name, Scope: string(t.Scope), Prefix: t.Prefix, Created: t.Created,
 		Expires: optTime(t.Expires), LastUsed: optTime(t.LastUsed), Revoked: optTime(t.Revoked), Active: t.Active(now)}
 }
 
@@ -202,7 +176,7 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 	if p.Scope != store.RoleAdmin {
 		owner = p.UserID
 		if owner == 0 { // a trusted network has no account and no tokens
-			writeJSON(w, http.StatusOK, []tokenJSON{})
+			writeJSON(w, http.StatusOK, []wire.Token{})
 			return
 		}
 	}
@@ -212,7 +186,7 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.o.Now()
-	out := make([]tokenJSON, 0, len(ts))
+	out := make([]wire.Token, 0, len(ts))
 	for _, t := range ts {
 		out = append(out, toTokenJSON(t, now))
 	}
@@ -227,7 +201,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, Errorf(http.StatusForbidden, CodeForbidden, "", "log in with an account to make tokens"))
 		return
 	}
-	var in newToken
+	var in wire.NewToken
 	if err := DecodeJSON(w, r, 0, &in); err != nil {
 		WriteError(w, err)
 		return
@@ -256,7 +230,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("API token created", "id", t.ID, "name", t.Name, "scope", t.Scope, "user", p.User)
-	writeJSON(w, http.StatusCreated, createdToken{Token: toTokenJSON(t, now), Secret: secret})
+	writeJSON(w, http.StatusCreated, wire.CreatedToken{Token: toTokenJSON(t, now), Secret: secret})
 }
 
 // revokeToken revokes one of the caller's tokens (an admin: anyone's).

@@ -20,21 +20,6 @@ import (
 	"kiln.dev/kiln/services/vetting/report"
 )
 
-// sshJSON is what an operator needs to log in to a held host.
-type sshJSON struct {
-	User       string `json:"user"`
-	Addr       string `json:"addr"`
-	PrivateKey string `json:"private_key"`
-	KnownHosts string `json:"known_hosts"`
-	// Command assumes the key in kiln-run-<id>.key and the known_hosts
-	// line in kiln-run-<id>.known_hosts, on the provisioning network;
-	// TunnelCommand reaches the host through the appliance, with
-	// ProxyCommand (kiln vet tunnel <id>) as ssh's ProxyCommand.
-	Command       string `json:"command"`
-	ProxyCommand  string `json:"proxy_command"`
-	TunnelCommand string `json:"tunnel_command"`
-}
-
 // vetEventJSON is an agent event of a run in the stream.
 type vetEventJSON struct {
 	Run   string         `json:"run"`
@@ -64,7 +49,7 @@ func (s *Server) vetRoutes() []Route {
 		{Method: "POST", Path: "/api/v1/vetting/runs/{id}/release", Scope: ScopeWrite, Summary: "End the hold of a held run (its host powers off)",
 			Response: orchestrator.View{}, handler: h(s.releaseRun)},
 		{Method: "GET", Path: "/api/v1/vetting/runs/{id}/ssh", Scope: ScopeAdmin, Credentials: true, Summary: "The held host's SSH login: the run's private key, known_hosts line and command",
-			Response: sshJSON{}, handler: h(s.runSSH)},
+			Response: wire.SSHLogin{}, handler: h(s.runSSH)},
 		{Method: "GET", Path: "/api/v1/vetting/runs/{id}/tunnel", Scope: ScopeAdmin, Credentials: true, Summary: "Upgrade to a TCP stream to the held host's SSH server (kiln vet ssh uses it as ProxyCommand)",
 			RawResponse: "application/octet-stream", Status: http.StatusSwitchingProtocols, handler: h(s.runTunnel)},
 	}
@@ -286,7 +271,7 @@ func (s *Server) runSSH(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("held host's SSH key handed out", "run", run.ID, "host", run.Host, "user", Caller(r).User)
 	host, _ := orchestrator.HoldHostPort(run)
-	writeJSON(w, http.StatusOK, sshJSON{User: "root", Addr: run.HoldAddr, PrivateKey: run.SSHPrivate,
+	writeJSON(w, http.StatusOK, wire.SSHLogin{User: "root", Addr: run.HoldAddr, PrivateKey: run.SSHPrivate,
 		KnownHosts: orchestrator.KnownHosts(run), Command: orchestrator.SSHCommand(run, ""),
 		ProxyCommand:  fmt.Sprintf("kiln vet tunnel %d", run.ID),
 		TunnelCommand: fmt.Sprintf("ssh -i kiln-run-%d.key -o UserKnownHostsFile=kiln-run-%d.known_hosts -o ProxyCommand='kiln vet tunnel %d' root@%s", run.ID, run.ID, run.ID, host)})

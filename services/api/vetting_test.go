@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"kiln.dev/kiln/services/api/wire"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/vetting/orchestrator"
@@ -96,7 +97,7 @@ func TestVettingRoutes(t *testing.T) {
 		t.Errorf("ssh key for a writer = %d, want 403", r.code)
 	}
 	r = ts.do(req{method: "GET", path: "/api/v1/vetting/runs/" + v.ID + "/ssh", as: a})
-	var k sshJSON
+	var k wire.SSHLogin
 	json.Unmarshal(r.body, &k)
 	if r.code != http.StatusOK || !strings.HasPrefix(k.PrivateKey, "-----BEGIN OPENSSH PRIVATE KEY-----") || k.KnownHosts != "10.9.0.50 ssh-ed25519 AAAAC3" ||
 		!strings.HasSuffix(k.Command, "root@10.9.0.50") {

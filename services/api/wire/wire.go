@@ -104,3 +104,70 @@ type BootEvent struct {
 	Detail string    `json:"detail,omitempty"`
 	Time   time.Time `json:"time"`
 }
+
+// SSHLogin is what an operator needs to log in to a held host (GET
+// /api/v1/vetting/runs/{id}/ssh).
+type SSHLogin struct {
+	User       string `json:"user"`
+	Addr       string `json:"addr"`
+	PrivateKey string `json:"private_key"`
+	KnownHosts string `json:"known_hosts"`
+	// Command assumes the key in kiln-run-<id>.key and the known_hosts
+	// line in kiln-run-<id>.known_hosts, on the provisioning network;
+	// TunnelCommand reaches the host through the appliance, with
+	// ProxyCommand (kiln vet tunnel <id>) as ssh's ProxyCommand.
+	Command       string `json:"command"`
+	ProxyCommand  string `json:"proxy_command"`
+	TunnelCommand string `json:"tunnel_command"`
+}
+
+// LoginRequest is POST /api/v1/session's body.
+type LoginRequest struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+// Session is who is calling, and how (GET and POST /api/v1/session).
+type Session struct {
+	User string `json:"user"`
+	Role string `json:"role"`
+	// Via is session, token or trusted.
+	Via string `json:"via"`
+	// CSRFToken goes into the X-CSRF-Token header of every mutating request
+	// made with the session cookie.
+	CSRFToken string     `json:"csrf_token,omitempty"`
+	Expires   *time.Time `json:"expires,omitempty"`
+	// InitialPassword is true while the account still uses the first-boot
+	// password: the UI asks to change it.
+	InitialPassword bool `json:"initial_password"`
+}
+
+// Token is an API token as listed (never its secret).
+type Token struct {
+	ID    int64  `json:"id"`
+	User  string `json:"user"`
+	Name  string `json:"name"`
+	Scope string `json:"scope"`
+	// Prefix is the start of the secret, to recognize it.
+	Prefix   string     `json:"prefix"`
+	Created  time.Time  `json:"created"`
+	Expires  *time.Time `json:"expires,omitempty"`
+	LastUsed *time.Time `json:"last_used,omitempty"`
+	Revoked  *time.Time `json:"revoked,omitempty"`
+	Active   bool       `json:"active"`
+}
+
+// NewToken is POST /api/v1/tokens' body.
+type NewToken struct {
+	Name  string `json:"name"`
+	Scope string `json:"scope"`
+	// ExpiresInDays is 0 for a token that does not expire.
+	ExpiresInDays int `json:"expires_in_days,omitempty"`
+}
+
+// CreatedToken is the answer of POST /api/v1/tokens.
+type CreatedToken struct {
+	Token Token `json:"token"`
+	// Secret is shown once: send it as "Authorization: Bearer <secret>".
+	Secret string `json:"secret"`
+}

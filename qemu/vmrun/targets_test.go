@@ -1,4 +1,4 @@
-package main
+package vmrun
 
 import (
 	"bytes"
@@ -182,7 +182,7 @@ func TestPrepareTargets(t *testing.T) {
 	dir := t.TempDir()
 	user := filepath.Join(dir, "mine.yaml")
 	os.WriteFile(user, []byte(userConfig), 0o644)
-	o := vmRunOptions{state: filepath.Join(dir, "vm"), targets: 2, config: user}
+	o := Options{State: filepath.Join(dir, "vm"), Targets: 2, Config: user}
 	files, nic, targets, err := prepareTargets(o)
 	if err != nil {
 		t.Fatalf("prepareTargets() error = %v", err)
@@ -201,7 +201,7 @@ func TestPrepareTargets(t *testing.T) {
 	if !strings.Contains(string(conf), "hostname: lab") || !strings.Contains(string(conf), targetsApplianceMAC) {
 		t.Errorf("written config does not merge --config with the segment:\n%s", conf)
 	}
-	o.config = filepath.Join(dir, "missing.yaml")
+	o.Config = filepath.Join(dir, "missing.yaml")
 	if _, _, _, err := prepareTargets(o); err == nil || !strings.Contains(err.Error(), "--config") {
 		t.Errorf("prepareTargets(missing --config) error = %v, want one naming --config", err)
 	}

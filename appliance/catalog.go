@@ -1,4 +1,4 @@
-package main
+package appliance
 
 import (
 	"fmt"
@@ -19,6 +19,7 @@ import (
 	"kiln.dev/kiln/services/svc"
 	"kiln.dev/kiln/services/syslog"
 	"kiln.dev/kiln/services/tftp"
+	"kiln.dev/kiln/services/update"
 )
 
 // catalogEntry is one service built into kiln.
@@ -47,18 +48,18 @@ func serviceCatalog() []catalogEntry {
 		{name: "ntp", enabled: config.Config.NTPByDefault, run: ntp.Run, after: []string{"netconf"}},
 		{name: "iscsi", enabled: optIn, run: iscsi.Run, after: []string{"netconf"}},
 		{name: "nfs", enabled: optIn, run: nfs.Run, after: []string{"netconf"}},
-		{name: "update", enabled: func(c config.Config) bool { return c.Update.Channel != "" }, run: runUpdateService, after: []string{"netconf"}},
+		{name: "update", enabled: func(c config.Config) bool { return c.Update.Channel != "" }, run: update.Run, after: []string{"netconf"}},
 	}
 }
 
-// checkServiceNames refuses services.<name> entries for services kiln does not have.
-func checkServiceNames(cfg config.Config) error {
+// CheckServiceNames refuses services.<name> entries for services kiln does not have.
+func CheckServiceNames(cfg config.Config) error {
 	for name := range cfg.Services {
 		if _, ok := findService(name); !ok {
 			return fmt.Errorf("%w:\n%w", config.ErrInvalid, &config.FieldError{
 				Field:   "services." + name,
 				Problem: fmt.Sprintf("kiln has no service %q", name),
-				Fix:     "use one of: " + strings.Join(serviceNames(), ", "),
+				Fix:     "use one of: " + strings.Join(ServiceNames(), ", "),
 			})
 		}
 	}
@@ -87,7 +88,8 @@ func findService(name string) (catalogEntry, bool) {
 	return serviceCatalog()[i], true
 }
 
-func serviceNames() []string {
+// ServiceNames lists the catalog's services in start order.
+func ServiceNames() []string {
 	var names []string
 	for _, e := range serviceCatalog() {
 		names = append(names, e.name)
@@ -95,11 +97,11 @@ func serviceNames() []string {
 	return names
 }
 
-// serviceSpecs turns the catalog and cfg into the supervisor's specs; each
+// Specs turns the catalog and cfg into the supervisor's specs; each
 // service runs "kiln service <name> --config F --state DIR --run DIR". Paths
 // must be absolute (services run in /).
-func serviceSpecs(cfg config.Config, configPath, stateDir, runDir string) ([]supervisor.Spec, error) {
-	if err := checkServiceNames(cfg); err != nil {
+func Specs(cfg config.Config, configPath, stateDir, runDir string) ([]supervisor.Spec, error) {
+	if err := CheckServiceNames(cfg); err != nil {
 		return nil, err
 	}
 	for _, p := range []string{configPath, stateDir, runDir} {

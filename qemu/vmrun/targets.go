@@ -1,4 +1,4 @@
-package main
+package vmrun
 
 import (
 	"bytes"
@@ -27,8 +27,8 @@ import (
 // expected spec they meet. With vetting.auto_run (the default) each target
 // is vetted on its first network boot; after its run it powers itself off.
 const (
-	// maxTargets bounds --targets: every target is a 2 GiB TCG guest.
-	maxTargets = 8
+	// MaxTargets bounds --targets: every target is a 2 GiB TCG guest.
+	MaxTargets = 8
 	// targetsApplianceMAC is the appliance's NIC on the targets' segment.
 	targetsApplianceMAC = "52:54:00:6b:6c:20"
 	// targetsIface and targetsSubnetName name that NIC and its subnet in
@@ -394,10 +394,10 @@ func (ts *vmTargets) close() {
 // <state>/targets (the config: --config or the image's default with the
 // segment added; the hosts file) and returns them with the appliance's NIC
 // on the segment and the targets, each with its directory below it.
-func prepareTargets(o vmRunOptions) ([]qemu.FwCfg, qemu.NIC, []qemu.Target, error) {
+func prepareTargets(o Options) ([]qemu.FwCfg, qemu.NIC, []qemu.Target, error) {
 	base := image.DefaultConfig()
-	if o.config != "" {
-		b, err := os.ReadFile(o.config)
+	if o.Config != "" {
+		b, err := os.ReadFile(o.Config)
 		if err != nil {
 			return nil, qemu.NIC{}, nil, fmt.Errorf("--config: %w", err)
 		}
@@ -405,24 +405,24 @@ func prepareTargets(o vmRunOptions) ([]qemu.FwCfg, qemu.NIC, []qemu.Target, erro
 	}
 	conf, err := targetsConfig(base)
 	if err != nil {
-		if o.config != "" {
-			return nil, qemu.NIC{}, nil, fmt.Errorf("--targets with --config %s: %w", o.config, err)
+		if o.Config != "" {
+			return nil, qemu.NIC{}, nil, fmt.Errorf("--targets with --config %s: %w", o.Config, err)
 		}
 		return nil, qemu.NIC{}, nil, fmt.Errorf("--targets: %w", err)
 	}
-	dir, err := filepath.Abs(filepath.Join(o.state, "targets"))
+	dir, err := filepath.Abs(filepath.Join(o.State, "targets"))
 	if err != nil {
 		return nil, qemu.NIC{}, nil, err
 	}
-	applianceNIC, nics, err := targetSegment(o.targets)
+	applianceNIC, nics, err := targetSegment(o.Targets)
 	if err != nil {
 		return nil, qemu.NIC{}, nil, err
 	}
-	targets := make([]qemu.Target, o.targets)
+	targets := make([]qemu.Target, o.Targets)
 	for i := range targets {
 		targets[i] = qemu.Target{Dir: filepath.Join(dir, targetName(i+1)), NIC: nics[i]}
 	}
-	hosts, err := targetsHosts(o.targets, targets[0].ExpectedSpec())
+	hosts, err := targetsHosts(o.Targets, targets[0].ExpectedSpec())
 	if err != nil {
 		return nil, qemu.NIC{}, nil, err
 	}
