@@ -19,6 +19,8 @@ import (
 	"kiln.dev/kiln/init/supervisor"
 	"kiln.dev/kiln/internal/syncbuf"
 	"kiln.dev/kiln/services/api"
+	"kiln.dev/kiln/services/api/apiclient"
+	"kiln.dev/kiln/services/api/wire"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/vetting/orchestrator"
@@ -94,11 +96,11 @@ func TestCLIThroughTheAPI(t *testing.T) {
 	cred := []string{"--credentials", creds}
 
 	// Not logged in yet.
-	if _, _, err := runCmd(t, runLeases, "", cred...); !errors.Is(err, errAuth) {
-		t.Errorf("leases before login = %v, want errAuth", err)
+	if _, _, err := runCmd(t, runLeases, "", cred...); !errors.Is(err, apiclient.ErrAuth) {
+		t.Errorf("leases before login = %v, want apiclient.ErrAuth", err)
 	}
-	if _, _, err := runCmd(t, runLogin, "wrong password\n", append(cred, "--url", a.url, "--password-stdin")...); !errors.Is(err, errAuth) {
-		t.Errorf("login with a wrong password = %v, want errAuth", err)
+	if _, _, err := runCmd(t, runLogin, "wrong password\n", append(cred, "--url", a.url, "--password-stdin")...); !errors.Is(err, apiclient.ErrAuth) {
+		t.Errorf("login with a wrong password = %v, want apiclient.ErrAuth", err)
 	}
 	out, errOut, err := runCmd(t, runLogin, a.password+"\n", append(cred, "--url", a.url, "--password-stdin")...)
 	if err != nil {
@@ -111,7 +113,7 @@ func TestCLIThroughTheAPI(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("credentials file: %v (mode %v), want 0600", err, fi.Mode().Perm())
 	}
-	var c credentials
+	var c apiclient.Credentials
 	b, _ := os.ReadFile(creds)
 	json.Unmarshal(b, &c)
 	if c.Default != a.url || !strings.HasPrefix(c.Servers[a.url].Token, api.TokenPrefix) || len(c.Servers[a.url].Fingerprint) != 95 {
@@ -134,12 +136,12 @@ func TestCLIThroughTheAPI(t *testing.T) {
 		t.Errorf("hosts list = %q, %v", out, err)
 	}
 	out, _, err = runCmd(t, runHosts, "", append([]string{"get", "pc-01", "--json"}, cred...)...)
-	var h hostJSON
+	var h wire.Host
 	if err != nil || json.Unmarshal([]byte(out), &h) != nil || h.BootProfile != "vet" || h.ExpectedSpec != cpuSpec {
 		t.Errorf("hosts get --json = %q, %v", out, err)
 	}
-	if _, _, err := runCmd(t, runHosts, "", append([]string{"get", "nope"}, cred...)...); !errors.Is(err, errNotFound) {
-		t.Errorf("hosts get nope = %v, want errNotFound", err)
+	if _, _, err := runCmd(t, runHosts, "", append([]string{"get", "nope"}, cred...)...); !errors.Is(err, apiclient.ErrNotFound) {
+		t.Errorf("hosts get nope = %v, want apiclient.ErrNotFound", err)
 	}
 	// Import and export go through the API when logged in and not given --state.
 	if out, _, err := runCmd(t, runHosts, "hosts:\n  - {name: pc-03, macs: [52:54:00:00:00:03]}\n", append([]string{"import", "-"}, cred...)...); err != nil || !strings.Contains(out, "1 created") {
@@ -155,7 +157,7 @@ func TestCLIThroughTheAPI(t *testing.T) {
 	// Leases, status, logs.
 	a.db.PutLease(context.Background(), store.Lease{IP: netip.MustParseAddr("10.0.0.7"), Subnet: "lab", MAC: "52:54:00:00:00:07", State: store.LeaseBound, Expires: time.Now().Add(time.Hour)})
 	out, _, err = runCmd(t, runLeases, "", append(cred, "--json")...)
-	var ls []leaseJSON
+	var ls []wire.Lease
 	if err != nil || json.Unmarshal([]byte(out), &ls) != nil || len(ls) != 1 || ls[0].IP != "10.0.0.7" {
 		t.Errorf("leases --json = %q, %v", out, err)
 	}
@@ -182,14 +184,14 @@ func TestCLIThroughTheAPI(t *testing.T) {
 	}
 
 	// A changed certificate is refused, with exit code 3.
-	c.Servers[a.url] = serverCred{User: "admin", Token: c.Servers[a.url].Token, Fingerprint: strings.Repeat("AB:", 31) + "AB"}
-	c.save(creds)
-	if _, _, err := runCmd(t, runLeases, "", cred...); !errors.Is(err, errAuth) || !strings.Contains(err.Error(), "fingerprint") {
-		t.Errorf("leases with a wrong pinned fingerprint = %v, want errAuth about the fingerprint", err)
+	c.Servers[a.url] = apiclient.ServerCred{User: "admin", Token: c.Servers[a.url].Token, Fingerprint: strings.Repeat("AB:", 31) + "AB"}
+	c.Save(creds)
+	if _, _, err := runCmd(t, runLeases, "", cred...); !errors.Is(err, apiclient.ErrAuth) || !strings.Contains(err.Error(), "fingerprint") {
+		t.Errorf("leases with a wrong pinned fingerprint = %v, want apiclient.ErrAuth about the fingerprint", err)
 	}
 	// --fingerprint that does not match refuses to log in.
-	if _, _, err := runCmd(t, runLogin, a.password+"\n", append(cred, "--url", a.url, "--password-stdin", "--fingerprint", "00:11")...); !errors.Is(err, errAuth) {
-		t.Errorf("login with a wrong --fingerprint = %v, want errAuth", err)
+	if _, _, err := runCmd(t, runLogin, a.password+"\n", append(cred, "--url", a.url, "--password-stdin", "--fingerprint", "00:11")...); !errors.Is(err, apiclient.ErrAuth) {
+		t.Errorf("login with a wrong --fingerprint = %v, want apiclient.ErrAuth", err)
 	}
 }
 
@@ -214,8 +216,8 @@ func TestCompletion(t *testing.T) {
 
 func TestPasswordCommand(t *testing.T) {
 	state := t.TempDir()
-	if _, _, err := runCmd(t, runPassword, "", "show", "--state", state); !errors.Is(err, errNotFound) {
-		t.Errorf("password show before any = %v, want errNotFound", err)
+	if _, _, err := runCmd(t, runPassword, "", "show", "--state", state); !errors.Is(err, apiclient.ErrNotFound) {
+		t.Errorf("password show before any = %v, want apiclient.ErrNotFound", err)
 	}
 	pw, _, _ := api.EnsureInitialPassword(state)
 	if out, _, err := runCmd(t, runPassword, "", "show", "--state", state); err != nil || !strings.Contains(out, pw) {

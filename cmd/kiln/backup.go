@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"kiln.dev/kiln/init/supervisor"
+	"kiln.dev/kiln/services/api/apiclient"
 	"kiln.dev/kiln/services/backup"
 	"kiln.dev/kiln/services/backup/backuphttp"
 	"kiln.dev/kiln/services/config"
@@ -93,15 +94,15 @@ func runBackup(ctx context.Context, args []string, s stdio) error {
 	cfgPath := fs.String("config", "/data/config/kiln.yaml", "config file to include (skipped if missing)")
 	var kf keyFlags
 	kf.register(fs)
-	var o apiOptions
-	o.register(fs) // --url: download from an appliance's API instead
+	var o apiclient.Options
+	o.Register(fs) // --url: download from an appliance's API instead
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("backup: %v: %w", err, errUsage)
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("backup: unexpected argument %q (kiln backup [-o FILE] [--state DIR] [--key F]): %w", fs.Arg(0), errUsage)
 	}
-	if o.url != "" {
+	if o.URL != "" {
 		return backupFromAPI(ctx, &o, &kf, *out, s)
 	}
 	if _, err := os.Stat(store.Path(*state)); err != nil {
@@ -135,7 +136,7 @@ func runBackup(ctx context.Context, args []string, s stdio) error {
 }
 
 // backupFromAPI downloads a new backup from POST /api/v1/backup into out.
-func backupFromAPI(ctx context.Context, o *apiOptions, kf *keyFlags, out string, s stdio) error {
+func backupFromAPI(ctx context.Context, o *apiclient.Options, kf *keyFlags, out string, s stdio) error {
 	var req backuphttp.Request
 	if kf.keyFile != "" {
 		key, err := kf.key(s, false)
@@ -150,11 +151,11 @@ func backupFromAPI(ctx context.Context, o *apiOptions, kf *keyFlags, out string,
 		}
 		req.Passphrase = pass
 	}
-	c, err := o.client()
+	c, err := o.Client()
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	resp, err := c.send(ctx, "POST", "/api/v1/backup", req, "", nil)
+	resp, err := c.Send(ctx, "POST", "/api/v1/backup", req, "", nil)
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"kiln.dev/kiln/services/api"
+	"kiln.dev/kiln/services/api/apiclient"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/mgmt"
 )
@@ -78,7 +79,7 @@ func runPassword(ctx context.Context, args []string, s stdio) error {
 			return fmt.Errorf("password: %w", err)
 		}
 		if pw == "" {
-			return fmt.Errorf("password: the admin password was changed from the first-boot one; \"kiln password reset\" makes a new one: %w", errNotFound)
+			return fmt.Errorf("password: the admin password was changed from the first-boot one; \"kiln password reset\" makes a new one: %w", apiclient.ErrNotFound)
 		}
 		fmt.Fprintf(s.out, "user admin, password %s\n", pw)
 		return nil

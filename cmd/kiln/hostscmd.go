@@ -14,27 +14,9 @@ import (
 	"time"
 
 	"kiln.dev/kiln/internal/atomicfile"
+	"kiln.dev/kiln/services/api/apiclient"
+	"kiln.dev/kiln/services/api/wire"
 )
-
-// hostJSON is a host as the API returns it (the fields the CLI shows).
-type hostJSON struct {
-	Name         string   `json:"name"`
-	MACs         []string `json:"macs"`
-	Role         string   `json:"role,omitempty"`
-	BootProfile  string   `json:"boot_profile,omitempty"`
-	IPv4         string   `json:"ipv4,omitempty"`
-	Aliases      []string `json:"aliases,omitempty"`
-	ExpectedSpec string   `json:"expected_spec,omitempty"`
-	SwitchPort   string   `json:"switch_port,omitempty"`
-	Lease        *struct {
-		IP    string `json:"ip"`
-		State string `json:"state"`
-	} `json:"lease,omitempty"`
-	LastEvent *struct {
-		Kind string    `json:"kind"`
-		Time time.Time `json:"time"`
-	} `json:"last_event,omitempty"`
-}
 
 // hostsViaAPI reports whether "kiln hosts …" goes through the API: always for
 // list/get/add/rm; for import/export with --url, or when logged in and not
@@ -59,15 +41,15 @@ func hostsViaAPI(args []string) bool {
 		if has("url") {
 			return true
 		}
-		var o apiOptions
+		var o apiclient.Options
 		for i, a := range args {
 			if v, ok := strings.CutPrefix(strings.TrimLeft(a, "-"), "credentials="); ok {
-				o.credentials = v
+				o.Credentials = v
 			} else if strings.TrimLeft(a, "-") == "credentials" && i+1 < len(args) {
-				o.credentials = args[i+1]
+				o.Credentials = args[i+1]
 			}
 		}
-		return o.loggedIn()
+		return o.LoggedIn()
 	}
 	return false
 }
@@ -88,8 +70,8 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 	fs := flag.NewFlagSet("hosts "+verb, flag.ContinueOnError)
 	fs.SetOutput(s.err)
 	fs.Usage = func() { fmt.Fprintln(s.err, hostsAPIUsage) }
-	var o apiOptions
-	o.register(fs)
+	var o apiclient.Options
+	o.Register(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	var macs multiFlag
 	profile, ipv4, role, specFile, format := new(string), new(string), new(string), new(string), new(string)
@@ -123,7 +105,7 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 		pos = append(pos, fs.Arg(0))
 		rest = fs.Args()[1:]
 	}
-	c, err := o.client()
+	c, err := o.Client()
 	if err != nil {
 		return fmt.Errorf("hosts %s: %w", verb, err)
 	}
@@ -132,8 +114,8 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 		if len(pos) != 0 {
 			return fmt.Errorf("hosts list: unexpected argument %q: %w", pos[0], errUsage)
 		}
-		var hs []hostJSON
-		if err := c.do(ctx, "GET", "/api/v1/hosts", nil, &hs); err != nil {
+		hs, err := c.Hosts(ctx)
+		if err != nil {
 			return fmt.Errorf("hosts list: %w", err)
 		}
 		if *asJSON {
@@ -145,7 +127,7 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 			return fmt.Errorf("hosts get: name one host: %w", errUsage)
 		}
 		var h map[string]any
-		if err := c.do(ctx, "GET", "/api/v1/hosts/"+url.PathEscape(pos[0]), nil, &h); err != nil {
+		if err := c.Do(ctx, "GET", "/api/v1/hosts/"+url.PathEscape(pos[0]), nil, &h); err != nil {
 			return fmt.Errorf("hosts get: %w", err)
 		}
 		if *asJSON {
@@ -156,20 +138,20 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 		if len(pos) != 1 {
 			return fmt.Errorf("hosts add: name one host (kiln hosts add NAME --mac MAC): %w", errUsage)
 		}
-		in := map[string]any{"name": pos[0], "macs": []string(macs), "boot_profile": *profile, "ipv4": *ipv4, "role": *role,
-			"root_image": *rootImage, "home": *home}
+		in := wire.HostInput{Name: pos[0], MACs: macs, BootProfile: *profile, IPv4: *ipv4, Role: *role,
+			RootImage: *rootImage, Home: *home}
 		if *specFile != "" {
 			b, err := os.ReadFile(*specFile)
 			if err != nil {
 				return fmt.Errorf("hosts add: --spec-file: %w", err)
 			}
-			in["expected_spec"] = string(b)
+			in.ExpectedSpec = string(b)
 		}
 		if macs == nil {
-			in["macs"] = []string{}
+			in.MACs = []string{}
 		}
-		var h hostJSON
-		if err := c.do(ctx, "POST", "/api/v1/hosts", in, &h); err != nil {
+		h, err := c.CreateHost(ctx, in)
+		if err != nil {
 			return fmt.Errorf("hosts add: %s:\n%w", pos[0], err)
 		}
 		fmt.Fprintf(s.out, "added %s (%s)\n", h.Name, strings.Join(h.MACs, ", "))
@@ -179,7 +161,7 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 			return fmt.Errorf("hosts rm: name the hosts to remove: %w", errUsage)
 		}
 		for _, n := range pos {
-			if err := c.do(ctx, "DELETE", "/api/v1/hosts/"+url.PathEscape(n), nil, nil); err != nil {
+			if err := c.DeleteHost(ctx, n); err != nil {
 				return fmt.Errorf("hosts rm: %s: %w", n, err)
 			}
 			fmt.Fprintf(s.out, "removed %s\n", n)
@@ -206,12 +188,12 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 		if *replace {
 			q += "&replace=true"
 		}
-		resp, err := c.send(ctx, "POST", "/api/v1/hosts/import"+q, r, "application/octet-stream", nil)
+		resp, err := c.Send(ctx, "POST", "/api/v1/hosts/import"+q, r, "application/octet-stream", nil)
 		if err != nil {
 			return fmt.Errorf("hosts import: %s: nothing was imported, fix these and run again:\n%w", pos[0], err)
 		}
 		defer resp.Body.Close()
-		var res struct{ Created, Updated int }
+		var res wire.ImportResult
 		if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
 			return fmt.Errorf("hosts import: %w", err)
 		}
@@ -230,7 +212,7 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 		if err != nil {
 			return fmt.Errorf("hosts export: %w", err)
 		}
-		resp, err := c.send(ctx, "GET", "/api/v1/hosts/export?format="+f, nil, "", nil)
+		resp, err := c.Send(ctx, "GET", "/api/v1/hosts/export?format="+f, nil, "", nil)
 		if err != nil {
 			return fmt.Errorf("hosts export: %w", err)
 		}
@@ -266,7 +248,7 @@ func fileFormat(flagValue, file string) (string, error) {
 	return "", fmt.Errorf("%s: unknown host file format (name it .yaml, .yml or .csv, or pass --format): %w", file, errUsage)
 }
 
-func printHosts(w io.Writer, hs []hostJSON, now time.Time) error {
+func printHosts(w io.Writer, hs []wire.Host, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tMACS\tPROFILE\tADDRESS\tLAST EVENT")
 	for _, h := range hs {

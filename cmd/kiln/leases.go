@@ -8,26 +8,18 @@ import (
 	"net/url"
 	"text/tabwriter"
 	"time"
-)
 
-type leaseJSON struct {
-	IP       string    `json:"ip"`
-	Subnet   string    `json:"subnet"`
-	MAC      string    `json:"mac,omitempty"`
-	Host     string    `json:"host,omitempty"`
-	Hostname string    `json:"hostname,omitempty"`
-	State    string    `json:"state"`
-	Active   bool      `json:"active"`
-	Expires  time.Time `json:"expires"`
-}
+	"kiln.dev/kiln/services/api/apiclient"
+	"kiln.dev/kiln/services/api/wire"
+)
 
 // runLeases lists DHCP leases through the API:
 // "kiln leases [--subnet NAME] [--all] [--json]".
 func runLeases(ctx context.Context, args []string, s stdio) error {
 	fs := flag.NewFlagSet("leases", flag.ContinueOnError)
 	fs.SetOutput(s.err)
-	var o apiOptions
-	o.register(fs)
+	var o apiclient.Options
+	o.Register(fs)
 	subnet := fs.String("subnet", "", "only this config subnet")
 	all := fs.Bool("all", false, "also expired and released leases")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -37,7 +29,7 @@ func runLeases(ctx context.Context, args []string, s stdio) error {
 	if fs.NArg() != 0 {
 		return fmt.Errorf("leases: unexpected argument %q: %w", fs.Arg(0), errUsage)
 	}
-	c, err := o.client()
+	c, err := o.Client()
 	if err != nil {
 		return fmt.Errorf("leases: %w", err)
 	}
@@ -48,8 +40,8 @@ func runLeases(ctx context.Context, args []string, s stdio) error {
 	if !*all {
 		q.Set("active", "true")
 	}
-	var ls []leaseJSON
-	if err := c.do(ctx, "GET", "/api/v1/leases?"+q.Encode(), nil, &ls); err != nil {
+	ls, err := c.Leases(ctx, q)
+	if err != nil {
 		return fmt.Errorf("leases: %w", err)
 	}
 	if *asJSON {
@@ -58,7 +50,7 @@ func runLeases(ctx context.Context, args []string, s stdio) error {
 	return printLeases(s.out, ls, time.Now())
 }
 
-func printLeases(w io.Writer, ls []leaseJSON, now time.Time) error {
+func printLeases(w io.Writer, ls []wire.Lease, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ADDRESS\tMAC\tHOST\tSTATE\tEXPIRES\tSUBNET")
 	for _, l := range ls {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"kiln.dev/kiln/services/api/apiclient"
 )
 
 // runLogin logs in to an appliance and keeps an API token for the other
@@ -24,8 +26,8 @@ import (
 func runLogin(ctx context.Context, args []string, s stdio) error {
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)
 	fs.SetOutput(s.err)
-	var o apiOptions
-	o.register(fs)
+	var o apiclient.Options
+	o.Register(fs)
 	user := fs.String("user", "admin", "account name")
 	pwStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
 	fingerprint := fs.String("fingerprint", "", "the SHA-256 fingerprint the certificate must have (as the appliance's console shows it)")
@@ -34,18 +36,18 @@ func runLogin(ctx context.Context, args []string, s stdio) error {
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("login: %v: %w", err, errUsage)
 	}
-	if o.url == "" || fs.NArg() != 0 {
+	if o.URL == "" || fs.NArg() != 0 {
 		return fmt.Errorf("login: --url https://<appliance> is required: %w", errUsage)
 	}
-	base, err := normalizeURL(o.url)
+	base, err := apiclient.NormalizeURL(o.URL)
 	if err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
-	path, err := credentialsFile(o.credentials)
+	path, err := apiclient.CredentialsFile(o.Credentials)
 	if err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
-	creds, err := loadCredentials(path)
+	creds, err := apiclient.LoadCredentials(path)
 	if err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
@@ -56,19 +58,16 @@ func runLogin(ctx context.Context, args []string, s stdio) error {
 	u, _ := url.Parse(base)
 	var fp string
 	var caSigned bool
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: pinnedTransport(u.Hostname(), "", func(f string, ca bool) { fp, caSigned = f, ca })}
-	c := &apiClient{base: base, hc: hc}
-	var info struct {
-		SiteName string `json:"site_name"`
-	}
-	if err := c.do(ctx, "GET", "/api/v1/info", nil, &info); err != nil {
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: apiclient.PinnedTransport(u.Hostname(), "", func(f string, ca bool) { fp, caSigned = f, ca })}
+	c := apiclient.New(base, "", hc)
+	if _, err := c.Info(ctx); err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
 	pinned := ""
 	if u.Scheme == "https" {
 		switch {
-		case *fingerprint != "" && !sameFingerprint(*fingerprint, fp):
-			return fmt.Errorf("login: the certificate's SHA-256 fingerprint is %s, not %s: someone may be in between, or the appliance's certificate changed: %w", fp, *fingerprint, errAuth)
+		case *fingerprint != "" && !apiclient.SameFingerprint(*fingerprint, fp):
+			return fmt.Errorf("login: the certificate's SHA-256 fingerprint is %s, not %s: someone may be in between, or the appliance's certificate changed: %w", fp, *fingerprint, apiclient.ErrAuth)
 		case *fingerprint != "":
 			pinned = fp
 		case caSigned:
@@ -76,7 +75,7 @@ func runLogin(ctx context.Context, args []string, s stdio) error {
 		default:
 			old := creds.Servers[base].Fingerprint
 			fmt.Fprintf(s.err, "The appliance's certificate is self-signed. SHA-256 fingerprint:\n  %s\n", fp)
-			if old != "" && !sameFingerprint(old, fp) {
+			if old != "" && !apiclient.SameFingerprint(old, fp) {
 				fmt.Fprintf(s.err, "WARNING: it differs from the one trusted before (%s).\n", old)
 			}
 			fmt.Fprintln(s.err, "Compare it with the appliance's console (\"kiln: management certificate sha256 …\", or the recovery menu's banner).")
@@ -84,14 +83,14 @@ func runLogin(ctx context.Context, args []string, s stdio) error {
 				fmt.Fprint(s.err, "Trust it? [y/N] ")
 				ans, _ := in.ReadString('\n')
 				if a := strings.ToLower(strings.TrimSpace(ans)); a != "y" && a != "yes" {
-					return fmt.Errorf("login: certificate not trusted: %w", errAuth)
+					return fmt.Errorf("login: certificate not trusted: %w", apiclient.ErrAuth)
 				}
 			} else {
 				fmt.Fprintln(s.err, "Trusting it on first use (pass --fingerprint to check it instead).")
 			}
 			pinned = fp
 		}
-		c.hc.Transport = pinnedTransport(u.Hostname(), pinned, nil)
+		hc.Transport = apiclient.PinnedTransport(u.Hostname(), pinned, nil)
 	}
 
 	// The password.
@@ -115,7 +114,7 @@ func runLogin(ctx context.Context, args []string, s stdio) error {
 	}
 
 	// Session → token → end the session.
-	resp, err := c.send(ctx, "POST", "/api/v1/session", map[string]string{"user": *user, "password": password}, "", nil)
+	resp, err := c.Send(ctx, "POST", "/api/v1/session", map[string]string{"user": *user, "password": password}, "", nil)
 	if err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
@@ -138,7 +137,7 @@ func runLogin(ctx context.Context, args []string, s stdio) error {
 		h, _ := os.Hostname()
 		name = "kiln-cli@" + h
 	}
-	resp, err = c.send(ctx, "POST", "/api/v1/tokens", map[string]any{"name": name, "scope": *scope}, "", hdr)
+	resp, err = c.Send(ctx, "POST", "/api/v1/tokens", map[string]any{"name": name, "scope": *scope}, "", hdr)
 	if err != nil {
 		return fmt.Errorf("login: making a token: %w", err)
 	}
@@ -156,16 +155,16 @@ func runLogin(ctx context.Context, args []string, s stdio) error {
 	}
 	// The token made by an earlier login is not needed any more.
 	if old := creds.Servers[base]; old.TokenID != 0 && old.User == *user {
-		if r, err := c.send(ctx, "DELETE", fmt.Sprintf("/api/v1/tokens/%d", old.TokenID), nil, "", hdr); err == nil {
+		if r, err := c.Send(ctx, "DELETE", fmt.Sprintf("/api/v1/tokens/%d", old.TokenID), nil, "", hdr); err == nil {
 			r.Body.Close()
 		}
 	}
-	if r, err := c.send(ctx, "DELETE", "/api/v1/session", nil, "", hdr); err == nil {
+	if r, err := c.Send(ctx, "DELETE", "/api/v1/session", nil, "", hdr); err == nil {
 		r.Body.Close()
 	}
 	creds.Default = base
-	creds.Servers[base] = serverCred{User: *user, Token: made.Secret, TokenID: made.Token.ID, Fingerprint: pinned}
-	if err := creds.save(path); err != nil {
+	creds.Servers[base] = apiclient.ServerCred{User: *user, Token: made.Secret, TokenID: made.Token.ID, Fingerprint: pinned}
+	if err := creds.Save(path); err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
 	fmt.Fprintf(s.out, "logged in to %s as %s (%s token %q, saved in %s)\n", base, *user, made.Token.Scope, name, path)

@@ -3,16 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 
-	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 
 	"kiln.dev/kiln/init/supervisor"
+	"kiln.dev/kiln/services/api/apiclient"
 )
 
 // runLogs prints a service's log: "kiln logs [-f] [--tail N] [--json] SERVICE".
@@ -22,8 +20,8 @@ import (
 func runLogs(ctx context.Context, args []string, s stdio) error {
 	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
 	fs.SetOutput(s.err)
-	var o apiOptions
-	o.register(fs)
+	var o apiclient.Options
+	o.Register(fs)
 	runDir := fs.String("run", "", "read the local supervisor's socket in this runtime directory instead (default /run/kiln when not logged in)")
 	follow := fs.Bool("f", false, "follow: keep printing new lines")
 	tail := fs.Int("tail", 0, "only the last N lines (0: all the supervisor keeps)")
@@ -53,13 +51,13 @@ func runLogs(ctx context.Context, args []string, s stdio) error {
 		_, err := fmt.Fprintln(s.out, l.String())
 		return err
 	}
-	if *runDir != "" || !o.loggedIn() {
+	if *runDir != "" || !o.LoggedIn() {
 		if *runDir == "" {
 			*runDir = "/run/kiln"
 		}
 		return localLogs(ctx, supervisor.NewClient(supervisor.SocketPath(*runDir)), name, *tail, *follow, print)
 	}
-	c, err := o.client()
+	c, err := o.Client()
 	if err != nil {
 		return fmt.Errorf("logs: %w", err)
 	}
@@ -69,7 +67,7 @@ func runLogs(ctx context.Context, args []string, s stdio) error {
 		if *tail > 0 {
 			q.Set("tail", strconv.Itoa(*tail))
 		}
-		if err := c.do(ctx, "GET", "/api/v1/services/"+url.PathEscape(name)+"/logs?"+q.Encode(), nil, &lines); err != nil {
+		if err := c.Do(ctx, "GET", "/api/v1/services/"+url.PathEscape(name)+"/logs?"+q.Encode(), nil, &lines); err != nil {
 			return fmt.Errorf("logs: %w", err)
 		}
 		for _, l := range lines {
@@ -109,46 +107,24 @@ func localLogs(ctx context.Context, sc *supervisor.Client, name string, tail int
 }
 
 // followAPILogs streams over SSE and reconnects with Last-Event-ID.
-func followAPILogs(ctx context.Context, c *apiClient, name string, tail int, print func(supervisor.Line) error) error {
-	last := ""
-	delay := time.Second
-	for {
-		path := "/api/v1/services/" + url.PathEscape(name) + "/logs?follow=1"
-		if last == "" && tail > 0 {
-			path += "&tail=" + strconv.Itoa(tail)
-		}
-		hdr := http.Header{"Accept": {"text/event-stream"}}
-		if last != "" {
-			hdr.Set("Last-Event-ID", last)
-		}
-		resp, err := c.send(ctx, "GET", path, nil, "", hdr)
-		if err == nil {
-			delay = time.Second
-			err = readSSE(resp.Body, func(e sseEvent) error {
-				if e.event != "line" {
-					return nil
-				}
-				var l supervisor.Line
-				if err := json.Unmarshal([]byte(e.data), &l); err != nil {
-					return fmt.Errorf("logs: decoding a line: %w", err)
-				}
-				last = e.id
-				return print(l)
-			})
-			resp.Body.Close()
-		}
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, errAuth), errors.Is(err, errNotFound):
-			return fmt.Errorf("logs: %w", err)
-		}
-		// The stream ended (appliance restarting, network): resume after last.
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 30*time.Second)
+func followAPILogs(ctx context.Context, c *apiclient.Client, name string, tail int, print func(supervisor.Line) error) error {
+	path := "/api/v1/services/" + url.PathEscape(name) + "/logs?follow=1"
+	first := path
+	if tail > 0 {
+		first += "&tail=" + strconv.Itoa(tail)
 	}
+	err := c.Follow(ctx, first, func(string) string { return path }, func(e apiclient.Event) error {
+		if e.Event != "line" {
+			return nil
+		}
+		var l supervisor.Line
+		if err := json.Unmarshal([]byte(e.Data), &l); err != nil {
+			return fmt.Errorf("decoding a line: %w", err)
+		}
+		return print(l)
+	})
+	if err != nil {
+		return fmt.Errorf("logs: %w", err)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"kiln.dev/kiln/services/api/apiclient"
 )
 
 // stdio is the set of streams a command reads and writes.
@@ -28,8 +31,9 @@ type command struct {
 	run     func(ctx context.Context, args []string, s stdio) error
 }
 
-// errUsage marks an error caused by how the command was called (exit code 2).
-var errUsage = errors.New("usage")
+// errUsage marks an error caused by how the command was called (exit code
+// 2); it is the API client's, which a bad --url wraps.
+var errUsage = apiclient.ErrUsage
 
 func commands() map[string]command {
 	return map[string]command{
@@ -70,10 +74,10 @@ func main() {
 		if errors.Is(err, errUsage) {
 			os.Exit(2)
 		}
-		if errors.Is(err, errAuth) {
+		if errors.Is(err, apiclient.ErrAuth) {
 			os.Exit(3)
 		}
-		if errors.Is(err, errNotFound) {
+		if errors.Is(err, apiclient.ErrNotFound) {
 			os.Exit(4)
 		}
 		os.Exit(1)
@@ -115,4 +119,11 @@ func usage(w io.Writer, cmds map[string]command) {
 		fmt.Fprintf(&b, "  %-10s %s\n", n, cmds[n].summary)
 	}
 	io.WriteString(w, b.String())
+}
+
+// printJSON writes v indented.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

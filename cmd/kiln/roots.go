@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"kiln.dev/kiln/services/api/apiclient"
 	"kiln.dev/kiln/services/iscsi"
 	"kiln.dev/kiln/services/nfs/nfshttp"
 	"kiln.dev/kiln/services/nfs/roots"
@@ -28,8 +29,8 @@ func runRoots(ctx context.Context, args []string, s stdio) error {
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("roots "+sub, flag.ContinueOnError)
 	fs.SetOutput(s.err)
-	var o apiOptions
-	o.register(fs)
+	var o apiclient.Options
+	o.Register(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	var name *string
 	var promote, force *bool
@@ -50,14 +51,14 @@ func runRoots(ctx context.Context, args []string, s stdio) error {
 	if err != nil {
 		return err
 	}
-	c, err := o.client()
+	c, err := o.Client()
 	if err != nil {
 		return fmt.Errorf("roots %s: %w", sub, err)
 	}
 	switch sub {
 	case "list":
 		var l nfshttp.ListJSON
-		if err := c.do(ctx, "GET", "/api/v1/roots", nil, &l); err != nil {
+		if err := c.Do(ctx, "GET", "/api/v1/roots", nil, &l); err != nil {
 			return fmt.Errorf("roots list: %w", err)
 		}
 		if *asJSON {
@@ -78,7 +79,7 @@ func runRoots(ctx context.Context, args []string, s stdio) error {
 			q.Set("promote", "true")
 		}
 		var got nfshttp.ImportJSON
-		if err := c.doRaw(ctx, "POST", "/api/v1/roots/"+url.PathEscape(*name)+"?"+q.Encode(), body, "application/octet-stream", &got); err != nil {
+		if err := c.DoRaw(ctx, "POST", "/api/v1/roots/"+url.PathEscape(*name)+"?"+q.Encode(), body, "application/octet-stream", &got); err != nil {
 			return fmt.Errorf("roots import: %s: %w", pos[0], err)
 		}
 		if *asJSON {
@@ -95,7 +96,7 @@ func runRoots(ctx context.Context, args []string, s stdio) error {
 		return nil
 	case "promote":
 		var got nfshttp.RootJSON
-		if err := c.do(ctx, "POST", "/api/v1/roots/"+url.PathEscape(pos[0])+"/promote", nil, &got); err != nil {
+		if err := c.Do(ctx, "POST", "/api/v1/roots/"+url.PathEscape(pos[0])+"/promote", nil, &got); err != nil {
 			return fmt.Errorf("roots promote: %w", err)
 		}
 		fmt.Fprintf(s.out, "%s promoted: hosts naming %s boot it from their next boot; running ones keep their version\n", got.Ref, got.Name)
@@ -105,7 +106,7 @@ func runRoots(ctx context.Context, args []string, s stdio) error {
 		if *force {
 			path += "?force=true"
 		}
-		if err := c.do(ctx, "DELETE", path, nil, nil); err != nil {
+		if err := c.Do(ctx, "DELETE", path, nil, nil); err != nil {
 			return fmt.Errorf("roots rm: %w", err)
 		}
 		fmt.Fprintf(s.out, "%s removed\n", pos[0])

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"kiln.dev/kiln/init/supervisor"
+	"kiln.dev/kiln/services/api/apiclient"
 )
 
 // errNotReady makes "kiln status" exit 1 while a service is not ready.
@@ -26,8 +27,8 @@ func runStatus(ctx context.Context, args []string, s stdio) error {
 	fs.SetOutput(s.err)
 	runDir := fs.String("run", "/run/kiln", "the supervisor's runtime directory (kiln serve: <state>/run)")
 	asJSON := fs.Bool("json", false, "print the status as JSON")
-	var o apiOptions
-	o.register(fs) // --url: ask an appliance's API instead of the local socket
+	var o apiclient.Options
+	o.Register(fs) // --url: ask an appliance's API instead of the local socket
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("status: %v: %w", err, errUsage)
 	}
@@ -37,12 +38,12 @@ func runStatus(ctx context.Context, args []string, s stdio) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var st supervisor.Status
-	if o.url != "" {
-		c, err := o.client()
+	if o.URL != "" {
+		c, err := o.Client()
 		if err != nil {
 			return fmt.Errorf("status: %w", err)
 		}
-		if err := c.do(ctx, "GET", "/api/v1/services", nil, &st); err != nil {
+		if err := c.Do(ctx, "GET", "/api/v1/services", nil, &st); err != nil {
 			return fmt.Errorf("status: %w", err)
 		}
 	} else {

@@ -34,6 +34,7 @@ import (
 	"kiln.dev/kiln/ota/slots"
 	"kiln.dev/kiln/ota/system"
 	"kiln.dev/kiln/partitions"
+	"kiln.dev/kiln/services/api/apiclient"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/mgmt/otahttp"
 	"kiln.dev/kiln/services/store"
@@ -227,9 +228,9 @@ func runUpdateVerify(args []string, s stdio) error {
 func runUpdatePush(ctx context.Context, args []string, s stdio) error {
 	fs := flag.NewFlagSet("update push", flag.ContinueOnError)
 	fs.SetOutput(s.err)
-	var o apiOptions
-	o.register(fs)
-	fs.StringVar(&o.url, "to", "", "the appliance, https://host[:port] (same as --url)")
+	var o apiclient.Options
+	o.Register(fs)
+	fs.StringVar(&o.URL, "to", "", "the appliance, https://host[:port] (same as --url)")
 	tries := fs.Int("tries", 0, "boot tries of the new slot before falling back (default: the appliance's update.tries)")
 	reboot := fs.Bool("reboot", false, "reboot into the new version once it is installed")
 	retry := fs.Bool("retry-failed", false, "install even if this generation failed on the appliance before")
@@ -249,7 +250,7 @@ func runUpdatePush(ctx context.Context, args []string, s stdio) error {
 	if err != nil {
 		return err
 	}
-	c, err := o.client()
+	c, err := o.Client()
 	if err != nil {
 		return fmt.Errorf("update push: %w", err)
 	}
@@ -268,7 +269,7 @@ func runUpdatePush(ctx context.Context, args []string, s stdio) error {
 		path += "?" + q.Encode()
 	}
 	pr := &progressReader{r: f, total: st.Size(), w: s.err, name: filepath.Base(pos[0]), every: 10}
-	resp, err := c.send(ctx, "POST", path, pr, "application/x-tar", nil)
+	resp, err := c.Send(ctx, "POST", path, pr, "application/x-tar", nil)
 	if err != nil {
 		return fmt.Errorf("update push: %w", err)
 	}
@@ -318,8 +319,8 @@ func (p *progressReader) Read(b []byte) (int, error) {
 func runUpdateStatus(ctx context.Context, args []string, s stdio) error {
 	fs := flag.NewFlagSet("update status", flag.ContinueOnError)
 	fs.SetOutput(s.err)
-	var o apiOptions
-	o.register(fs)
+	var o apiclient.Options
+	o.Register(fs)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	state := fs.String("state", "/data/state", "state directory (on the appliance, without --url)")
 	run := fs.String("run", "/run/kiln", "run directory (on the appliance, without --url)")
@@ -332,12 +333,12 @@ func runUpdateStatus(ctx context.Context, args []string, s stdio) error {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	var st slots.Status
-	if o.url != "" {
-		c, err := o.client()
+	if o.URL != "" {
+		c, err := o.Client()
 		if err != nil {
 			return fmt.Errorf("update status: %w", err)
 		}
-		if err := c.do(ctx, "GET", "/api/v1/update/status", nil, &st); err != nil {
+		if err := c.Do(ctx, "GET", "/api/v1/update/status", nil, &st); err != nil {
 			return fmt.Errorf("update status: %w", err)
 		}
 	} else {
@@ -395,8 +396,8 @@ func slotDash(s string) string {
 func runUpdateRollback(ctx context.Context, args []string, s stdio) error {
 	fs := flag.NewFlagSet("update rollback", flag.ContinueOnError)
 	fs.SetOutput(s.err)
-	var o apiOptions
-	o.register(fs)
+	var o apiclient.Options
+	o.Register(fs)
 	reboot := fs.Bool("reboot", false, "reboot into the slot at once")
 	state := fs.String("state", "/data/state", "state directory (on the appliance, without --url)")
 	run := fs.String("run", "/run/kiln", "run directory (on the appliance, without --url)")
@@ -411,13 +412,13 @@ func runUpdateRollback(ctx context.Context, args []string, s stdio) error {
 	if err != nil {
 		return fmt.Errorf("update rollback: %v: %w", err, errUsage)
 	}
-	if o.url != "" {
-		c, err := o.client()
+	if o.URL != "" {
+		c, err := o.Client()
 		if err != nil {
 			return fmt.Errorf("update rollback: %w", err)
 		}
 		var st slots.Status
-		if err := c.do(ctx, "POST", "/api/v1/update/rollback", otahttp.RollbackRequest{To: to, Reboot: *reboot}, &st); err != nil {
+		if err := c.Do(ctx, "POST", "/api/v1/update/rollback", otahttp.RollbackRequest{To: to, Reboot: *reboot}, &st); err != nil {
 			return fmt.Errorf("update rollback: %w", err)
 		}
 		printSlots(s.out, st)

@@ -21,6 +21,7 @@ import (
 	"kiln.dev/kiln/ota/slots"
 	"kiln.dev/kiln/partitions"
 	"kiln.dev/kiln/services/api"
+	"kiln.dev/kiln/services/api/apiclient"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/mgmt/otahttp"
 	"kiln.dev/kiln/services/store"
@@ -141,8 +142,8 @@ func TestUpdateCLI(t *testing.T) {
 	}
 	creds := []string{"--credentials", filepath.Join(t.TempDir(), "credentials.json")}
 
-	if _, _, err := runCmd(t, runUpdate, "", append([]string{"push", out, "--to", ts.URL}, creds...)...); !errors.Is(err, errAuth) {
-		t.Fatalf("push before login = %v, want errAuth", err)
+	if _, _, err := runCmd(t, runUpdate, "", append([]string{"push", out, "--to", ts.URL}, creds...)...); !errors.Is(err, apiclient.ErrAuth) {
+		t.Fatalf("push before login = %v, want apiclient.ErrAuth", err)
 	}
 	if _, errOut, err := runCmd(t, runLogin, pw+"\n", append(creds, "--url", ts.URL, "--password-stdin")...); err != nil {
 		t.Fatalf("login: %v\n%s", err, errOut)

@@ -1,25 +1,20 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
-	"kiln.dev/kiln/services/api"
+	"kiln.dev/kiln/services/api/apiclient"
 )
 
 // vetRun is a vetting run as the API returns it (the fields the CLI shows).
@@ -80,8 +75,8 @@ func runVet(ctx context.Context, args []string, s stdio) error {
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("vet "+sub, flag.ContinueOnError)
 	fs.SetOutput(s.err)
-	var o apiOptions
-	o.register(fs)
+	var o apiclient.Options
+	o.Register(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	var profile *string
 	var hold, wipe, active, html *bool
@@ -123,7 +118,7 @@ func runVet(ctx context.Context, args []string, s stdio) error {
 	if len(pos) != want {
 		return fmt.Errorf("vet %s: want %d argument(s), got %q:\n%s: %w", sub, want, pos, vetUsage, errUsage)
 	}
-	c, err := o.client()
+	c, err := o.Client()
 	if err != nil {
 		return fmt.Errorf("vet %s: %w", sub, err)
 	}
@@ -144,7 +139,7 @@ func runVet(ctx context.Context, args []string, s stdio) error {
 			line, _ := readLine(s.in)
 			body["confirm_wipe"] = strings.TrimSpace(line)
 		}
-		if err := c.do(ctx, "POST", "/api/v1/vetting/runs", body, &r); err != nil {
+		if err := c.Do(ctx, "POST", "/api/v1/vetting/runs", body, &r); err != nil {
 			return fmt.Errorf("vet start: %w", err)
 		}
 		return show(r)
@@ -157,7 +152,7 @@ func runVet(ctx context.Context, args []string, s stdio) error {
 			q.Set("active", "true")
 		}
 		var runs []vetRun
-		if err := c.do(ctx, "GET", "/api/v1/vetting/runs?"+q.Encode(), nil, &runs); err != nil {
+		if err := c.Do(ctx, "GET", "/api/v1/vetting/runs?"+q.Encode(), nil, &runs); err != nil {
 			return fmt.Errorf("vet list: %w", err)
 		}
 		if *asJSON {
@@ -166,12 +161,12 @@ func runVet(ctx context.Context, args []string, s stdio) error {
 		printVetRuns(s.out, runs)
 		return nil
 	case "show":
-		if err := c.do(ctx, "GET", runPath(""), nil, &r); err != nil {
+		if err := c.Do(ctx, "GET", runPath(""), nil, &r); err != nil {
 			return fmt.Errorf("vet show: %w", err)
 		}
 		return show(r)
 	case "stop", "release":
-		if err := c.do(ctx, "POST", runPath("/"+sub), nil, &r); err != nil {
+		if err := c.Do(ctx, "POST", runPath("/"+sub), nil, &r); err != nil {
 			return fmt.Errorf("vet %s: %w", sub, err)
 		}
 		return show(r)
@@ -180,7 +175,7 @@ func runVet(ctx context.Context, args []string, s stdio) error {
 		if *html {
 			name = "/report.html"
 		}
-		resp, err := c.send(ctx, "GET", runPath(name), nil, "", nil)
+		resp, err := c.Send(ctx, "GET", runPath(name), nil, "", nil)
 		if err != nil {
 			return fmt.Errorf("vet report: %w", err)
 		}
@@ -269,62 +264,9 @@ func printVetRun(w io.Writer, r vetRun) {
 }
 
 // vetTunnel connects standard input and output to the held host's SSH
-// server through the appliance: ssh's ProxyCommand. It speaks HTTP/1.1 on
-// its own connection so it can half-close it (TLS close_notify) when ssh
-// closes its end.
-func vetTunnel(ctx context.Context, c *apiClient, path string, s stdio) error {
-	u, err := url.Parse(c.base)
-	if err != nil {
-		return fmt.Errorf("vet tunnel: %w", err)
-	}
-	addr := u.Host
-	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), map[bool]string{true: "443", false: "80"}[u.Scheme == "https"])
-	}
-	d := net.Dialer{Timeout: 10 * time.Second}
-	raw, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return fmt.Errorf("vet tunnel: reaching %s: %w", c.base, err)
-	}
-	conn := raw
-	if u.Scheme == "https" {
-		cfg := c.hc.Transport.(*http.Transport).TLSClientConfig.Clone()
-		cfg.ServerName, cfg.NextProtos = u.Hostname(), []string{"http/1.1"}
-		tc := tls.Client(raw, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			raw.Close()
-			return fmt.Errorf("vet tunnel: %w", err)
-		}
-		conn = tc
-	}
-	defer conn.Close()
-	req, _ := http.NewRequestWithContext(ctx, "GET", c.base+path, nil)
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", api.TunnelProtocol)
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if err := req.Write(conn); err != nil {
-		return fmt.Errorf("vet tunnel: %w", err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, req)
-	if err != nil {
-		return fmt.Errorf("vet tunnel: %w", err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		defer resp.Body.Close()
-		return fmt.Errorf("vet tunnel: %w", responseError(resp))
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		io.Copy(conn, s.in)
-		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		}
-	}()
-	_, err = io.Copy(s.out, br)
-	if err != nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
+// server through the appliance: ssh's ProxyCommand.
+func vetTunnel(ctx context.Context, c *apiclient.Client, path string, s stdio) error {
+	if err := c.Tunnel(ctx, path, s.in, s.out); err != nil {
 		return fmt.Errorf("vet tunnel: %w", err)
 	}
 	return nil
@@ -332,9 +274,9 @@ func vetTunnel(ctx context.Context, c *apiClient, path string, s stdio) error {
 
 // vetSSHLogin logs in to a held host with the run's key: OpenSSH's ssh
 // through kiln vet tunnel, the host key pinned to what the agent reported.
-func vetSSHLogin(ctx context.Context, c *apiClient, o *apiOptions, run, path string, command []string, s stdio) error {
+func vetSSHLogin(ctx context.Context, c *apiclient.Client, o *apiclient.Options, run, path string, command []string, s stdio) error {
 	var k vetSSH
-	if err := c.do(ctx, "GET", path, nil, &k); err != nil {
+	if err := c.Do(ctx, "GET", path, nil, &k); err != nil {
 		return fmt.Errorf("vet ssh: %w", err)
 	}
 	sshBin, err := exec.LookPath("ssh")
@@ -358,11 +300,11 @@ func vetSSHLogin(ctx context.Context, c *apiClient, o *apiOptions, run, path str
 		return fmt.Errorf("vet ssh: %w", err)
 	}
 	proxy := shellQuote(self) + " vet tunnel " + shellQuote(run)
-	if o.url != "" {
-		proxy += " --url " + shellQuote(o.url)
+	if o.URL != "" {
+		proxy += " --url " + shellQuote(o.URL)
 	}
-	if o.credentials != "" {
-		proxy += " --credentials " + shellQuote(o.credentials)
+	if o.Credentials != "" {
+		proxy += " --credentials " + shellQuote(o.Credentials)
 	}
 	host, port := k.Addr, "22"
 	if i := strings.LastIndex(k.Addr, ":"); i >= 0 {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"kiln.dev/kiln/services/api/apiclient"
 	"kiln.dev/kiln/services/iscsi"
 	"kiln.dev/kiln/services/iscsi/iscsihttp"
 )
@@ -29,8 +30,8 @@ func runVolumes(ctx context.Context, args []string, s stdio) error {
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("volumes "+sub, flag.ContinueOnError)
 	fs.SetOutput(s.err)
-	var o apiOptions
-	o.register(fs)
+	var o apiclient.Options
+	o.Register(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	var size, from, image, yes, iqn *string
 	var mutual *bool
@@ -77,7 +78,7 @@ func runVolumes(ctx context.Context, args []string, s stdio) error {
 		label = strings.ToLower(pos[0])
 		host, name = iscsi.SplitLabel(label)
 	}
-	c, err := o.client()
+	c, err := o.Client()
 	if err != nil {
 		return fmt.Errorf("volumes %s: %w", sub, err)
 	}
@@ -96,7 +97,7 @@ func runVolumes(ctx context.Context, args []string, s stdio) error {
 	switch sub {
 	case "list":
 		var l iscsihttp.ListJSON
-		if err := c.do(ctx, "GET", "/api/v1/volumes", nil, &l); err != nil {
+		if err := c.Do(ctx, "GET", "/api/v1/volumes", nil, &l); err != nil {
 			return fmt.Errorf("volumes list: %w", err)
 		}
 		if *asJSON {
@@ -109,7 +110,7 @@ func runVolumes(ctx context.Context, args []string, s stdio) error {
 			return err
 		}
 		req := iscsihttp.CreateRequest{Host: host, Name: name, Size: n, From: *from}
-		if err := c.do(ctx, "POST", "/api/v1/volumes", req, &v); err != nil {
+		if err := c.Do(ctx, "POST", "/api/v1/volumes", req, &v); err != nil {
 			return fmt.Errorf("volumes create: %w", err)
 		}
 		return done()
@@ -134,7 +135,7 @@ func runVolumes(ctx context.Context, args []string, s stdio) error {
 			n = (fi.Size() + 1<<20 - 1) &^ (1<<20 - 1) // whole MiB
 		}
 		q := url.Values{"host": {host}, "name": {name}, "image_name": {fileBase(*image)}, "size": {fmt.Sprint(n)}}
-		if err := c.doRaw(ctx, "PUT", "/api/v1/volumes/image?"+q.Encode(), f, "application/octet-stream", &v); err != nil {
+		if err := c.DoRaw(ctx, "PUT", "/api/v1/volumes/image?"+q.Encode(), f, "application/octet-stream", &v); err != nil {
 			return fmt.Errorf("volumes upload: %w", err)
 		}
 		return done()
@@ -143,7 +144,7 @@ func runVolumes(ctx context.Context, args []string, s stdio) error {
 		if err != nil {
 			return err
 		}
-		if err := c.do(ctx, "PATCH", "/api/v1/volumes/"+label, iscsihttp.GrowRequest{Size: n}, &v); err != nil {
+		if err := c.Do(ctx, "PATCH", "/api/v1/volumes/"+label, iscsihttp.GrowRequest{Size: n}, &v); err != nil {
 			return fmt.Errorf("volumes grow: %w", err)
 		}
 		if err := done(); err != nil {
@@ -158,14 +159,14 @@ func runVolumes(ctx context.Context, args []string, s stdio) error {
 			line, _ := readLine(s.in)
 			confirm = strings.TrimSpace(line)
 		}
-		if err := c.do(ctx, "DELETE", "/api/v1/volumes/"+label+"?confirm="+url.QueryEscape(confirm), nil, nil); err != nil {
+		if err := c.Do(ctx, "DELETE", "/api/v1/volumes/"+label+"?confirm="+url.QueryEscape(confirm), nil, nil); err != nil {
 			return fmt.Errorf("volumes rm: %w", err)
 		}
 		fmt.Fprintf(s.out, "%s deleted\n", label)
 		return nil
 	case "chap":
 		var cr iscsi.Credentials
-		if err := c.do(ctx, "POST", "/api/v1/hosts/"+url.PathEscape(label)+"/iscsi", iscsihttp.InitiatorRequest{IQN: *iqn, Mutual: *mutual}, &cr); err != nil {
+		if err := c.Do(ctx, "POST", "/api/v1/hosts/"+url.PathEscape(label)+"/iscsi", iscsihttp.InitiatorRequest{IQN: *iqn, Mutual: *mutual}, &cr); err != nil {
 			return fmt.Errorf("volumes chap: %w", err)
 		}
 		if *asJSON {

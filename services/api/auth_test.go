@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"kiln.dev/kiln/services/api/wire"
 	"kiln.dev/kiln/services/config"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/vetting/orchestrator"
@@ -268,7 +269,7 @@ func TestTokens(t *testing.T) {
 		t.Errorf("GET hosts with a write token = %d %s", r.code, r.body)
 	}
 	// Tokens need no CSRF token; they may write hosts but not manage users.
-	if r := ts.do(req{method: "POST", path: "/api/v1/hosts", token: tok, body: hostInput{Name: "pc-01", MACs: []string{"52:54:00:00:00:01"}}}); r.code != http.StatusCreated {
+	if r := ts.do(req{method: "POST", path: "/api/v1/hosts", token: tok, body: wire.HostInput{Name: "pc-01", MACs: []string{"52:54:00:00:00:01"}}}); r.code != http.StatusCreated {
 		t.Errorf("POST hosts with a write token = %d %s", r.code, r.body)
 	}
 	ci := ts.login("ci", "password-of-ci")
@@ -356,7 +357,7 @@ func TestTrustLAN(t *testing.T) {
 	if r := ts.do(req{method: "GET", path: "/api/v1/hosts"}); r.code != http.StatusOK {
 		t.Errorf("trusted anonymous GET = %d %s", r.code, r.body)
 	}
-	h := hostInput{Name: "pc-01", MACs: []string{"52:54:00:00:00:01"}}
+	h := wire.HostInput{Name: "pc-01", MACs: []string{"52:54:00:00:00:01"}}
 	if r := ts.do(req{method: "POST", path: "/api/v1/hosts", body: h}); r.code != http.StatusForbidden || r.errBody(t).Code != CodeCSRF {
 		t.Errorf("trusted POST without X-CSRF-Token = %d %s, want 403 csrf", r.code, r.body)
 	}

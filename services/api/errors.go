@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"kiln.dev/kiln/internal/unixhttp"
+	"kiln.dev/kiln/services/api/wire"
 	"kiln.dev/kiln/services/store"
 )
 
@@ -35,21 +36,11 @@ const (
 	CodeInternal        = "internal"
 )
 
-// ErrorBody is the one error shape every route answers with:
-// {"error":{"code":"…","message":"…","field":"…"}}. Details lists every
-// problem when there are several (the first is repeated at the top).
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
+// ErrorBody is the one error shape every route answers with (see wire.ErrorBody).
+type ErrorBody = wire.ErrorBody
 
-// ErrorDetail is one problem.
-type ErrorDetail struct {
-	Code    string        `json:"code"`
-	Message string        `json:"message"`
-	Field   string        `json:"field,omitempty"`
-	Line    int           `json:"line,omitempty"` // line of an import file
-	Details []ErrorDetail `json:"details,omitempty"`
-}
+// ErrorDetail is one problem of an ErrorBody.
+type ErrorDetail = wire.ErrorDetail
 
 // apiError is an error that knows its HTTP status and shape.
 type apiError struct {
@@ -81,7 +72,7 @@ func WriteError(w http.ResponseWriter, err error) {
 	if re := (*retryError)(nil); errors.As(err, &re) && re.after > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(re.after.Seconds()))))
 	}
-	writeJSON(w, ae.status, ErrorBody{ae.body})
+	writeJSON(w, ae.status, ErrorBody{Error: ae.body})
 }
 
 func toAPIError(err error) *apiError {

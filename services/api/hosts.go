@@ -11,63 +11,18 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"kiln.dev/kiln/services/api/wire"
 	"kiln.dev/kiln/services/store"
 )
-
-// hostInput is a host as clients send it.
-type hostInput struct {
-	Name string   `json:"name"`
-	MACs []string `json:"macs"`
-	Role string   `json:"role,omitempty"`
-	// BootProfile is vet, local (default), diskless, iscsi or kernel.
-	BootProfile string   `json:"boot_profile,omitempty"`
-	IPv4        string   `json:"ipv4,omitempty"`
-	Aliases     []string `json:"aliases,omitempty"`
-	// ExpectedSpec is a YAML mapping describing the hardware the host should have.
-	ExpectedSpec string `json:"expected_spec,omitempty"`
-	WoLMAC       string `json:"wol_mac,omitempty"`
-	SwitchPort   string `json:"switch_port,omitempty"`
-	CircuitID    string `json:"circuit_id,omitempty"`
-	RemoteID     string `json:"remote_id,omitempty"`
-	IPXEBinary   string `json:"ipxe_binary,omitempty"`
-	// Kernel and Initrd (a path below the HTTP boot files root or an http(s)
-	// URL) are what boot profile kernel boots; Cmdline is added to the
-	// kernel command line.
-	Kernel  string `json:"kernel,omitempty"`
-	Initrd  string `json:"initrd,omitempty"`
-	Cmdline string `json:"cmdline,omitempty"`
-	// RootImage is the NFS root image of a diskless host: "name" (its
-	// promoted version) or "name@N"; Home the home export it mounts. Empty:
-	// the role's default (provisioning.nfs.roles).
-	RootImage string `json:"root_image,omitempty"`
-	Home      string `json:"home,omitempty"`
-}
-
-// hostJSON is a host as the API returns it, with its live state.
-type hostJSON struct {
-	hostInput
-	Created time.Time `json:"created"`
-	Updated time.Time `json:"updated"`
-	// Lease is the host's current DHCP lease, if any.
-	Lease *leaseJSON `json:"lease,omitempty"`
-	// LastEvent is the newest boot event of any of its MACs.
-	LastEvent *bootEventJSON `json:"last_event,omitempty"`
-}
-
-type importResult struct {
-	Created int `json:"created"`
-	Updated int `json:"updated"`
-}
 
 // ImportBodyLimit bounds host import files.
 const ImportBodyLimit = 8 << 20
 
-func toHostJSON(h store.Host) hostJSON {
-	out := hostJSON{hostInput: hostInput{Name: h.Name, MACs: h.MACs, Role: h.Role, BootProfile: string(h.BootProfile),
+func toHostJSON(h store.Host) wire.Host {
+	out := wire.Host{HostInput: wire.HostInput{Name: h.Name, MACs: h.MACs, Role: h.Role, BootProfile: string(h.BootProfile),
 		Aliases: h.Aliases, ExpectedSpec: h.ExpectedSpec, WoLMAC: h.WoLMAC, SwitchPort: h.SwitchPort,
 		CircuitID: h.CircuitID, RemoteID: h.RemoteID, IPXEBinary: h.IPXEBinary, Kernel: h.Kernel, Initrd: h.Initrd, Cmdline: h.Cmdline,
 		RootImage: h.RootImage, Home: h.Home},
@@ -83,7 +38,7 @@ func toHostJSON(h store.Host) hostJSON {
 
 // toHost converts input; problems the store cannot see (an address that
 // does not parse, a spec that is not a mapping) come back as field errors.
-func toHost(in hostInput) (store.Host, store.Errors) {
+func toHost(in wire.HostInput) (store.Host, store.Errors) {
 	h := store.Host{Name: in.Name, MACs: in.MACs, Role: strings.TrimSpace(in.Role), BootProfile: store.BootProfile(in.BootProfile),
 		Aliases: in.Aliases, ExpectedSpec: in.ExpectedSpec, WoLMAC: in.WoLMAC, SwitchPort: in.SwitchPort,
 		CircuitID: in.CircuitID, RemoteID: in.RemoteID, IPXEBinary: in.IPXEBinary,
@@ -145,7 +100,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 }
 
 // withState adds each host's current lease and newest boot event.
-func (s *Server) withState(r *http.Request, hs []store.Host) ([]hostJSON, error) {
+func (s *Server) withState(r *http.Request, hs []store.Host) ([]wire.Host, error) {
 	ctx := r.Context()
 	leases, err := s.o.Store.Leases(ctx, "")
 	if err != nil {
@@ -171,7 +126,7 @@ func (s *Server) withState(r *http.Request, hs []store.Host) ([]hostJSON, error)
 			lastOf[e.MAC] = e
 		}
 	}
-	out := make([]hostJSON, 0, len(hs))
+	out := make([]wire.Host, 0, len(hs))
 	for _, h := range hs {
 		j := toHostJSON(h)
 		for _, m := range h.MACs {
@@ -211,7 +166,7 @@ func hostNotFound(err error, name string) error {
 }
 
 func (s *Server) createHost(w http.ResponseWriter, r *http.Request) {
-	var in hostInput
+	var in wire.HostInput
 	if err := DecodeJSON(w, r, 0, &in); err != nil {
 		WriteError(w, err)
 		return
@@ -232,7 +187,7 @@ func (s *Server) createHost(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) updateHost(w http.ResponseWriter, r *http.Request) {
-	var in hostInput
+	var in wire.HostInput
 	if err := DecodeJSON(w, r, 0, &in); err != nil {
 		WriteError(w, err)
 		return
@@ -294,7 +249,7 @@ func (s *Server) hostEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		return int(b.ID - a.ID)
 	})
-	out := make([]bootEventJSON, 0, min(limit, len(all)))
+	out := make([]wire.BootEvent, 0, min(limit, len(all)))
 	for _, e := range all[:min(limit, len(all))] {
 		out = append(out, toBootEventJSON(e))
 	}
@@ -363,7 +318,7 @@ func (s *Server) importHosts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("hosts imported", "created", res.Created, "updated", res.Updated, "user", Caller(r).User)
-	writeJSON(w, http.StatusOK, importResult{Created: res.Created, Updated: res.Updated})
+	writeJSON(w, http.StatusOK, wire.ImportResult{Created: res.Created, Updated: res.Updated})
 }
 
 func isTrue(s string) bool {

@@ -11,23 +11,24 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"kiln.dev/kiln/services/api/wire"
 	"kiln.dev/kiln/services/store"
 )
 
 func TestHostLifecycle(t *testing.T) {
 	ts := newTestServer(t)
 	a := ts.admin()
-	in := hostInput{Name: "PC-01", MACs: []string{"52-54-00-00-00-01"}, BootProfile: "vet", IPv4: "10.0.0.11",
+	in := wire.HostInput{Name: "PC-01", MACs: []string{"52-54-00-00-00-01"}, BootProfile: "vet", IPv4: "10.0.0.11",
 		ExpectedSpec: "expect:\n  - fact: cpu.threads\n    min: 8\n", Role: "worker", Kernel: "custom/vmlinuz", Cmdline: "console=ttyS0"}
 	r := ts.do(req{method: "POST", path: "/api/v1/hosts", as: a, body: in})
 	if r.code != http.StatusCreated || r.header.Get("Location") != "/api/v1/hosts/pc-01" {
 		t.Fatalf("POST hosts = %d %s (Location %q)", r.code, r.body, r.header.Get("Location"))
 	}
-	var got hostJSON
+	var got wire.Host
 	json.Unmarshal(r.body, &got)
-	want := hostInput{Name: "pc-01", MACs: []string{"52:54:00:00:00:01"}, BootProfile: "vet", IPv4: "10.0.0.11",
+	want := wire.HostInput{Name: "pc-01", MACs: []string{"52:54:00:00:00:01"}, BootProfile: "vet", IPv4: "10.0.0.11",
 		ExpectedSpec: "expect:\n  - fact: cpu.threads\n    min: 8\n", Role: "worker", Kernel: "custom/vmlinuz", Cmdline: "console=ttyS0"}
-	if diff := cmp.Diff(want, got.hostInput); diff != "" {
+	if diff := cmp.Diff(want, got.HostInput); diff != "" {
 		t.Errorf("created host (-want +got):\n%s", diff)
 	}
 
@@ -37,13 +38,13 @@ func TestHostLifecycle(t *testing.T) {
 	ts.db.AddBootEvent(ctx, store.BootEvent{MAC: "52:54:00:00:00:01", Host: "pc-01", Kind: store.EventDHCPAck, Detail: "10.0.0.11"})
 	ts.db.AddBootEvent(ctx, store.BootEvent{MAC: "52:54:00:00:00:01", Host: "pc-01", Kind: store.EventScript})
 	r = ts.do(req{method: "GET", path: "/api/v1/hosts", as: a})
-	var list []hostJSON
+	var list []wire.Host
 	json.Unmarshal(r.body, &list)
 	if len(list) != 1 || list[0].Lease == nil || list[0].Lease.IP != "10.0.0.11" || list[0].LastEvent == nil || list[0].LastEvent.Kind != store.EventScript {
 		t.Errorf("GET hosts = %s, want pc-01 with its lease and the script event", r.body)
 	}
 	r = ts.do(req{method: "GET", path: "/api/v1/hosts/pc-01/events", as: a})
-	var evs []bootEventJSON
+	var evs []wire.BootEvent
 	json.Unmarshal(r.body, &evs)
 	if len(evs) != 2 || evs[0].Kind != store.EventScript || evs[1].Kind != store.EventDHCPAck {
 		t.Errorf("GET host events = %s, want script then dhcp_ack", r.body)
@@ -95,18 +96,18 @@ func TestHostBadInput(t *testing.T) {
 		{"unknown field", "/api/v1/hosts", `{"name":"pc-01","macs":[],"mac":"52:54:00:00:00:01"}`, "", 400, CodeUnknownField, "mac"},
 		{"wrong type", "/api/v1/hosts", `{"name":"pc-01","macs":"52:54:00:00:00:01"}`, "", 400, CodeInvalid, "macs"},
 		{"form post", "/api/v1/hosts", `name=pc-01`, "application/x-www-form-urlencoded", 415, CodeBadRequest, ""},
-		{"missing name", "/api/v1/hosts", hostInput{MACs: []string{"52:54:00:00:00:01"}}, "", 422, CodeInvalid, "name"},
-		{"bad MAC", "/api/v1/hosts", hostInput{Name: "pc-01", MACs: []string{"52:54:00:00:00:01", "nope"}}, "", 422, CodeInvalid, "macs[1]"},
-		{"duplicate MAC in the host", "/api/v1/hosts", hostInput{Name: "pc-01", MACs: []string{"52:54:00:00:00:01", "52-54-00-00-00-01"}}, "", 422, CodeInvalid, "macs[1]"},
-		{"MAC of another host", "/api/v1/hosts", hostInput{Name: "pc-01", MACs: []string{"52:54:00:00:00:07"}}, "", 409, CodeConflict, "macs[0]"},
-		{"name taken", "/api/v1/hosts", hostInput{Name: "pc-07", MACs: []string{"52:54:00:00:00:01"}}, "", 409, CodeConflict, "name"},
-		{"bad spec YAML", "/api/v1/hosts", hostInput{Name: "pc-01", ExpectedSpec: "cpus: [8\nmemory: 3"}, "", 422, CodeInvalid, "expected_spec"},
-		{"spec not a mapping", "/api/v1/hosts", hostInput{Name: "pc-01", ExpectedSpec: "- cpus\n- ram\n"}, "", 422, CodeInvalid, "expected_spec"},
-		{"spec not a vetting spec", "/api/v1/hosts", hostInput{Name: "pc-01", ExpectedSpec: "cpus: 8\n"}, "", 422, CodeInvalid, "expected_spec"},
-		{"bad address and MAC", "/api/v1/hosts", hostInput{Name: "pc-01", IPv4: "10.0.0.300", MACs: []string{"x"}}, "", 422, CodeInvalid, "ipv4"},
-		{"kernel profile without a kernel", "/api/v1/hosts", hostInput{Name: "pc-01", BootProfile: "kernel"}, "", 422, CodeInvalid, "kernel"},
+		{"missing name", "/api/v1/hosts", wire.HostInput{MACs: []string{"52:54:00:00:00:01"}}, "", 422, CodeInvalid, "name"},
+		{"bad MAC", "/api/v1/hosts", wire.HostInput{Name: "pc-01", MACs: []string{"52:54:00:00:00:01", "nope"}}, "", 422, CodeInvalid, "macs[1]"},
+		{"duplicate MAC in the host", "/api/v1/hosts", wire.HostInput{Name: "pc-01", MACs: []string{"52:54:00:00:00:01", "52-54-00-00-00-01"}}, "", 422, CodeInvalid, "macs[1]"},
+		{"MAC of another host", "/api/v1/hosts", wire.HostInput{Name: "pc-01", MACs: []string{"52:54:00:00:00:07"}}, "", 409, CodeConflict, "macs[0]"},
+		{"name taken", "/api/v1/hosts", wire.HostInput{Name: "pc-07", MACs: []string{"52:54:00:00:00:01"}}, "", 409, CodeConflict, "name"},
+		{"bad spec YAML", "/api/v1/hosts", wire.HostInput{Name: "pc-01", ExpectedSpec: "cpus: [8\nmemory: 3"}, "", 422, CodeInvalid, "expected_spec"},
+		{"spec not a mapping", "/api/v1/hosts", wire.HostInput{Name: "pc-01", ExpectedSpec: "- cpus\n- ram\n"}, "", 422, CodeInvalid, "expected_spec"},
+		{"spec not a vetting spec", "/api/v1/hosts", wire.HostInput{Name: "pc-01", ExpectedSpec: "cpus: 8\n"}, "", 422, CodeInvalid, "expected_spec"},
+		{"bad address and MAC", "/api/v1/hosts", wire.HostInput{Name: "pc-01", IPv4: "10.0.0.300", MACs: []string{"x"}}, "", 422, CodeInvalid, "ipv4"},
+		{"kernel profile without a kernel", "/api/v1/hosts", wire.HostInput{Name: "pc-01", BootProfile: "kernel"}, "", 422, CodeInvalid, "kernel"},
 		{"oversized", "/api/v1/hosts", big, "", 413, CodeTooLarge, ""},
-		{"bad MAC on update", "/api/v1/hosts/pc-07", hostInput{Name: "pc-07", MACs: []string{"zz"}}, "", 422, CodeInvalid, "macs[0]"},
+		{"bad MAC on update", "/api/v1/hosts/pc-07", wire.HostInput{Name: "pc-07", MACs: []string{"zz"}}, "", 422, CodeInvalid, "macs[0]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, _ := ts.db.Marks(ctx)
@@ -126,7 +127,7 @@ func TestHostBadInput(t *testing.T) {
 	}
 	// Several problems at once come back together, for inline form errors
 	// (conflicts with other hosts are checked once the values are valid).
-	r := ts.do(req{method: "POST", path: "/api/v1/hosts", as: a, body: hostInput{Name: "-bad-", IPv4: "x", MACs: []string{"52:54:00:00:00:07"}, ExpectedSpec: "[1"}})
+	r := ts.do(req{method: "POST", path: "/api/v1/hosts", as: a, body: wire.HostInput{Name: "-bad-", IPv4: "x", MACs: []string{"52:54:00:00:00:07"}, ExpectedSpec: "[1"}})
 	e := r.errBody(t)
 	var fields []string
 	for _, d := range e.Details {
@@ -190,7 +191,7 @@ func TestLeasesAndBootEvents(t *testing.T) {
 	ts.db.PutLease(ctx, store.Lease{IP: netip.MustParseAddr("10.0.0.20"), Subnet: "lab", MAC: "52:54:00:00:00:01", State: store.LeaseBound, Expires: exp})
 	ts.db.PutLease(ctx, store.Lease{IP: netip.MustParseAddr("10.0.0.9"), Subnet: "lab", MAC: "52:54:00:00:00:99", State: store.LeaseReleased, Expires: exp})
 	r := ts.do(req{method: "GET", path: "/api/v1/leases", as: a})
-	var ls []leaseJSON
+	var ls []wire.Lease
 	json.Unmarshal(r.body, &ls)
 	if len(ls) != 2 || ls[0].IP != "10.0.0.9" || ls[1].Host != "pc-01" || !ls[1].Active || ls[0].Active {
 		t.Errorf("GET leases = %s", r.body)
@@ -221,7 +222,7 @@ func TestLeasesAndBootEvents(t *testing.T) {
 		{"?after=1", []string{"fb", "fc"}},
 	} {
 		r := ts.do(req{method: "GET", path: "/api/v1/boot-events" + tc.query, as: a})
-		var es []bootEventJSON
+		var es []wire.BootEvent
 		json.Unmarshal(r.body, &es)
 		var got []string
 		for _, e := range es {

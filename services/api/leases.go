@@ -6,41 +6,17 @@ import (
 	"net/netip"
 	"time"
 
+	"kiln.dev/kiln/services/api/wire"
 	"kiln.dev/kiln/services/store"
 )
 
-type leaseJSON struct {
-	IP     string `json:"ip"`
-	Subnet string `json:"subnet"`
-	MAC    string `json:"mac,omitempty"`
-	// Host is the kiln host owning the MAC, if any.
-	Host string `json:"host,omitempty"`
-	// Hostname is what the client called itself (DHCP option 12).
-	Hostname  string    `json:"hostname,omitempty"`
-	ClientID  string    `json:"client_id,omitempty"`
-	RelayInfo string    `json:"relay_info,omitempty"`
-	State     string    `json:"state"`
-	Active    bool      `json:"active"`
-	Expires   time.Time `json:"expires"`
-	Updated   time.Time `json:"updated"`
-}
-
-type bootEventJSON struct {
-	ID     int64     `json:"id"`
-	MAC    string    `json:"mac"`
-	Host   string    `json:"host,omitempty"`
-	Kind   string    `json:"kind"`
-	Detail string    `json:"detail,omitempty"`
-	Time   time.Time `json:"time"`
-}
-
-func toLeaseJSON(l store.Lease, host string, now time.Time) leaseJSON {
-	return leaseJSON{IP: l.IP.String(), Subnet: l.Subnet, MAC: l.MAC, Host: host, Hostname: l.Hostname, ClientID: l.ClientID,
+func toLeaseJSON(l store.Lease, host string, now time.Time) wire.Lease {
+	return wire.Lease{IP: l.IP.String(), Subnet: l.Subnet, MAC: l.MAC, Host: host, Hostname: l.Hostname, ClientID: l.ClientID,
 		RelayInfo: l.RelayInfo, State: string(l.State), Active: l.Active(now), Expires: l.Expires, Updated: l.Updated}
 }
 
-func toBootEventJSON(e store.BootEvent) bootEventJSON {
-	return bootEventJSON{ID: e.ID, MAC: e.MAC, Host: e.Host, Kind: e.Kind, Detail: e.Detail, Time: e.Time}
+func toBootEventJSON(e store.BootEvent) wire.BootEvent {
+	return wire.BootEvent{ID: e.ID, MAC: e.MAC, Host: e.Host, Kind: e.Kind, Detail: e.Detail, Time: e.Time}
 }
 
 func (s *Server) listLeases(w http.ResponseWriter, r *http.Request) {
@@ -63,7 +39,7 @@ func (s *Server) listLeases(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.o.Now()
 	activeOnly := isTrue(r.URL.Query().Get("active"))
-	out := make([]leaseJSON, 0, len(ls))
+	out := make([]wire.Lease, 0, len(ls))
 	for _, l := range ls {
 		if activeOnly && !l.Active(now) {
 			continue
@@ -119,7 +95,7 @@ func (s *Server) bootEvents(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, err)
 		return
 	}
-	out := make([]bootEventJSON, 0, len(es))
+	out := make([]wire.BootEvent, 0, len(es))
 	for _, e := range es {
 		out = append(out, toBootEventJSON(e))
 	}

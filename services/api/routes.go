@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"kiln.dev/kiln/init/supervisor/supervisorapi"
+	"kiln.dev/kiln/services/api/wire"
 )
 
 // apiRoutes is the API: every route, who may call it and what it exchanges.
@@ -15,7 +16,7 @@ func (s *Server) apiRoutes() []Route {
 		{Method: "GET", Path: "/api/v1/openapi.json", Scope: ScopePublic, Summary: "This API's OpenAPI 3.1 description",
 			RawResponse: "application/json", handler: h(s.openAPI)},
 		{Method: "GET", Path: "/api/v1/info", Scope: ScopePublic, Summary: "What the login page shows (site name, banner, version)",
-			Response: infoJSON{}, handler: h(s.info)},
+			Response: wire.Info{}, handler: h(s.info)},
 		{Method: "POST", Path: "/api/v1/session", Scope: ScopePublic, Summary: "Log in: check user and password, set the session cookie",
 			Request: loginRequest{}, Response: sessionJSON{}, Status: http.StatusCreated, handler: h(s.login)},
 		{Method: "GET", Path: "/api/v1/status", Scope: ScopePublic, Summary: "The supervisor's status, for monitoring (as GET /api/v1/services)",
@@ -27,18 +28,18 @@ func (s *Server) apiRoutes() []Route {
 		{Method: "DELETE", Path: "/api/v1/session", Scope: ScopeWrite, Self: true, Summary: "Log out (end this browser session)",
 			Status: http.StatusNoContent, handler: h(s.logout)},
 		{Method: "GET", Path: "/api/v1/hosts", Scope: ScopeRead, Summary: "Every host with its current lease and newest boot event",
-			Response: []hostJSON{}, handler: h(s.listHosts)},
+			Response: []wire.Host{}, handler: h(s.listHosts)},
 		{Method: "GET", Path: "/api/v1/hosts/export", Scope: ScopeRead, Summary: "Download every host as a YAML or CSV file",
 			Query: []string{"format: yaml (default) or csv"}, RawResponse: "application/yaml", handler: h(s.exportHosts)},
 		{Method: "GET", Path: "/api/v1/hosts/{name}", Scope: ScopeRead, Summary: "One host",
-			Response: hostJSON{}, handler: h(s.getHost)},
+			Response: wire.Host{}, handler: h(s.getHost)},
 		{Method: "GET", Path: "/api/v1/hosts/{name}/events", Scope: ScopeRead, Summary: "A host's boot timeline (events of all its MACs), newest first",
-			Query: []string{"limit: at most this many (default 100)"}, Response: []bootEventJSON{}, handler: h(s.hostEvents)},
+			Query: []string{"limit: at most this many (default 100)"}, Response: []wire.BootEvent{}, handler: h(s.hostEvents)},
 		{Method: "GET", Path: "/api/v1/leases", Scope: ScopeRead, Summary: "DHCP leases, by address",
-			Query: []string{"subnet: only this config subnet", "active: true for unexpired leases only"}, Response: []leaseJSON{}, handler: h(s.listLeases)},
+			Query: []string{"subnet: only this config subnet", "active: true for unexpired leases only"}, Response: []wire.Lease{}, handler: h(s.listLeases)},
 		{Method: "GET", Path: "/api/v1/boot-events", Scope: ScopeRead, Summary: "Boot events: newest of all, of one MAC, or after an id",
 			Query:    []string{"mac: only this MAC (newest first)", "after: events with a higher id, oldest first", "limit: at most this many (default 100)"},
-			Response: []bootEventJSON{}, handler: h(s.bootEvents)},
+			Response: []wire.BootEvent{}, handler: h(s.bootEvents)},
 		{Method: "GET", Path: "/api/v1/events", Scope: ScopeRead, Summary: "Server-Sent Events: hosts, leases, boot (id = event id; resumes with Last-Event-ID) and status",
 			RawResponse: "text/event-stream", handler: h(s.events)},
 		{Method: "GET", Path: "/api/v1/services", Scope: ScopeRead, Summary: "Every service's state from the supervisor",
@@ -53,14 +54,14 @@ func (s *Server) apiRoutes() []Route {
 
 		// Writers.
 		{Method: "POST", Path: "/api/v1/hosts", Scope: ScopeWrite, Summary: "Register a host (dry_run=1: only validate)",
-			Query: []string{"dry_run: 1 to validate without storing (204 when valid)"}, Request: hostInput{}, Response: hostJSON{}, Status: http.StatusCreated, handler: h(s.createHost)},
+			Query: []string{"dry_run: 1 to validate without storing (204 when valid)"}, Request: wire.HostInput{}, Response: wire.Host{}, Status: http.StatusCreated, handler: h(s.createHost)},
 		{Method: "PUT", Path: "/api/v1/hosts/{name}", Scope: ScopeWrite, Summary: "Replace a host (all fields; may rename it)",
-			Query: []string{"dry_run: 1 to validate without storing (204 when valid)"}, Request: hostInput{}, Response: hostJSON{}, handler: h(s.updateHost)},
+			Query: []string{"dry_run: 1 to validate without storing (204 when valid)"}, Request: wire.HostInput{}, Response: wire.Host{}, handler: h(s.updateHost)},
 		{Method: "DELETE", Path: "/api/v1/hosts/{name}", Scope: ScopeWrite, Summary: "Remove a host (its leases and boot events stay)",
 			Status: http.StatusNoContent, handler: h(s.deleteHost)},
 		{Method: "POST", Path: "/api/v1/hosts/import", Scope: ScopeWrite, Summary: "Import a YAML or CSV host file: all hosts or, on any error, none",
 			Query: []string{"format: yaml (default) or csv", "replace: true to update hosts that exist"}, RawRequest: "application/yaml",
-			Response: importResult{}, handler: h(s.importHosts)},
+			Response: wire.ImportResult{}, handler: h(s.importHosts)},
 		{Method: "DELETE", Path: "/api/v1/leases/{ip}", Scope: ScopeWrite, Summary: "Forget a lease",
 			Status: http.StatusNoContent, handler: h(s.deleteLease)},
 

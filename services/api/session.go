@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"kiln.dev/kiln/services/api/wire"
 	"kiln.dev/kiln/services/store"
 )
 
@@ -31,12 +32,6 @@ type sessionJSON struct {
 	// InitialPassword is true while the account still uses the first-boot
 	// password: the UI asks to change it.
 	InitialPassword bool `json:"initial_password"`
-}
-
-type infoJSON struct {
-	SiteName    string `json:"site_name"`
-	LoginBanner string `json:"login_banner,omitempty"`
-	Version     string `json:"version,omitempty"`
 }
 
 // login checks a user name and password and starts a session (cookie).
@@ -126,7 +121,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 // info is what the login page shows before anyone logs in.
 func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 	st := s.settings(r.Context())
-	writeJSON(w, http.StatusOK, infoJSON{SiteName: st.SiteName, LoginBanner: st.LoginBanner, Version: s.o.Version})
+	writeJSON(w, http.StatusOK, wire.Info{SiteName: st.SiteName, LoginBanner: st.LoginBanner, Version: s.o.Version})
 }
 
 // Settings.

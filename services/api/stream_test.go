@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"kiln.dev/kiln/init/supervisor"
+	"kiln.dev/kiln/services/api/wire"
 	"kiln.dev/kiln/services/store"
 )
 
@@ -128,7 +129,7 @@ func TestEventStream(t *testing.T) {
 	ts.db.AddBootEvent(ctx, store.BootEvent{MAC: "52:54:00:00:00:01", Kind: store.EventDHCPAck})
 	first := next(t, ch, "boot")
 	second := next(t, ch, "boot")
-	var ev bootEventJSON
+	var ev wire.BootEvent
 	json.Unmarshal([]byte(second.data), &ev)
 	if first.id == "" || ev.Kind != store.EventDHCPAck || second.id != itoa(ev.ID) {
 		t.Errorf("boot events = %+v, %+v", first, second)

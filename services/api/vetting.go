@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"kiln.dev/kiln/services/api/wire"
 	"kiln.dev/kiln/services/store"
 	"kiln.dev/kiln/services/vetting/orchestrator"
 	"kiln.dev/kiln/services/vetting/protocol"
@@ -348,7 +349,7 @@ func decodeEvent(body string) protocol.Event {
 }
 
 // TunnelProtocol is the Upgrade token of the tunnel route.
-const TunnelProtocol = "kiln-tcp"
+const TunnelProtocol = wire.TunnelProtocol
 
 // vetStream sends "run" (the run's view) whenever a run changes and "agent"
 // for every agent event, each with its change id; a reconnect with
