@@ -85,14 +85,10 @@ func modifiers(hostname string) []dhcpv4.Modifier {
 
 // Request runs one DORA exchange on ifname (at most 20 s) and returns the lease.
 func Request(ctx context.Context, ifname, hostname string) (*Lease, error) {
-	c, err := Open(ifname)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	nl, err := c.Request(rctx, modifiers(hostname)...)
+	k := &Keeper{Interface: ifname}
+	nl, err := k.exchange(ctx, 20*time.Second, func(ctx context.Context, c *nclient4.Client) (*nclient4.Lease, error) {
+		return c.Request(ctx, modifiers(hostname)...)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -130,26 +126,34 @@ func (k *Keeper) told(l *Lease) {
 	}
 }
 
-// Run obtains, applies and renews leases, reopening the client with backoff
-// (1 s doubling to 30 s) after failures, until ctx ends.
-func (k *Keeper) Run(ctx context.Context) {
+// exchange opens a client for one exchange (within timeout) and closes it
+// again: nclient4's packet socket has no filter, so while it is open every
+// IPv4 packet of the NIC is copied to this process — none stays open
+// between a request and the renewals.
+func (k *Keeper) exchange(ctx context.Context, timeout time.Duration, f func(context.Context, *nclient4.Client) (*nclient4.Lease, error)) (*nclient4.Lease, error) {
 	open := k.Open
 	if open == nil {
 		open = Open
 	}
+	c, err := open(k.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("opening a DHCP client on %s: %w", k.Interface, err)
+	}
+	defer c.Close()
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return f(rctx, c)
+}
+
+// Run obtains, applies and renews leases, starting over with backoff (1 s
+// doubling to 30 s) after failures, until ctx ends.
+func (k *Keeper) Run(ctx context.Context) {
 	mods := modifiers(k.Hostname)
 	backoff := time.Second
 	var prev *Lease
 	for ctx.Err() == nil {
-		c, err := open(k.Interface)
-		if err == nil {
-			prev = k.keep(ctx, c, mods, prev)
-			c.Close()
-			if prev != nil {
-				backoff = time.Second
-			}
-		} else {
-			k.log().Debug("opening DHCP client", "err", err)
+		if prev = k.keep(ctx, mods, prev); prev != nil {
+			backoff = time.Second
 		}
 		if !sleep(ctx, backoff) {
 			return
@@ -158,12 +162,13 @@ func (k *Keeper) Run(ctx context.Context) {
 	}
 }
 
-// keep runs one client until its lease is lost; it returns the last lease applied.
-func (k *Keeper) keep(ctx context.Context, c *nclient4.Client, mods []dhcpv4.Modifier, prev *Lease) *Lease {
+// keep obtains a lease and renews it until it is lost; it returns the last
+// lease applied.
+func (k *Keeper) keep(ctx context.Context, mods []dhcpv4.Modifier, prev *Lease) *Lease {
 	log := k.log()
-	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	nl, err := c.Request(rctx, mods...)
-	cancel()
+	nl, err := k.exchange(ctx, 20*time.Second, func(ctx context.Context, c *nclient4.Client) (*nclient4.Lease, error) {
+		return c.Request(ctx, mods...)
+	})
 	if err != nil {
 		log.Debug("DHCP request failed", "err", err)
 		return prev
@@ -189,9 +194,9 @@ func (k *Keeper) keep(ctx context.Context, c *nclient4.Client, mods []dhcpv4.Mod
 			if !sleep(ctx, time.Until(next)) {
 				return prev
 			}
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			renewed, err := c.Renew(rctx, nl, mods...)
-			cancel()
+			renewed, err := k.exchange(ctx, 10*time.Second, func(ctx context.Context, c *nclient4.Client) (*nclient4.Lease, error) {
+				return c.Renew(ctx, nl, mods...)
+			})
 			if err == nil {
 				nl = renewed
 				break
