@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,10 +16,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/insomniacslk/dhcp/dhcpv4"
-	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
 	"kiln.dev/kiln/internal/atomicfile"
+	"kiln.dev/kiln/internal/dhcplease"
 	"kiln.dev/kiln/internal/resolvconf"
 )
 
@@ -115,43 +113,11 @@ func EthernetNICs(sysClassNet string) []string {
 }
 
 // Lease is the network configuration one DHCP ACK gives.
-type Lease struct {
-	Addr     net.IPNet
-	Router   net.IP // nil without option 3
-	DNS      []net.IP
-	Search   []string
-	Duration time.Duration // lease time
-	Renew    time.Duration // T1
-	Rebind   time.Duration // T2
-}
+type Lease = dhcplease.Lease
 
-// FromACK extracts a Lease from a DHCPACK.
-func FromACK(ack *dhcpv4.DHCPv4) (Lease, error) {
-	ip := ack.YourIPAddr.To4()
-	if ip == nil || ip.IsUnspecified() {
-		return Lease{}, fmt.Errorf("DHCPACK from %s carries no address", ack.ServerIPAddr)
-	}
-	mask := ack.SubnetMask()
-	if mask == nil {
-		mask = ip.DefaultMask()
-	}
-	l := Lease{Addr: net.IPNet{IP: ip, Mask: mask}, DNS: ack.DNS()}
-	if rs := ack.Router(); len(rs) > 0 {
-		l.Router = rs[0]
-	}
-	if s := ack.DomainSearch(); s != nil {
-		l.Search = s.Labels
-	} else if d := ack.DomainName(); d != "" {
-		l.Search = []string{d}
-	}
-	l.Duration = ack.IPAddressLeaseTime(time.Hour)
-	l.Renew = ack.IPAddressRenewalTime(l.Duration / 2)
-	l.Rebind = ack.IPAddressRebindingTime(l.Duration * 7 / 8)
-	return l, nil
-}
-
-// keepLease obtains a lease on ifname, applies it and renews it, retrying
-// with backoff, until ctx is done.
+// keepLease brings ifname up and keeps a lease on it (kiln's one DHCP
+// client, internal/dhcplease), with /run/resolv.conf following it, until
+// ctx is done.
 func keepLease(ctx context.Context, ifname, hostname string, r *resolver, log *slog.Logger) {
 	link, err := netlink.LinkByName(ifname)
 	if err != nil {
@@ -162,103 +128,12 @@ func keepLease(ctx context.Context, ifname, hostname string, r *resolver, log *s
 		log.Error("bringing interface up", "err", err)
 		return
 	}
-	var mods []dhcpv4.Modifier
-	if hostname != "" {
-		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptHostName(hostname)))
-	}
-	backoff := time.Second
-	for ctx.Err() == nil {
-		lease, l, err := request(ctx, ifname, mods)
-		if err != nil {
-			log.Debug("DHCP request failed; retrying", "err", err, "in", backoff)
-			if !sleep(ctx, backoff) {
-				return
-			}
-			backoff = min(backoff*2, 30*time.Second)
-			continue
-		}
-		backoff = time.Second
-		if err := apply(link, l); err != nil {
-			log.Error("applying DHCP lease", "err", err)
-		} else {
-			log.Info("DHCP lease", "address", l.Addr.String(), "router", l.Router, "dns", l.DNS, "lease", l.Duration)
-		}
-		r.set(ifname, l)
-		// Renew at T1; on failure start over (a fresh DORA) before expiry.
-		for ctx.Err() == nil {
-			if !sleep(ctx, l.Renew) {
-				return
-			}
-			nl, err := renew(ctx, ifname, lease, mods)
-			if err != nil {
-				log.Warn("DHCP renewal failed; requesting a new lease", "err", err)
-				break
-			}
-			lease = nl
-			if l2, err := FromACK(nl.ACK); err == nil {
-				l = l2
-				if err := apply(link, l); err != nil {
-					log.Error("applying renewed lease", "err", err)
-				}
-				r.set(ifname, l)
-			}
-		}
-	}
-}
-
-func request(ctx context.Context, ifname string, mods []dhcpv4.Modifier) (*nclient4.Lease, Lease, error) {
-	c, err := nclient4.New(ifname, nclient4.WithTimeout(3*time.Second), nclient4.WithRetry(2))
-	if err != nil {
-		return nil, Lease{}, err
-	}
-	defer c.Close()
-	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	lease, err := c.Request(rctx, mods...)
-	if err != nil {
-		return nil, Lease{}, err
-	}
-	l, err := FromACK(lease.ACK)
-	return lease, l, err
-}
-
-func renew(ctx context.Context, ifname string, lease *nclient4.Lease, mods []dhcpv4.Modifier) (*nclient4.Lease, error) {
-	c, err := nclient4.New(ifname, nclient4.WithTimeout(3*time.Second), nclient4.WithRetry(2))
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	return c.Renew(rctx, lease, mods...)
-}
-
-// apply sets the lease's address (with lifetimes, so it lapses if renewals
-// stop) and a default route through the lease's router.
-func apply(link netlink.Link, l Lease) error {
-	secs := int(l.Duration / time.Second)
-	addr := &netlink.Addr{IPNet: &net.IPNet{IP: l.Addr.IP, Mask: l.Addr.Mask}, ValidLft: secs, PreferedLft: secs}
-	if err := netlink.AddrReplace(link, addr); err != nil {
-		return fmt.Errorf("adding address %s: %w", l.Addr.String(), err)
-	}
-	if l.Router != nil {
-		rt := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: l.Router, Priority: 100 + link.Attrs().Index}
-		if err := netlink.RouteReplace(rt); err != nil {
-			return fmt.Errorf("adding default route via %s: %w", l.Router, err)
-		}
-	}
-	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	k := &dhcplease.Keeper{Interface: ifname, Hostname: hostname, Log: log,
+		Apply: func(l, prev *dhcplease.Lease) error {
+			return dhcplease.Apply(dhcplease.Host{}, link, l, prev, 100+link.Attrs().Index)
+		},
+		OnLease: func(l *dhcplease.Lease) { r.set(ifname, *l) }}
+	k.Run(ctx)
 }
 
 // resolver writes resolv.conf from the leases of all interfaces.
@@ -308,18 +183,14 @@ func Acquire(ctx context.Context, ifname, hostname string) (Lease, error) {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return Lease{}, fmt.Errorf("bringing %s up: %w", ifname, err)
 	}
-	var mods []dhcpv4.Modifier
-	if hostname != "" {
-		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptHostName(hostname)))
-	}
-	_, l, err := request(ctx, ifname, mods)
+	l, err := dhcplease.Request(ctx, ifname, hostname)
 	if err != nil {
 		return Lease{}, fmt.Errorf("DHCP on %s: %w", ifname, err)
 	}
-	permanent := l
+	permanent := *l
 	permanent.Duration = 0 // no lifetimes: the address stays
-	if err := apply(link, permanent); err != nil {
+	if err := dhcplease.Apply(dhcplease.Host{}, link, &permanent, nil, 100+link.Attrs().Index); err != nil {
 		return Lease{}, err
 	}
-	return l, nil
+	return *l, nil
 }

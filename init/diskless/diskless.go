@@ -117,7 +117,7 @@ func boot(o Options) error {
 		return err
 	}
 	printf(o, "%s: address %s from DHCP", ifname, lease.Addr.String())
-	client, _ := netip.AddrFromSlice(lease.Addr.IP.To4())
+	client := lease.Addr.Addr()
 	a := Addrs{Client: client}
 	if a.Root, err = resolve(nctx, c.Root.Server, lease); err != nil {
 		return err

@@ -92,7 +92,7 @@ var closures = []struct {
 	{
 		name:  "kiln-diskless",
 		roots: []string{"cmd/kiln-diskless"},
-		allow: []string{"cmd/kiln-diskless", "init", "internal/cmdline", "internal/atomicfile", "internal/resolvconf",
+		allow: []string{"cmd/kiln-diskless", "init", "internal/cmdline", "internal/atomicfile", "internal/resolvconf", "internal/dhcplease",
 			"golang.org/x/sys", "golang.org/x/net", "golang.org/x/sync", "github.com/insomniacslk/dhcp", "github.com/vishvananda",
 			"github.com/mdlayher", "github.com/josharian/native", "github.com/pierrec/lz4", "github.com/u-root/uio"},
 		why: "keep the diskless initramfs binary to the standard library, x/sys, the DHCP and netlink libraries, kiln's init packages and the leaf helpers",

@@ -1,6 +1,7 @@
 package layering
 
 import (
+	"maps"
 	"os/exec"
 	"slices"
 	"strings"
@@ -124,6 +125,17 @@ func TestLayering(t *testing.T) {
 	for from := range deps {
 		if !slices.Contains(parts, partOf(from)) {
 			t.Errorf("package %s is in no part of the layering table; add its folder to parts and allowed", from)
+		}
+	}
+	// A table line naming no package would allow whatever lands there later.
+	for _, l := range leaves {
+		if !slices.ContainsFunc(slices.Collect(maps.Keys(deps)), func(p string) bool { return p == l || strings.HasPrefix(p, l+"/") }) {
+			t.Errorf("leaf %s names no package of the module; delete its line from leaves", l)
+		}
+	}
+	for p := range below {
+		if _, ok := deps[p]; !ok {
+			t.Errorf("below names %s, which is no package of the module; delete its line", p)
 		}
 	}
 	for _, e := range violations(deps) {
