@@ -17,6 +17,7 @@ import (
 	"kiln.dev/kiln/services/nfs"
 	"kiln.dev/kiln/services/ntp"
 	"kiln.dev/kiln/services/svc"
+	"kiln.dev/kiln/services/syslog"
 	"kiln.dev/kiln/services/tftp"
 )
 
@@ -42,6 +43,7 @@ func serviceCatalog() []catalogEntry {
 		{name: "dns", enabled: provisioning, run: dns.Run, after: []string{"netconf"}},
 		{name: "tftp", enabled: provisioning, run: tftp.Run, after: []string{"netconf"}},
 		{name: "httpboot", enabled: provisioning, run: httpboot.Run, after: []string{"netconf"}},
+		{name: "syslog", enabled: config.Config.SyslogByDefault, run: syslog.Run, after: []string{"netconf"}},
 		{name: "ntp", enabled: config.Config.NTPByDefault, run: ntp.Run, after: []string{"netconf"}},
 		{name: "iscsi", enabled: optIn, run: iscsi.Run, after: []string{"netconf"}},
 		{name: "nfs", enabled: optIn, run: nfs.Run, after: []string{"netconf"}},

@@ -29,6 +29,7 @@ type Config struct {
 	Vetting      Vetting            `yaml:"vetting"`
 	Backup       Backup             `yaml:"backup"`
 	NTP          NTP                `yaml:"ntp"`
+	Syslog       Syslog             `yaml:"syslog"`
 }
 
 // Management configures the management endpoint.
@@ -141,6 +142,7 @@ func (c Config) Validate() error {
 	c.Vetting.validate(add)
 	c.Backup.validate(add)
 	c.NTP.validate(add)
+	c.Syslog.validate(add)
 	if len(errs) == 0 {
 		return nil
 	}

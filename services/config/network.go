@@ -120,6 +120,7 @@ func ProvisioningPorts(p Provisioning) []Port {
 		{"tcp", 2049, "NFS"}, // NFSv4 only: no rpcbind, mountd, lockd or statd ports
 		{"tcp", 3260, "iSCSI"},
 		{"udp", 514, "syslog"},
+		{"tcp", 514, "syslog"},
 		{"udp", 123, "NTP"}, // ntp.listen's port is fixed to what clients ask
 	}
 }

@@ -553,6 +553,10 @@ func (c Config) listeners() []listener {
 	if on("httpboot") {
 		add("provisioning.http_boot.listen", "the HTTP boot server", "tcp", p.HTTPBootListen())
 	}
+	if c.Enabled("syslog", c.SyslogByDefault()) {
+		add("syslog.listen", "the syslog server", "udp", c.Syslog.ListenAddr())
+		add("syslog.listen", "the syslog server", "tcp", c.Syslog.ListenAddr())
+	}
 	if c.Enabled("ntp", c.NTPByDefault()) {
 		add("ntp.listen", "the NTP server", "udp", c.NTP.ListenAddr())
 	}

@@ -67,7 +67,8 @@ func run(ctx context.Context, env svc.Env, o options) error {
 	if err != nil {
 		return fmt.Errorf("loading the boot nonce key: %w", err)
 	}
-	srv := &server{log: log, db: db, now: o.now, nonces: nonces, domain: p.Domain, dnsOn: env.Config.Enabled("dns", true), ntpOn: env.Config.Enabled("ntp", env.Config.NTPByDefault()), httpPort: p.HTTPBootPort(),
+	srv := &server{log: log, db: db, now: o.now, nonces: nonces, domain: p.Domain, dnsOn: env.Config.Enabled("dns", true), ntpOn: env.Config.Enabled("ntp", env.Config.NTPByDefault()),
+		syslogOn: env.Config.Enabled("syslog", env.Config.SyslogByDefault()), httpPort: p.HTTPBootPort(),
 		enrolRate: newLimiter(o.enrolRate, o.enrolBurst, 1, o.now), maxEnrolled: o.maxEnrolled}
 	for i, c := range p.Subnets {
 		if c.Mode != config.ModeOff {

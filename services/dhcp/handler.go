@@ -98,6 +98,8 @@ type server struct {
 	domain string
 	dnsOn  bool // kiln's DNS service runs: default DNS server is kiln itself
 	ntpOn  bool // kiln's NTP service runs: default NTP server is kiln itself
+	// syslogOn: kiln's syslog service runs: default log server is kiln itself.
+	syslogOn bool
 	// httpPort is the HTTP boot service's port for boot URLs (0: the default).
 	httpPort int
 	subnets  []*subnet
@@ -188,6 +190,10 @@ func (s *server) handle(ctx context.Context, req *dhcpv4.DHCPv4, in ingress) (*d
 	st.NTP = sub.cfg.NTPAddrs()
 	if len(st.NTP) == 0 && s.ntpOn {
 		st.NTP = []netip.Addr{st.ServerIP}
+	}
+	st.Syslog = sub.cfg.SyslogAddrs()
+	if len(st.Syslog) == 0 && s.syslogOn {
+		st.Syslog = []netip.Addr{st.ServerIP}
 	}
 	var err error
 	if sub.cfg.Mode == config.ModeProxy || in.port4011 {

@@ -654,28 +654,34 @@ func FuzzHandle(f *testing.F) {
 	})
 }
 
-// TestNTPDefault: option 42 names kiln's own address on the subnet while
-// kiln's NTP service runs and the subnet lists no ntp servers; a subnet's
-// own list always wins, and without the service nothing is sent.
-func TestNTPDefault(t *testing.T) {
+// TestOwnServerDefaults: options 42 (NTP) and 7 (log server) name kiln's
+// own address on the subnet while kiln's NTP and syslog services run and the
+// subnet lists no servers of its own; a subnet's own list always wins, and
+// without the service nothing is sent.
+func TestOwnServerDefaults(t *testing.T) {
 	own := testSubnet()
-	own.NTP = nil
+	own.NTP, own.Syslog = nil, nil
+	kiln := []net.IP{net.IPv4(10, 0, 0, 1).To4()}
 	for _, tc := range []struct {
-		name  string
-		sub   config.Subnet
-		ntpOn bool
-		want  []net.IP
+		name      string
+		sub       config.Subnet
+		on        bool
+		ntp, sysl []net.IP
 	}{
-		{"kiln by default", own, true, []net.IP{net.IPv4(10, 0, 0, 1).To4()}},
-		{"subnet's list wins", func() config.Subnet { s := own; s.NTP = []string{"10.0.0.9"}; return s }(), true, []net.IP{net.IPv4(10, 0, 0, 9).To4()}},
-		{"ntp service off: none", own, false, nil},
+		{"kiln by default", own, true, kiln, kiln},
+		{"subnet's lists win", func() config.Subnet { s := own; s.NTP, s.Syslog = []string{"10.0.0.9"}, []string{"10.0.0.8"}; return s }(), true,
+			[]net.IP{net.IPv4(10, 0, 0, 9).To4()}, []net.IP{net.IPv4(10, 0, 0, 8).To4()}},
+		{"services off: none", own, false, nil, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := newTestServer(t, tc.sub)
-			ts.ntpOn = tc.ntpOn
+			ts.ntpOn, ts.syslogOn = tc.on, tc.on
 			offer, _ := ts.do(t, msgFrom(t, "52:54:00:00:00:42", dhcpv4.MessageTypeDiscover), ts.eth1)
-			if got := dhcpv4.GetIPs(dhcpv4.OptionNTPServers, offer.Options); !slices.EqualFunc(got, tc.want, net.IP.Equal) {
-				t.Errorf("OFFER option 42 = %v, want %v", got, tc.want)
+			if got := dhcpv4.GetIPs(dhcpv4.OptionNTPServers, offer.Options); !slices.EqualFunc(got, tc.ntp, net.IP.Equal) {
+				t.Errorf("OFFER option 42 = %v, want %v", got, tc.ntp)
+			}
+			if got := dhcpv4.GetIPs(dhcpv4.OptionLogServer, offer.Options); !slices.EqualFunc(got, tc.sysl, net.IP.Equal) {
+				t.Errorf("OFFER option 7 = %v, want %v", got, tc.sysl)
 			}
 		})
 	}

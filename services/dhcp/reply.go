@@ -35,8 +35,9 @@ type state struct {
 	HTTPPort int
 	// Domain is the DNS domain (option 15).
 	Domain string
-	// DNS servers (option 6) and NTP servers (option 42) with defaults applied.
-	DNS, NTP []netip.Addr
+	// DNS (option 6), NTP (option 42) and log servers (option 7) with
+	// defaults applied.
+	DNS, NTP, Syslog []netip.Addr
 	// Host is the client's host record, nil if unknown.
 	Host *store.Host
 	// LeaseTime is the lease handed out; 0: the subnet's.
@@ -216,8 +217,8 @@ func reply(req *dhcpv4.DHCPv4, st state) (*dhcpv4.DHCPv4, error) {
 	if len(st.NTP) > 0 {
 		resp.UpdateOption(dhcpv4.OptNTPServers(ips(st.NTP)...))
 	}
-	if a := st.Subnet.SyslogAddrs(); len(a) > 0 {
-		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionLogServer, dhcpv4.IPs(ips(a)).ToBytes()))
+	if len(st.Syslog) > 0 {
+		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionLogServer, dhcpv4.IPs(ips(st.Syslog)).ToBytes()))
 	}
 	if st.Subnet.MTU > 0 {
 		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionInterfaceMTU, dhcpv4.Uint16(st.Subnet.MTU).ToBytes()))

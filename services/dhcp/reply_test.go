@@ -70,7 +70,7 @@ func TestReplyGolden(t *testing.T) {
 	proxySub := config.Subnet{Name: "office", Interface: "eth0", CIDR: "10.0.0.0/24", Mode: config.ModeProxy}
 	dns := []netip.Addr{self}
 	offer := func(h *store.Host) state {
-		return state{Type: dhcpv4.MessageTypeOffer, ServerIP: self, YourIP: yours, Subnet: testSubnet(), Domain: "hall.example", DNS: dns, NTP: dns, Host: h}
+		return state{Type: dhcpv4.MessageTypeOffer, ServerIP: self, YourIP: yours, Subnet: testSubnet(), Domain: "hall.example", DNS: dns, NTP: dns, Syslog: dns, Host: h}
 	}
 	ipxeOffer := offer(host)
 	ipxeOffer.BootNonce = testNonceKey.Mint(bootnonce.Exchange{XID: testXID, MAC: testMAC, Addr: yours}, time.Unix(1_800_000_000, 0))
@@ -91,18 +91,18 @@ func TestReplyGolden(t *testing.T) {
 		{"ipxe-unknown-host-ack", request(t, dhcpv4.MessageTypeRequest, append(pxeClient(iana.INTEL_X86PC),
 			dhcpv4.WithUserClass("iPXE", false),
 			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(yours.AsSlice())))...),
-			state{Type: dhcpv4.MessageTypeAck, ServerIP: self, YourIP: yours, Subnet: testSubnet(), DNS: dns, NTP: dns}},
+			state{Type: dhcpv4.MessageTypeAck, ServerIP: self, YourIP: yours, Subnet: testSubnet(), DNS: dns, NTP: dns, Syslog: dns}},
 		{"plain-client-ack", request(t, dhcpv4.MessageTypeRequest,
 			dhcpv4.WithOption(dhcpv4.OptHostName("pc-07")),
 			dhcpv4.WithOption(dhcpv4.OptClientIdentifier([]byte{1, 0x52, 0x54, 0, 0xaa, 0xbb, 0xcc}))),
-			state{Type: dhcpv4.MessageTypeAck, ServerIP: self, YourIP: yours, Subnet: testSubnet(), Domain: "hall.example", DNS: dns, NTP: dns, Host: host}},
+			state{Type: dhcpv4.MessageTypeAck, ServerIP: self, YourIP: yours, Subnet: testSubnet(), Domain: "hall.example", DNS: dns, NTP: dns, Syslog: dns, Host: host}},
 		{"relayed-offer", request(t, dhcpv4.MessageTypeDiscover,
 			dhcpv4.WithGatewayIP(net.IPv4(10, 0, 0, 2)),
 			dhcpv4.WithOption(dhcpv4.OptRelayAgentInfo(
 				dhcpv4.OptGeneric(dhcpv4.AgentCircuitIDSubOption, []byte("sw1/7")),
 				dhcpv4.OptGeneric(dhcpv4.AgentRemoteIDSubOption, []byte{0, 1, 2})))), offer(host)},
 		{"inform-ack", request(t, dhcpv4.MessageTypeInform, dhcpv4.WithClientIP(net.IPv4(10, 0, 0, 50))),
-			state{Type: dhcpv4.MessageTypeAck, Inform: true, ServerIP: self, Subnet: testSubnet(), Domain: "hall.example", DNS: dns, NTP: dns}},
+			state{Type: dhcpv4.MessageTypeAck, Inform: true, ServerIP: self, Subnet: testSubnet(), Domain: "hall.example", DNS: dns, NTP: dns, Syslog: dns}},
 		{"nak", request(t, dhcpv4.MessageTypeRequest, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(192, 168, 1, 5)))),
 			state{Type: dhcpv4.MessageTypeNak, ServerIP: self, Subnet: testSubnet(), NakMessage: "192.168.1.5 is not in 10.0.0.0/24"}},
 		{"proxy-bios-offer", request(t, dhcpv4.MessageTypeDiscover, pxeClient(iana.INTEL_X86PC)...),

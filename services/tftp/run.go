@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -73,7 +72,7 @@ func OptionsFromConfig(c config.Config) Options {
 type storeEvents struct{ st *store.Store }
 
 func (s storeEvents) TFTPEvent(ctx context.Context, ev Event) error {
-	mac, host, err := macOf(ctx, s.st, ev.Client)
+	mac, host, err := s.st.MachineByIP(ctx, ev.Client)
 	if err != nil {
 		return err
 	}
@@ -82,27 +81,4 @@ func (s storeEvents) TFTPEvent(ctx context.Context, ev Event) error {
 		detail = ev.File + ": " + ev.Err
 	}
 	return s.st.AddBootEvent(ctx, store.BootEvent{MAC: mac, Host: host, Kind: store.EventTFTP, Detail: detail, Time: ev.Time})
-}
-
-// macOf finds the MAC (and host name) behind an address: its lease, else
-// the host reserving it.
-func macOf(ctx context.Context, st *store.Store, ip netip.Addr) (mac, host string, err error) {
-	if l, err := st.LeaseByIP(ctx, ip); err == nil && l.MAC != "" {
-		h, err := st.HostByMAC(ctx, l.MAC)
-		if err == nil {
-			return l.MAC, h.Name, nil
-		}
-		return l.MAC, "", nil
-	}
-	res, err := st.Reservations(ctx)
-	if err != nil {
-		return "", "", err
-	}
-	if name, ok := res[ip]; ok {
-		h, err := st.HostByName(ctx, name)
-		if err == nil && len(h.MACs) > 0 {
-			return h.MACs[0], h.Name, nil
-		}
-	}
-	return "", "", fmt.Errorf("no lease or reservation for %s: %w", ip, store.ErrNotFound)
 }
