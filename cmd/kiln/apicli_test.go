@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"net/netip"
@@ -154,6 +155,30 @@ func TestCLIThroughTheAPI(t *testing.T) {
 		t.Errorf("hosts rm = %q, %v", out, err)
 	}
 
+	// Registrations at the machines' consoles, approved and rejected in bulk.
+	for i, name := range []string{"lab-1", "lab-2", "lab-3"} {
+		mac := fmt.Sprintf("52:54:00:00:ab:%02x", i)
+		a.db.EnrollUnknown(context.Background(), mac)
+		if _, err := a.db.RequestRegistration(context.Background(), store.Registration{MAC: mac, Name: name, Role: "lab"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, _, err := runCmd(t, runHosts, "", append([]string{"registrations"}, cred...)...); err != nil || !strings.HasPrefix(out, "NAME") || strings.Count(out, "pending") != 3 {
+		t.Errorf("hosts registrations = %q, %v", out, err)
+	}
+	if out, _, err := runCmd(t, runHosts, "", append([]string{"approve", "lab-1", "52-54-00-00-ab-01"}, cred...)...); err != nil || strings.Count(out, "approved") != 2 {
+		t.Errorf("hosts approve = %q, %v", out, err)
+	}
+	if out, _, err := runCmd(t, runHosts, "", append([]string{"reject", "--reason", "ask the proctor", "lab-3"}, cred...)...); err != nil || !strings.Contains(out, "rejected lab-3") {
+		t.Errorf("hosts reject = %q, %v", out, err)
+	}
+	if _, errOut, err := runCmd(t, runHosts, "", append([]string{"approve", "lab-3", "nope"}, cred...)...); err == nil || !strings.Contains(errOut, `nope: no registration with MAC or name "nope"`) || !strings.Contains(errOut, "lab-3: state: the registration of") {
+		t.Errorf("hosts approve of a rejected and an unknown one = %v, %q, want both reported", err, errOut)
+	}
+	if h, err := a.db.HostByName(context.Background(), "lab-2"); err != nil || h.Role != "lab" {
+		t.Errorf("lab-2 after approval = %+v, %v", h, err)
+	}
+
 	// Leases, status, logs.
 	a.db.PutLease(context.Background(), store.Lease{IP: netip.MustParseAddr("10.0.0.7"), Subnet: "lab", MAC: "52:54:00:00:00:07", State: store.LeaseBound, Expires: time.Now().Add(time.Hour)})
 	out, _, err = runCmd(t, runLeases, "", append(cred, "--json")...)
@@ -198,7 +223,7 @@ func TestCLIThroughTheAPI(t *testing.T) {
 func TestCompletion(t *testing.T) {
 	for _, shell := range []string{"bash", "zsh"} {
 		out, _, err := runCmd(t, runCompletion, "", shell)
-		if err != nil || !strings.Contains(out, "complete -F _kiln kiln") || !strings.Contains(out, "login") || !strings.Contains(out, `hosts) words="list get add rm import export"`) {
+		if err != nil || !strings.Contains(out, "complete -F _kiln kiln") || !strings.Contains(out, "login") || !strings.Contains(out, `hosts) words="list get add rm import export registrations approve reject"`) {
 			t.Errorf("completion %s = %v\n%s", shell, err, out)
 		}
 		if sh, err := exec.LookPath(shell); err == nil && shell == "bash" {

@@ -9,7 +9,7 @@ import (
 
 // subcommands are the second words completion offers.
 var subcommands = map[string][]string{
-	"hosts":      {"list", "get", "add", "rm", "import", "export"},
+	"hosts":      {"list", "get", "add", "rm", "import", "export", "registrations", "approve", "reject"},
 	"image":      {"build", "lock", "fetch"},
 	"vm":         {"run"},
 	"ntp":        {"query"},

@@ -26,7 +26,7 @@ func hostsViaAPI(args []string) bool {
 		return false
 	}
 	switch args[0] {
-	case "list", "get", "add", "rm":
+	case "list", "get", "add", "rm", "registrations", "approve", "reject":
 		return true
 	case "import", "export":
 		has := func(name string) bool {
@@ -59,6 +59,9 @@ const hostsAPIUsage = `usage: kiln hosts list [--json]
        kiln hosts add NAME --mac MAC [--mac MAC…] [--profile P] [--ipv4 A] [--role R] [--spec-file F]
                       [--root-image IMAGE[@VERSION]] [--home HOME]
        kiln hosts rm NAME…
+       kiln hosts registrations [--json]
+       kiln hosts approve NAME|MAC…
+       kiln hosts reject [--reason TEXT] NAME|MAC…
        kiln hosts import [--format yaml|csv] [--replace] FILE|-
        kiln hosts export [--format yaml|csv] [FILE|-]
   (through the API of the appliance of the last kiln login, or --url; import and export
@@ -77,7 +80,10 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 	profile, ipv4, role, specFile, format := new(string), new(string), new(string), new(string), new(string)
 	rootImage, home := new(string), new(string)
 	replace := new(bool)
+	reason := new(string)
 	switch verb {
+	case "reject":
+		fs.StringVar(reason, "reason", "", "shown on the machines' consoles, which ask for a name again")
 	case "add":
 		fs.Var(&macs, "mac", "a MAC address (repeat for several)")
 		fs.StringVar(profile, "profile", "", "boot profile: local (default), vet, diskless, iscsi, kernel")
@@ -165,6 +171,45 @@ func runHostsAPI(ctx context.Context, args []string, s stdio) error {
 				return fmt.Errorf("hosts rm: %s: %w", n, err)
 			}
 			fmt.Fprintf(s.out, "removed %s\n", n)
+		}
+		return nil
+	case "registrations":
+		if len(pos) != 0 {
+			return fmt.Errorf("hosts registrations: unexpected argument %q: %w", pos[0], errUsage)
+		}
+		var rs []registrationJSON
+		if err := c.Do(ctx, "GET", "/api/v1/registrations", nil, &rs); err != nil {
+			return fmt.Errorf("hosts registrations: %w", err)
+		}
+		if *asJSON {
+			return printJSON(s.out, rs)
+		}
+		return printRegistrations(s.out, rs, time.Now())
+	case "approve", "reject":
+		if len(pos) == 0 {
+			return fmt.Errorf("hosts %s: name the registrations (the name each asks for, or its MAC; kiln hosts registrations lists them): %w", verb, errUsage)
+		}
+		var res []struct {
+			Registration, MAC, Name, Error string
+		}
+		in := map[string]any{"registrations": pos}
+		if *reason != "" {
+			in["reason"] = *reason
+		}
+		if err := c.Do(ctx, "POST", "/api/v1/registrations/"+verb, in, &res); err != nil {
+			return fmt.Errorf("hosts %s: %w", verb, err)
+		}
+		failed := 0
+		for _, r := range res {
+			if r.Error != "" {
+				failed++
+				fmt.Fprintf(s.err, "%s: %s\n", r.Registration, r.Error)
+				continue
+			}
+			fmt.Fprintf(s.out, "%s %s (%s)\n", map[string]string{"approve": "approved", "reject": "rejected"}[verb], r.Name, r.MAC)
+		}
+		if failed > 0 {
+			return fmt.Errorf("hosts %s: %d of %d not done (see above)", verb, failed, len(res))
 		}
 		return nil
 	case "import":
@@ -324,3 +369,28 @@ type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// registrationJSON is a registration at a machine's console as the API
+// returns it.
+type registrationJSON struct {
+	MAC     string    `json:"mac"`
+	Name    string    `json:"name"`
+	Role    string    `json:"role,omitempty"`
+	Client  string    `json:"client,omitempty"`
+	State   string    `json:"state"`
+	Reason  string    `json:"reason,omitempty"`
+	Created time.Time `json:"created"`
+}
+
+func printRegistrations(w io.Writer, rs []registrationJSON, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tMAC\tROLE\tFROM\tSTATE\tASKED")
+	for _, r := range rs {
+		state := r.State
+		if r.Reason != "" {
+			state += ": " + r.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s ago\n", r.Name, r.MAC, dash(r.Role), dash(r.Client), state, roundDuration(now.Sub(r.Created)))
+	}
+	return tw.Flush()
+}

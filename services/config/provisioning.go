@@ -38,6 +38,8 @@ type Provisioning struct {
 	ISCSI ISCSIService `yaml:"iscsi"`
 	// NFS configures the nfs service's exports for diskless machines.
 	NFS NFSService `yaml:"nfs"`
+	// Diskless configures registration of unknown machines at their console.
+	Diskless Diskless `yaml:"diskless"`
 }
 
 // DNSService configures the DNS service.
@@ -357,6 +359,7 @@ func (p Provisioning) validate(add func(field, problem, fix string)) {
 		}
 	}
 	p.NFS.validate(add)
+	p.Diskless.validate(p.NFS, add)
 	names := map[string]int{}
 	for i, s := range p.Subnets {
 		f := fmt.Sprintf("provisioning.subnets[%d]", i)

@@ -150,6 +150,14 @@ func TestProvisioningValidate(t *testing.T) {
 		{"nfs homes", "provisioning:\n  nfs:\n    homes: [{name: lab, size: 1M}, {name: lab, size: 20G}, {name: x, size: big}]\n    roles:\n      staff: {home: staff}\n",
 			[]string{"provisioning.nfs.homes[0].size: \"1M\" is not a size from 16M to 16T", "provisioning.nfs.homes[1].name: \"lab\" is also provisioning.nfs.homes[0]",
 				"provisioning.nfs.homes[2].size: \"big\"", "provisioning.nfs.roles.staff.home: no home \"staff\" in provisioning.nfs.homes"}},
+		{"registration", "provisioning:\n  nfs:\n    homes: [{name: lab, size: 1G}]\n  diskless:\n    register: {enabled: true, policy: open, roles: [room-a, room-b], root_image: contest, home: lab, retry: 5s}\n", nil},
+		{"registration defaults", "provisioning:\n  diskless:\n    register: {enabled: true}\n", nil},
+		{"registration bad", "provisioning:\n  diskless:\n    register: {policy: anyone, retry: 100ms, boot_profile: kernel, roles: [room-a, room-a, unknown, \"a b\"], role: x, root_image: ../x, home: nope}\n",
+			[]string{`provisioning.diskless.register.policy: unknown policy "anyone" (use open`, "provisioning.diskless.register.retry: 100ms is out of range",
+				`provisioning.diskless.register.boot_profile: "kernel" cannot be given`, `provisioning.diskless.register.roles[1]: "room-a" is also provisioning.diskless.register.roles[0]`,
+				`provisioning.diskless.register.roles[2]: "unknown" is the role of machines kiln does not know`, `provisioning.diskless.register.roles[3]: "a b" is not a role`,
+				"provisioning.diskless.register.role: is set beside roles", `provisioning.diskless.register.root_image: "../x" is not a root image`,
+				`provisioning.diskless.register.home: no home "nope" in provisioning.nfs.homes`}},
 		{"off may overlap", "provisioning:\n  subnets:\n" +
 			"    - {name: a, interface: eth1, cidr: 10.0.0.0/16, mode: proxy}\n" +
 			"    - {name: b, cidr: 10.0.5.0/24, mode: off}\n", nil},

@@ -50,6 +50,24 @@
 // a MAC-specific URL: boot the local disk (default after 10 s, "exit 1"),
 // type a boot token and retry with ${net0/mac}, or an iPXE shell.
 //
+// # Registration at the machine
+//
+// With Options.Register set (provisioning.diskless.register), a machine
+// kiln enrolled by itself (Host.Enrolled) that passes the checks above gets
+// a registration form instead of its profile's script: a menu, a prompt for
+// its name and, when Roles are set, a menu of rooms/roles. The form sends
+// GET /boot/<mac>/register?ticket=…&name=…&role=… (Debian's iPXE has no
+// params/POST). The ticket (bootnonce.Key.RegistrationTicket) binds the
+// request to the MAC and the address the form went to, and the request
+// must still come from the MAC's lease or reservation; it lives 30 minutes
+// and every answer carries a fresh one. A refused name re-serves the form
+// with the reason; policy open applies the registration and serves the
+// new host's script; policy approve records it and serves a script that
+// polls the same URL without a name every Retry until an operator approves
+// (then the host's script) or rejects (the form, with the reason). Names
+// submitted are limited per source (RegisterOptions.Limit); each step is a
+// boot event of kind "register".
+//
 // # Artifacts
 //
 // GET and HEAD /files/<path> serve regular files below Options.FilesRoot with

@@ -68,6 +68,7 @@ func Run(ctx context.Context, env svc.Env) error {
 		env.Logger.Warn("no diskless client image to serve; diskless hosts need provisioning.http_boot.diskless_image or their own kernel and initrd", "missing", o.DisklessImageRoot)
 		o.DisklessImageRoot = ""
 	}
+	o.Register = RegisterOptionsFromConfig(env.Config.Provisioning.Diskless.Register, storeRegistrations{st}, key)
 	s, err := New(o, storeHosts{st: st, now: time.Now, cfg: env.Config.Provisioning}, storeEvents{st}, env.Logger)
 	if err != nil {
 		return err
@@ -140,7 +141,8 @@ func (s storeHosts) HostByMAC(ctx context.Context, mac string) (Host, error) {
 	if err != nil {
 		return Host{}, err
 	}
-	out := Host{Name: h.Name, Profile: string(h.BootProfile), Token: h.Token, Reserved: h.IPv4, Kernel: h.Kernel, Initrd: h.Initrd, Cmdline: h.Cmdline}
+	out := Host{Name: h.Name, Profile: string(h.BootProfile), Token: h.Token, Reserved: h.IPv4, Kernel: h.Kernel, Initrd: h.Initrd, Cmdline: h.Cmdline,
+		Enrolled: h.Role == store.EnrolledRole}
 	if h.BootProfile == store.BootDiskless {
 		if err := s.diskless(ctx, h, &out); err != nil {
 			return Host{}, err
@@ -270,4 +272,51 @@ func (s storeEvents) AddBootEvent(ctx context.Context, ev Event) error {
 		}
 	}
 	return s.st.AddBootEvent(ctx, store.BootEvent{MAC: ev.MAC, Host: ev.Host, Kind: ev.Kind, Detail: ev.Detail, Time: ev.Time})
+}
+
+// storeRegistrations records registrations at the machine in the machine
+// database.
+type storeRegistrations struct{ st *store.Store }
+
+func (s storeRegistrations) Register(ctx context.Context, r Registration) error {
+	_, err := s.st.Register(ctx, toStoreRegistration(r))
+	return registerError(err)
+}
+
+func (s storeRegistrations) RequestRegistration(ctx context.Context, r Registration) error {
+	_, err := s.st.RequestRegistration(ctx, toStoreRegistration(r))
+	return registerError(err)
+}
+
+func (s storeRegistrations) RegistrationState(ctx context.Context, mac string) (state, name, reason string, err error) {
+	r, err := s.st.RegistrationOf(ctx, mac)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", "", "", nil
+	}
+	if err != nil {
+		return "", "", "", err
+	}
+	return r.State, r.Name, r.Reason, nil
+}
+
+func toStoreRegistration(r Registration) store.Registration {
+	return store.Registration{MAC: r.MAC, Name: r.Name, Role: r.Role, BootProfile: store.BootProfile(r.Profile),
+		RootImage: r.RootImage, Home: r.Home, Client: r.Client}
+}
+
+// registerError turns the store's verdict on a typed name into what the
+// machine's console shows.
+func registerError(err error) error {
+	var es store.Errors
+	if errors.As(err, &es) {
+		for _, e := range es {
+			if e.Field == "name" {
+				return &NameError{Problem: e.Problem}
+			}
+		}
+	}
+	if errors.Is(err, store.ErrNotEnrolled) {
+		return fmt.Errorf("%w: %w", ErrNotEnrolled, err)
+	}
+	return err
 }

@@ -29,6 +29,9 @@ const (
 type Host struct {
 	Name    string
 	Profile string
+	// Enrolled marks a machine kiln enrolled by itself (role "unknown"):
+	// with registration on it gets the registration form.
+	Enrolled bool
 	// Token authenticates the host's script URL; empty never matches.
 	Token string
 	// Reserved is the host's reserved IPv4 address (invalid: none); a
@@ -285,7 +288,7 @@ func RenderDefault(base string) ([]byte, error) {
 	return execute("default", scriptData{Base: base})
 }
 
-func execute(name string, d scriptData) ([]byte, error) {
+func execute(name string, d any) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := templates.ExecuteTemplate(&buf, name+".ipxe.tmpl", d); err != nil {
 		return nil, fmt.Errorf("rendering %s script: %w", name, err)

@@ -119,6 +119,9 @@ type Options struct {
 	// URLs (?nonce=); nil: only a host's token (?token=, typed at the
 	// default menu) opens a script.
 	Nonces *bootnonce.Redeemer
+	// Register lets machines kiln enrolled by itself register at their
+	// console (provisioning.diskless.register); zero: off.
+	Register RegisterOptions
 	// Neighbor returns the MAC (canonical form) the kernel's neighbour
 	// table holds for an on-link ip, or "": it identifies clients on
 	// subnets where another server leases the addresses (proxyDHCP). Nil:
@@ -137,6 +140,8 @@ type Server struct {
 	hosts    Hosts
 	events   EventSink
 	limit    *eventLimiter
+	// regLimit bounds the names each source may submit.
+	regLimit *eventLimiter
 	log      *slog.Logger
 }
 
@@ -158,7 +163,11 @@ func New(o Options, hosts Hosts, events EventSink, log *slog.Logger) (*Server, e
 	if err != nil {
 		return nil, fmt.Errorf("opening HTTP boot files root %s: %w (create it, or set provisioning.http_boot.root)", o.FilesRoot, err)
 	}
-	s := &Server{opts: o, root: root, hosts: hosts, events: events, limit: newEventLimiter(o.EventLimit), log: log}
+	if o.Register.Limit == (EventLimit{}) {
+		o.Register.Limit = EventLimit{Burst: 5, Every: 10 * time.Second, TotalBurst: 50, TotalEvery: time.Second}
+	}
+	s := &Server{opts: o, root: root, hosts: hosts, events: events, limit: newEventLimiter(o.EventLimit),
+		regLimit: newEventLimiter(o.Register.Limit), log: log}
 	if o.IPXERoot != "" {
 		if s.ipxe, err = os.OpenRoot(o.IPXERoot); err != nil {
 			root.Close()
@@ -209,6 +218,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch p := r.URL.Path; {
 	case p == "/boot/default.ipxe":
 		s.serveDefault(w, r)
+	case strings.HasPrefix(p, "/boot/") && strings.HasSuffix(p, "/register"):
+		s.serveRegister(w, r, strings.TrimSuffix(strings.TrimPrefix(p, "/boot/"), "/register"))
 	case strings.HasPrefix(p, "/boot/") && strings.HasSuffix(p, ".ipxe"):
 		s.serveScript(w, r, strings.TrimSuffix(strings.TrimPrefix(p, "/boot/"), ".ipxe"))
 	case strings.HasPrefix(p, "/files/vet/") && s.vet != nil && !s.hasFile(strings.TrimPrefix(p, "/files/")):
@@ -305,14 +316,8 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 		return
 	}
 	ev.MAC = mac
-	h, err := s.hosts.HostByMAC(ctx, mac)
-	switch {
-	case errors.Is(err, ErrUnknownHost):
-		deny("no network boot for "+mac+": unknown machine or wrong token", "unknown MAC")
-		return
-	case err != nil:
-		s.log.Error("looking up host", "mac", mac, "err", err)
-		deny("kiln cannot read its machine database; try again later", "machine database error")
+	h, ok := s.lookupHost(ctx, mac, "no network boot for "+mac+": unknown machine or wrong token", deny)
+	if !ok {
 		return
 	}
 	ev.Host = h.Name
@@ -338,6 +343,17 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 			return
 		}
 	}
+	if h.Enrolled && s.opts.Register.enabled() {
+		s.serveRegisterForm(ctx, w, r, ev)
+		return
+	}
+	s.bootHost(ctx, w, r, h, ev, deny)
+}
+
+// bootHost serves h's boot script once the request is known to come from
+// h's machine; deny answers a refusal.
+func (s *Server) bootHost(ctx context.Context, w http.ResponseWriter, r *http.Request, h Host, ev Event, deny func(console, detail string)) {
+	mac := ev.MAC
 	if h.Profile == ProfileVet {
 		if s.opts.Runs == nil {
 			deny("vetting is not available on this appliance", "no vetting orchestrator")
@@ -383,6 +399,22 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 	s.log.Info("boot script served", "client", ev.Client, "mac", mac, "host", h.Name, "profile", h.Profile)
 	s.report(ctx, ev)
 	writeScript(w, b)
+}
+
+// lookupHost returns the host owning mac, or answers with deny (unknown:
+// the console message) and returns false.
+func (s *Server) lookupHost(ctx context.Context, mac, unknown string, deny func(console, detail string)) (Host, bool) {
+	h, err := s.hosts.HostByMAC(ctx, mac)
+	switch {
+	case errors.Is(err, ErrUnknownHost):
+		deny(unknown, "unknown MAC")
+		return Host{}, false
+	case err != nil:
+		s.log.Error("looking up host", "mac", mac, "err", err)
+		deny("kiln cannot read its machine database; try again later", "machine database error")
+		return Host{}, false
+	}
+	return h, true
 }
 
 // credential checks what the URL presents for h: this DHCP exchange's

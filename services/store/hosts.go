@@ -381,7 +381,12 @@ const hostColumns = `h.id, h.name, h.role, h.boot_profile, h.reserved_ipv4, h.al
 
 // queryHosts runs a SELECT of hostColumns and attaches each host's MACs.
 func (s *Store) queryHosts(ctx context.Context, query string, args ...any) ([]Host, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	return queryHostsIn(ctx, s.db, query, args...)
+}
+
+// queryHostsIn is queryHosts on q (the store's pool or a transaction).
+func queryHostsIn(ctx context.Context, q querier, query string, args ...any) ([]Host, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("querying hosts: %w", err)
 	}
@@ -418,9 +423,9 @@ func (s *Store) queryHosts(ctx context.Context, query string, args ...any) ([]Ho
 	}
 	var mrows *sql.Rows
 	if len(hosts) == 1 {
-		mrows, err = s.db.QueryContext(ctx, `SELECT host_id, mac FROM host_macs WHERE host_id = ? ORDER BY position`, hosts[0].ID)
+		mrows, err = q.QueryContext(ctx, `SELECT host_id, mac FROM host_macs WHERE host_id = ? ORDER BY position`, hosts[0].ID)
 	} else {
-		mrows, err = s.db.QueryContext(ctx, `SELECT host_id, mac FROM host_macs ORDER BY host_id, position`)
+		mrows, err = q.QueryContext(ctx, `SELECT host_id, mac FROM host_macs ORDER BY host_id, position`)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("querying MACs: %w", err)

@@ -113,7 +113,10 @@ func (k *Key) Mint(ex Exchange, now time.Time) string {
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
 
-func (k *Key) tag(body []byte, mac net.HardwareAddr) []byte {
+func (k *Key) tag(body []byte, mac net.HardwareAddr) []byte { return k.tagFor(purpose, body, mac) }
+
+// tagFor is the HMAC of body and mac for one purpose (nonces, tickets).
+func (k *Key) tagFor(purpose string, body []byte, mac net.HardwareAddr) []byte {
 	m := hmac.New(sha256.New, k.k)
 	m.Write([]byte(purpose))
 	m.Write(body)
